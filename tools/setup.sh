@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests, the demo and the benchmarks need on a Debian 12 machine:
+# Debian packages (Samba AD DC, Kerberos client and headers, venv) and a virtualenv at .venv
+# with the collection's and the tests' Python dependencies. Idempotent: a second run is quick.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+APT_PACKAGES=(samba-ad-dc samba winbind krb5-user ldb-tools smbclient libkrb5-dev python3-venv python3-dev gcc iproute2 openssl rsync)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # krb5-user asks for a default realm; the lab writes its own krb5.conf, so answer blank.
+  echo "krb5-config krb5-config/default_realm string" | debconf-set-selections 2>/dev/null || true
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Samba's packaging starts system daemons we do not want: the lab runs its own DCs.
+for svc in samba-ad-dc smbd nmbd winbind; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done
+
+PY="${PYTHON:-python3}"
+stamp=".venv/.deps-$(cat requirements.txt tests/requirements.txt | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: creating virtualenv .venv"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q 'ansible-core>=2.16,<2.20' -r requirements.txt -r tests/requirements.txt 'gssapi>=1.8'
+  rm -f .venv/.deps-*
+  touch "$stamp"
+fi
+echo "setup: ok ($(.venv/bin/ansible --version | head -1))"
