@@ -282,7 +282,7 @@ def decode_values(name, raw_values, binary_attributes=None):
     lname = attribute_base(name).lower()
     binary = lname in BINARY_ATTRIBUTES or (binary_attributes is not None and lname in binary_attributes)
     out = []
-    for value in raw_values:
+    for value in raw_values or ():
         if isinstance(value, str):
             out.append(value.encode('utf-8') if binary else value)
         elif binary:
@@ -507,7 +507,7 @@ class ADClient(object):
                               get_info=ldap3.NONE, connect_timeout=self.timeout)
         user, password = self.params.get('ad_user'), self.params.get('ad_password')
         kwargs = dict(auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC, raise_exceptions=True,
-                      auto_referrals=False, receive_timeout=self.timeout, read_only=False, check_names=False,
+                      auto_referrals=False, auto_range=False, receive_timeout=self.timeout, read_only=False, check_names=False,
                       return_empty_attributes=False)
         if self.auth == 'simple':
             conn = ldap3.Connection(server, user=user, password=password, authentication=ldap3.SIMPLE, **kwargs)
@@ -910,6 +910,15 @@ def _int_or_none(value):
         return None
 
 
+def _unique(items):
+    seen, out = set(), []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
 def _root_dse_facts(entry):
     return {
         'default_naming_context': first(entry, 'defaultNamingContext'),
@@ -921,7 +930,7 @@ def _root_dse_facts(entry):
         'domain_functionality': _int_or_none(first(entry, 'domainFunctionality')),
         'forest_functionality': _int_or_none(first(entry, 'forestFunctionality')),
         'domain_controller_functionality': _int_or_none(first(entry, 'domainControllerFunctionality')),
-        'supported_controls': list(values(entry, 'supportedControl')),
+        'supported_controls': _unique(values(entry, 'supportedControl')),
         'supported_sasl_mechanisms': list(values(entry, 'supportedSASLMechanisms')),
         'server_name': first(entry, 'serverName'),
         'is_global_catalog_ready': (first(entry, 'isGlobalCatalogReady') or '').upper() == 'TRUE',
