@@ -1,0 +1,873 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure writeback planner: (desired Entra groups, AD state, member resolution, options) ->
+an ordered plan of LDAP operations plus a per-group report. No I/O; deterministic order.
+
+Entry points
+============
+
+``plan_writeback(desired_groups, ad_state, resolution, options=None) -> Plan``
+
+``planned_names(desired_groups, options, domain_dn) -> {"dns": [...], "sam_account_names": [...]}``
+    The DNs and sAMAccountNames the plan may want, so the AD reader can look them up (base
+    reads / one OR filter) and fill ``ad_state["taken_dns"]`` and ``ad_state["sam_taken"]``
+    before planning.
+
+``DEFAULT_OPTIONS``: the option defaults below.
+
+Inputs
+======
+
+``desired_groups``: Entra group dicts (docs/architecture.md), normally already filtered to
+scope. Eligibility is re-checked; ineligible groups are reported ``skipped`` and their AD copy,
+if any, is left untouched (never deleted: a group that became mail-enabled or too large is not
+"gone"). ``members`` absent or None means "not read": membership of that group is not touched.
+
+``ad_state`` (produced by ad_reader)::
+
+    {
+      "domain_dn": "DC=corp,DC=example,DC=test",
+      "managed": [managed group, ...],        # every object whose msDS-ExternalDirectoryObjectId
+                                              # starts with "Group_" (the anchor), in the managed
+                                              # search scope; duplicates are kept, not merged
+      "v2_candidates": [managed group, ...],  # groups with adminDescription=Group_<id> and no
+                                              # anchor (Connect Sync Group Writeback v2)
+      "taken_dns": {dn_key(dn): {"dn": dn, "anchor": str|None, "object_guid": str|None}},
+                                              # existing objects at the DNs of planned_names()
+                                              # (any object class); may be empty or absent
+      "sam_taken": ["lower-cased sAMAccountName", ...]   # existing names among planned_names()
+    }
+
+    managed group = {"dn", "object_guid", "object_sid", "cn", "parent_dn", "anchor",
+                     "admin_description", "display_name", "description", "group_type",
+                     "sam_account_name", "admin_count", "members": [dn, ...]}
+
+``resolution``: ``{entra user id: {"dn": dn, "matched_by": "object_identifier"|"sid"|"immutable_id"}}``
+(a plain DN string is accepted too). Users missing from it are reported ``unresolved``.
+
+Options (``DEFAULT_OPTIONS``)
+=============================
+
+* ``target_ou``: container for groups without an ``ou_map`` match; default ``CN=Users,<domain_dn>``.
+* ``ou_map``: list of ``{"id"|"name"|"pattern"|"glob": ..., "ou": dn}``; first match wins.
+  ``id``: the group id (case-insensitive); ``name``: the whole display name (case-insensitive);
+  ``pattern``: a Python regular expression searched in the display name (``re.search``, anchor
+  with ``^...$``); ``glob``: a shell-style pattern on the whole display name (case-insensitive).
+* ``naming``: ``cloud_sync`` (cn = Left(Trim(displayName), 51) + "_" + last 12 characters of id;
+  the cut counts UTF-16 code units, as AD does, and never splits a character) or
+  ``writeback_v2`` (cn = ``Group_<id>``).
+* ``sam_account_name_template``: None (AD generates one; never modified) or a ``str.format``
+  template with ``{display_name}`` (trimmed), ``{id}``, ``{id_suffix}`` (last 12 of id) and
+  ``{cn}``. Characters AD forbids (``"/\\[]:;|=,+*?<>@`` and controls) become ``_``; leading/
+  trailing spaces and trailing dots are removed; cut to 256 characters. A name already used by
+  another object, or computed for two groups, is an error for that group (``sam_account_name_collision``).
+* ``membership``: ``authoritative`` (AD members == desired) or ``additive`` (only adds).
+* ``prune``: delete managed groups whose Entra group is not in ``desired_groups``; when false
+  they are left and reported ``orphaned``.
+* ``prune_scope``: ``all`` (every orphan) or ``deleted`` (only orphans whose id is not in
+  ``existing_group_ids``; others are left ``orphaned``; with ``existing_group_ids`` None,
+  nothing is deleted).
+* ``existing_group_ids``: ids of every group still existing in Entra (any scope), or None.
+* ``deletion_threshold``: more deletions than this -> no delete at all, flag
+  ``deletion_threshold_exceeded``. None disables the check. Default 500.
+* ``max_members``: 50000. ``allow_admin_count``: False (adminCount=1 groups are not modified,
+  renamed or deleted; reported ``skipped``).
+* ``adopt_writeback_v2``: take over v2 groups (set the anchor). When False and a v2 group
+  exists, the Entra group is ``skipped`` (``writeback_v2_group_exists``) rather than written twice.
+* ``adopt_rename``: when False, a group whose cn is its v2 name ``Group_<id>`` keeps its cn and
+  container (stable across runs); when True it follows ``naming`` and the OU rules.
+* ``chunk_size``: member values per LDAP modify (and in the ``create`` op); default 5000.
+
+Output
+======
+
+``Plan.ops`` (execute in order): ``modify_dn``, ``create`` (children before parents),
+``modify``, ``members`` (chunked), ``delete``::
+
+    {"op": "modify_dn", "group_id", "dn": old_dn, "new_dn", "new_rdn": "CN=...", "new_superior": dn|None}
+    {"op": "create", "group_id", "dn", "attributes": {attr: value}, "members": [dn]}
+    {"op": "modify", "group_id", "dn", "changes": {attr: new value | None (clear)}}
+    {"op": "members", "group_id", "dn", "add": [dn], "remove": [dn]}
+    {"op": "delete", "group_id", "dn", "object_guid": guid|None}
+
+``create`` attributes: ``objectClass`` ("group"), ``cn``, ``displayName``, ``description``
+(only when non-empty), ``groupType`` (int), ``msDS-ExternalDirectoryObjectId``,
+``adminDescription``, and ``sAMAccountName`` only with a template. ``modify`` and ``delete``
+ops carry ``object_guid`` too, so the applier can verify it acts on the object that was read.
+
+``Plan.groups``: one entry per Entra group and per orphan: ``id, display_name, dn,
+previous_dn, object_guid, action`` (created/updated/renamed/moved/deleted/unchanged/skipped/
+orphaned/error), ``changes`` (attribute names; ``cn`` for a rename, ``container`` for a move,
+``member``), ``members_added``, ``members_removed``, ``unresolved_members``,
+``skipped_members`` (``[{id, display_name, reason}]``), ``reason`` (code or None),
+``reason_text``, ``adopted``. A group both renamed and moved has action ``moved``.
+``Plan.summary``: counts per action (``renamed``/``moved`` count every rename/move, so a group
+can count in both), ``members_added``, ``members_removed``, ``unresolved_members``,
+``skipped_members``. ``Plan.warnings``, ``Plan.cycles``, ``Plan.deletion_threshold_exceeded``,
+``Plan.changed``, ``Plan.diff`` ({"before": {id: {...}}, "after": {id: {...}}}), ``Plan.to_dict()``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+import fnmatch
+import re
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
+    build_rdn, dn_key, escape_dn_value, parent_dn, parse_dn, rdn_value,
+)
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import (
+    MAX_MEMBERS, classify_member, group_ineligibility, reason_text,
+)
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+
+GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640
+ANCHOR_PREFIX = 'Group_'
+CN_NAME_MAX = 51
+DESCRIPTION_MAX = 448
+SAM_MAX = 256
+DIFF_MEMBERS_MAX = 1000
+
+DEFAULT_OPTIONS = dict(
+    target_ou=None,
+    ou_map=[],
+    naming='cloud_sync',
+    sam_account_name_template=None,
+    membership='authoritative',
+    prune=False,
+    prune_scope='all',
+    existing_group_ids=None,
+    deletion_threshold=500,
+    max_members=MAX_MEMBERS,
+    allow_admin_count=False,
+    adopt_writeback_v2=False,
+    adopt_rename=False,
+    chunk_size=5000,
+)
+
+PLAN_REASON_TEXT = {
+    'DuplicateTargetEntries': 'More than one AD object carries this group\'s anchor; nothing is changed until only one remains.',
+    'dn_collision': 'Another AD object already uses the distinguished name this group needs; it is not overwritten.',
+    'sam_account_name_collision': 'The sAMAccountName from the template is already used by another object (or another group of this run).',
+    'sam_account_name_invalid': 'The sAMAccountName template produced an empty or invalid name.',
+    'admin_count': 'The AD group is protected by AdminSDHolder (adminCount=1); it is not changed unless allow_admin_count is set.',
+    'writeback_v2_group_exists': 'A Group Writeback v2 group (adminDescription=Group_<id>) exists; set adopt_writeback_v2 to take it over.',
+    'not_in_scope': 'The Entra group is no longer in scope (or no longer exists); its AD group is left in place.',
+    'deletion_threshold_exceeded': 'The run would delete more groups than the deletion threshold; nothing is deleted.',
+    'self_member': 'The group contains itself; AD does not allow that membership.',
+}
+
+
+class PlanError(CloudSyncError):
+    """Invalid planner input (options, state shape)."""
+
+
+# --------------------------------------------------------------------------------------------
+# naming helpers
+# --------------------------------------------------------------------------------------------
+
+def _utf16_len(ch):
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+def left_utf16(text, limit):
+    """The longest prefix of ``text`` whose UTF-16 length is at most ``limit`` (AD counts
+    string lengths in UTF-16 code units); never splits a character."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += _utf16_len(ch)
+        if used > limit:
+            return text[:i]
+    return text
+
+
+def group_id(group):
+    return str(group.get('id') or '').strip().lower()
+
+
+def anchor_for(gid):
+    return ANCHOR_PREFIX + gid
+
+
+def id_from_anchor(anchor):
+    """``Group_<id>`` -> ``<id>`` (lower case), else None."""
+    if not anchor or not isinstance(anchor, str) or not anchor[:len(ANCHOR_PREFIX)].lower() == ANCHOR_PREFIX.lower():
+        return None
+    gid = anchor[len(ANCHOR_PREFIX):].strip().lower()
+    return gid or None
+
+
+def cn_for(group, naming='cloud_sync'):
+    """The ``cn`` (RDN value, unescaped) for ``group`` under ``naming``."""
+    gid = group_id(group)
+    if naming == 'writeback_v2':
+        return anchor_for(gid)
+    name = (group.get('display_name') or '').strip()
+    return left_utf16(name, CN_NAME_MAX) + '_' + gid[-12:]
+
+
+def description_for(group):
+    """Left(Trim(description), 448), or None when empty."""
+    desc = (group.get('description') or '').strip()
+    desc = left_utf16(desc, DESCRIPTION_MAX)
+    return desc or None
+
+
+_SAM_FORBIDDEN = re.compile(r'["/\\\[\]:;|=,+*?<>@\x00-\x1f\x7f]')
+
+
+def sam_for(group, template, cn):
+    """sAMAccountName from the template (see module doc), or None without a template.
+    Raises PlanError for a template with unknown fields."""
+    if not template:
+        return None
+    gid = group_id(group)
+    try:
+        raw = template.format(display_name=(group.get('display_name') or '').strip(), id=gid, id_suffix=gid[-12:], cn=cn)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PlanError('sam_account_name_template %r is invalid: %s (fields: display_name, id, id_suffix, cn)' % (template, exc))
+    name = _SAM_FORBIDDEN.sub('_', raw).strip(' ')
+    name = left_utf16(name, SAM_MAX).rstrip(' .')
+    return name
+
+
+def _normalize_options(options, domain_dn):
+    opts = dict(DEFAULT_OPTIONS)
+    for key, value in (options or {}).items():
+        if key not in DEFAULT_OPTIONS:
+            raise PlanError('Unknown planner option %r' % (key,))
+        if value is not None or key in ('sam_account_name_template', 'deletion_threshold', 'existing_group_ids', 'target_ou'):
+            opts[key] = value
+    if not opts['target_ou']:
+        if not domain_dn:
+            raise PlanError('Neither target_ou nor the domain DN is known; cannot place groups')
+        opts['target_ou'] = 'CN=Users,' + domain_dn
+    _check_dn(opts['target_ou'], 'target_ou')
+    if opts['naming'] not in ('cloud_sync', 'writeback_v2'):
+        raise PlanError('naming must be cloud_sync or writeback_v2, not %r' % (opts['naming'],))
+    if opts['membership'] not in ('authoritative', 'additive'):
+        raise PlanError('membership must be authoritative or additive, not %r' % (opts['membership'],))
+    if opts['prune_scope'] not in ('all', 'deleted'):
+        raise PlanError('prune_scope must be all or deleted, not %r' % (opts['prune_scope'],))
+    try:
+        opts['chunk_size'] = int(opts['chunk_size'])
+    except (TypeError, ValueError):
+        raise PlanError('chunk_size must be a positive integer, not %r' % (opts['chunk_size'],)) from None
+    if opts['chunk_size'] < 1:
+        raise PlanError('chunk_size must be a positive integer, not %r' % (opts['chunk_size'],))
+    if opts['deletion_threshold'] is not None and int(opts['deletion_threshold']) < 0:
+        raise PlanError('deletion_threshold must be 0 or more')
+    rules = []
+    for i, entry in enumerate(opts['ou_map'] or []):
+        if not isinstance(entry, dict) or not entry.get('ou'):
+            raise PlanError('ou_map[%d] needs an "ou" and one of id, name, pattern, glob' % i)
+        keys = [k for k in ('id', 'name', 'pattern', 'glob') if entry.get(k) is not None]
+        if len(keys) != 1:
+            raise PlanError('ou_map[%d] needs exactly one of id, name, pattern, glob (has %s)' % (i, ', '.join(keys) or 'none'))
+        _check_dn(entry['ou'], 'ou_map[%d].ou' % i)
+        kind = keys[0]
+        value = entry[kind]
+        if kind == 'pattern':
+            try:
+                value = re.compile(value)
+            except re.error as exc:
+                raise PlanError('ou_map[%d].pattern %r is not a valid regular expression: %s' % (i, entry['pattern'], exc)) from None
+        elif kind in ('id', 'name', 'glob'):
+            value = str(value).strip().lower() if kind == 'id' else str(value)
+        rules.append((kind, value, entry['ou'].strip()))
+    opts['_ou_rules'] = rules
+    if opts['sam_account_name_template']:
+        sam_for({'id': '0' * 36, 'display_name': 'x'}, opts['sam_account_name_template'], 'x')
+    if opts['existing_group_ids'] is not None:
+        opts['existing_group_ids'] = set(str(x).lower() for x in opts['existing_group_ids'])
+    return opts
+
+
+def _check_dn(dn, what):
+    try:
+        if not parse_dn(dn):
+            raise ValueError('empty')
+    except ValueError as exc:
+        raise PlanError('%s %r is not a valid DN: %s' % (what, dn, exc)) from None
+
+
+def container_for(group, opts):
+    """Target container DN for ``group``: first matching ``ou_map`` rule, else ``target_ou``."""
+    gid = group_id(group)
+    name = group.get('display_name') or ''
+    for kind, value, ou in opts['_ou_rules']:
+        if kind == 'id' and gid == value:
+            return ou
+        if kind == 'name' and name.strip().casefold() == value.strip().casefold():
+            return ou
+        if kind == 'pattern' and value.search(name):
+            return ou
+        if kind == 'glob' and fnmatch.fnmatchcase(name.casefold(), value.casefold()):
+            return ou
+    return opts['target_ou']
+
+
+def planned_names(desired_groups, options=None, domain_dn=None):
+    """DNs and sAMAccountNames the plan may want (for the reader's collision look-ups)."""
+    opts = _normalize_options(options, domain_dn)
+    dns = []
+    sams = []
+    for g in desired_groups:
+        if not group_id(g):
+            continue
+        cn = cn_for(g, opts['naming'])
+        dns.append(build_rdn('CN', cn) + ',' + container_for(g, opts))
+        sam = sam_for(g, opts['sam_account_name_template'], cn)
+        if sam:
+            sams.append(sam)
+    return {'dns': sorted(set(dns), key=dn_key), 'sam_account_names': sorted(set(sams), key=str.lower)}
+
+
+# --------------------------------------------------------------------------------------------
+# the plan
+# --------------------------------------------------------------------------------------------
+
+class Plan(object):
+    """Result of ``plan_writeback`` (see module doc)."""
+
+    def __init__(self):
+        self.ops = []
+        self.groups = []
+        self.summary = {}
+        self.warnings = []
+        self.cycles = []
+        self.deletion_threshold_exceeded = False
+        self.diff = {'before': {}, 'after': {}}
+
+    @property
+    def changed(self):
+        return bool(self.ops)
+
+    def to_dict(self):
+        return copy.deepcopy(dict(
+            ops=self.ops, groups=self.groups, summary=self.summary, warnings=self.warnings,
+            cycles=self.cycles, deletion_threshold_exceeded=self.deletion_threshold_exceeded,
+            changed=self.changed, diff=self.diff,
+        ))
+
+
+def _report(gid, name):
+    return dict(id=gid, display_name=name, dn=None, previous_dn=None, object_guid=None, action=None, changes=[],
+                members_added=[], members_removed=[], unresolved_members=[], skipped_members=[],
+                reason=None, reason_text=None, adopted=False)
+
+
+def _set_reason(rep, action, code, detail=None):
+    rep['action'] = action
+    rep['reason'] = code
+    text = PLAN_REASON_TEXT.get(code) or reason_text(code)
+    rep['reason_text'] = text + (' ' + detail if detail else '')
+
+
+def _member_entry(member, reason):
+    return dict(id=member.get('id'), display_name=member.get('display_name'), reason=reason)
+
+
+def _chunks(seq, size):
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def _attrs_of(obj):
+    """Comparable attributes of an existing AD group."""
+    return {
+        'displayName': obj.get('display_name') or None,
+        'description': obj.get('description') or None,
+        'groupType': int(obj['group_type']) if obj.get('group_type') is not None else None,
+        'msDS-ExternalDirectoryObjectId': obj.get('anchor') or None,
+        'adminDescription': obj.get('admin_description') or None,
+        'sAMAccountName': obj.get('sam_account_name') or None,
+    }
+
+
+def _diff_members(dns):
+    if len(dns) > DIFF_MEMBERS_MAX:
+        return '<%d members>' % len(dns)
+    return sorted(dns, key=dn_key)
+
+
+def plan_writeback(desired_groups, ad_state, resolution, options=None):
+    """Plan the writeback; see the module docstring for inputs, options and output."""
+    ad_state = ad_state or {}
+    resolution = resolution or {}
+    opts = _normalize_options(options, ad_state.get('domain_dn'))
+    plan = Plan()
+    warnings = plan.warnings
+
+    # ---- desired groups, de-duplicated and sorted --------------------------------------------
+    desired = {}
+    for g in desired_groups or []:
+        gid = group_id(g)
+        if not gid:
+            warnings.append('An Entra group without an id was ignored: %r' % (g.get('display_name'),))
+            continue
+        if gid in desired:
+            warnings.append('Entra group %s was given twice; the first copy is used' % gid)
+            continue
+        desired[gid] = g
+    order = sorted(desired)
+
+    # ---- AD objects by anchor ---------------------------------------------------------------
+    managed_by_id = {}
+    for obj in ad_state.get('managed') or []:
+        gid = id_from_anchor(obj.get('anchor'))
+        if gid is None:
+            continue
+        managed_by_id.setdefault(gid, []).append(obj)
+    v2_by_id = {}
+    for obj in ad_state.get('v2_candidates') or []:
+        if obj.get('anchor'):
+            continue
+        gid = id_from_anchor(obj.get('admin_description'))
+        if gid is None:
+            continue
+        v2_by_id.setdefault(gid, []).append(obj)
+    taken = dict(ad_state.get('taken_dns') or {})
+    sam_taken = set(str(s).lower() for s in (ad_state.get('sam_taken') or []))
+
+    reports = {}
+    state = {}          # gid -> dict(kind='create'|'existing', obj, dn, cn, container, attrs)
+    not_written = {}    # gid -> list of existing DNs (protected from removal in parents)
+    claimed_dns = {}    # dn_key -> gid
+    claimed_sams = {}   # lower sam -> gid
+
+    # ---- phase 1: per group target, eligibility, collisions ----------------------------------
+    for gid in order:
+        g = desired[gid]
+        rep = _report(gid, g.get('display_name'))
+        reports[gid] = rep
+        existing = managed_by_id.get(gid, [])
+        v2 = v2_by_id.get(gid, [])
+        existing_dns = [o.get('dn') for o in existing + v2 if o.get('dn')]
+
+        reasons = group_ineligibility(g, opts['max_members'])
+        if reasons:
+            _set_reason(rep, 'skipped', reasons[0])
+            rep['reasons'] = reasons
+            rep['reason_text'] = ' '.join(reason_text(r) for r in reasons)
+            rep['dn'] = existing[0]['dn'] if len(existing) == 1 else None
+            not_written[gid] = existing_dns
+            continue
+        if len(existing) > 1:
+            _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Objects: %s.' % '; '.join(sorted(existing_dns, key=dn_key)))
+            rep['duplicates'] = sorted((o.get('dn') for o in existing), key=dn_key)
+            not_written[gid] = existing_dns
+            continue
+        adopted = False
+        if existing:
+            obj = existing[0]
+            if v2:
+                warnings.append('Entra group %s: ignoring Writeback v2 group(s) %s because %s carries the anchor' % (
+                    gid, '; '.join(o.get('dn') for o in v2), obj.get('dn')))
+        elif v2:
+            if not opts['adopt_writeback_v2']:
+                _set_reason(rep, 'skipped', 'writeback_v2_group_exists', 'Object: %s.' % '; '.join(o.get('dn') for o in v2))
+                not_written[gid] = existing_dns
+                continue
+            if len(v2) > 1:
+                _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Writeback v2 objects: %s.' % '; '.join(sorted(existing_dns, key=dn_key)))
+                rep['duplicates'] = sorted(existing_dns, key=dn_key)
+                not_written[gid] = existing_dns
+                continue
+            obj = v2[0]
+            adopted = True
+        else:
+            obj = None
+
+        if obj is not None and int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
+            _set_reason(rep, 'skipped', 'admin_count', 'Object: %s.' % obj.get('dn'))
+            rep['dn'] = obj.get('dn')
+            rep['object_guid'] = obj.get('object_guid')
+            not_written[gid] = existing_dns
+            warnings.append('Group %s (%s) is protected by adminCount=1 and was not changed' % (gid, obj.get('dn')))
+            continue
+
+        cn = cn_for(g, opts['naming'])
+        container = container_for(g, opts)
+        if obj is not None and not opts['adopt_rename'] and opts['naming'] != 'writeback_v2':
+            current_cn = rdn_value(obj['dn'])
+            if current_cn.lower() == anchor_for(gid).lower():
+                cn = current_cn
+                container = parent_dn(obj['dn'])
+        new_dn = build_rdn('CN', cn) + ',' + container
+        key = dn_key(new_dn)
+
+        if obj is None or key != dn_key(obj['dn']):
+            holder = taken.get(key)
+            if holder and not _is_self(holder, gid, obj):
+                _set_reason(rep, 'error', 'dn_collision', 'Wanted %s, held by %s (anchor %s).' % (new_dn, holder.get('dn'), holder.get('anchor')))
+                rep['dn'] = obj.get('dn') if obj else None
+                not_written[gid] = existing_dns
+                continue
+        if key in claimed_dns:
+            _set_reason(rep, 'error', 'dn_collision', 'Wanted %s, also computed for Entra group %s.' % (new_dn, claimed_dns[key]))
+            rep['dn'] = obj.get('dn') if obj else None
+            not_written[gid] = existing_dns
+            continue
+
+        sam = sam_for(g, opts['sam_account_name_template'], cn)
+        if opts['sam_account_name_template']:
+            if not sam:
+                _set_reason(rep, 'error', 'sam_account_name_invalid')
+                not_written[gid] = existing_dns
+                continue
+            own = (obj.get('sam_account_name') or '').lower() if obj else ''
+            if sam.lower() in claimed_sams or (sam.lower() in sam_taken and sam.lower() != own):
+                other = claimed_sams.get(sam.lower())
+                _set_reason(rep, 'error', 'sam_account_name_collision', 'Name %r%s.' % (sam, ' (also Entra group %s)' % other if other else ''))
+                rep['dn'] = obj.get('dn') if obj else None
+                not_written[gid] = existing_dns
+                continue
+            claimed_sams[sam.lower()] = gid
+        claimed_dns[key] = gid
+
+        attrs = {
+            'cn': cn,
+            'displayName': g.get('display_name') or None,
+            'description': description_for(g),
+            'groupType': GROUP_TYPE_UNIVERSAL_SECURITY,
+            'msDS-ExternalDirectoryObjectId': anchor_for(gid),
+            'adminDescription': anchor_for(gid),
+        }
+        if sam:
+            attrs['sAMAccountName'] = sam
+        state[gid] = dict(obj=obj, dn=new_dn, cn=cn, container=container, attrs=attrs, adopted=adopted)
+        rep['dn'] = new_dn
+        rep['adopted'] = adopted
+        if obj is not None:
+            rep['object_guid'] = obj.get('object_guid')
+
+    # ---- renames / moves --------------------------------------------------------------------
+    rename_map = {}   # dn_key(old dn) -> new dn
+    modify_dn_ops = []
+    for gid in order:
+        st = state.get(gid)
+        if not st or st['obj'] is None:
+            continue
+        old_dn = st['obj']['dn']
+        renamed = rdn_value(old_dn) != st['cn']
+        moved = dn_key(parent_dn(old_dn)) != dn_key(st['container'])
+        if not renamed and not moved:
+            continue
+        if renamed:
+            new_rdn = build_rdn('CN', st['cn'])
+            reports[gid]['changes'].append('cn')
+        else:
+            new_rdn = 'CN=' + escape_dn_value(rdn_value(old_dn))
+        new_superior = st['container'] if moved else None
+        if moved:
+            reports[gid]['changes'].append('container')
+        new_dn = new_rdn + ',' + (st['container'] if moved else parent_dn(old_dn))
+        st['dn'] = new_dn
+        st['renamed'], st['moved'] = renamed, moved
+        reports[gid]['dn'] = new_dn
+        reports[gid]['previous_dn'] = old_dn
+        rename_map[dn_key(old_dn)] = new_dn
+        modify_dn_ops.append(dict(op='modify_dn', group_id=gid, dn=old_dn, new_dn=new_dn, new_rdn=new_rdn,
+                                  new_superior=new_superior, object_guid=st['obj'].get('object_guid')))
+
+    # ---- desired members --------------------------------------------------------------------
+    in_scope = set(desired)
+    desired_members = {}   # gid -> {key: dn}
+    child_groups = {}      # gid -> set of child gids (written in this run)
+    protected = {}         # gid -> set of keys never removed
+    for gid in order:
+        st = state.get(gid)
+        if not st:
+            continue
+        g = desired[gid]
+        rep = reports[gid]
+        if g.get('members') is None:
+            st['members_known'] = False
+            continue
+        st['members_known'] = True
+        wanted = {}
+        children = set()
+        prot = set()
+        for m in sorted(g['members'], key=lambda x: (str(x.get('type')), str(x.get('id')).lower())):
+            ok, why = classify_member(m, in_scope)
+            if not ok:
+                rep['skipped_members'].append(_member_entry(m, why))
+                continue
+            mid = str(m['id']).lower()
+            if (m.get('type') or '').lower() == 'group':
+                if mid == gid:
+                    rep['skipped_members'].append(_member_entry(m, 'self_member'))
+                    continue
+                if mid in state:
+                    dn = state[mid]['dn']
+                    wanted[dn_key(dn)] = dn
+                    children.add(mid)
+                else:
+                    rep['skipped_members'].append(_member_entry(m, 'group_not_written'))
+                    for old in not_written.get(mid, []):
+                        prot.add(dn_key(rename_map.get(dn_key(old), old)))
+                continue
+            res = resolution.get(m['id'], resolution.get(mid))
+            dn = res.get('dn') if isinstance(res, dict) else res
+            if not dn:
+                rep['unresolved_members'].append(_member_entry(m, 'unresolved'))
+                continue
+            wanted[dn_key(dn)] = dn
+        desired_members[gid] = wanted
+        child_groups[gid] = children
+        protected[gid] = prot
+
+    # ---- cycles (reported for all written groups) and create order -------------------------
+    plan.cycles = _find_cycles(order, child_groups)
+    for cyc in plan.cycles:
+        warnings.append('Nested groups form a cycle: %s' % ' -> '.join(cyc + [cyc[0]]))
+    creates = [gid for gid in order if gid in state and state[gid]['obj'] is None]
+    create_order, deferred = _topological(creates, child_groups)
+
+    create_ops = []
+    member_ops = []
+    modify_ops = []
+    create_member_keys = {}
+    for gid in create_order:
+        st = state[gid]
+        rep = reports[gid]
+        attrs = dict((k, v) for k, v in st['attrs'].items() if v is not None)
+        attrs['objectClass'] = 'group'
+        wanted = desired_members.get(gid, {})
+        initial = []
+        later = []
+        for key in sorted(wanted):
+            child = _child_of(key, gid, child_groups, state)
+            if child is not None and (gid, child) in deferred:
+                later.append(wanted[key])
+            else:
+                initial.append(wanted[key])
+        if len(initial) > opts['chunk_size']:
+            later = initial[opts['chunk_size']:] + later
+            initial = initial[:opts['chunk_size']]
+        create_ops.append(dict(op='create', group_id=gid, dn=st['dn'], attributes=attrs, members=initial))
+        create_member_keys[gid] = set(dn_key(d) for d in initial)
+        for chunk in _chunks(sorted(later, key=dn_key), opts['chunk_size']):
+            member_ops.append(dict(op='members', group_id=gid, dn=st['dn'], add=chunk, remove=[]))
+        rep['action'] = 'created'
+        rep['changes'] = sorted(k for k in attrs if k != 'objectClass')
+        rep['members_added'] = sorted(wanted.values(), key=dn_key)
+        plan.diff['before'][gid] = {}
+        after = dict(attrs)
+        after['dn'] = st['dn']
+        after['members'] = _diff_members(list(wanted.values()))
+        plan.diff['after'][gid] = after
+
+    # ---- updates of existing groups ---------------------------------------------------------
+    for gid in order:
+        st = state.get(gid)
+        if not st or st['obj'] is None:
+            continue
+        obj = st['obj']
+        rep = reports[gid]
+        current = _attrs_of(obj)
+        changes = {}
+        for attr, value in st['attrs'].items():
+            if attr == 'cn':
+                continue
+            if attr == 'sAMAccountName' and not opts['sam_account_name_template']:
+                continue
+            if current.get(attr) != value:
+                changes[attr] = value
+        if changes:
+            modify_ops.append(dict(op='modify', group_id=gid, dn=st['dn'], changes=changes, object_guid=obj.get('object_guid')))
+            rep['changes'].extend(sorted(changes))
+        adds = []
+        removes = []
+        if st.get('members_known'):
+            wanted = desired_members[gid]
+            have = {}
+            for dn in obj.get('members') or []:
+                k = dn_key(dn)
+                new = rename_map.get(k)
+                if new is not None:
+                    have[dn_key(new)] = new
+                else:
+                    have[k] = dn
+            adds = [wanted[k] for k in sorted(wanted) if k not in have]
+            if opts['membership'] == 'authoritative':
+                removes = [have[k] for k in sorted(have) if k not in wanted and k not in protected.get(gid, ())]
+            items = [('remove', d) for d in removes] + [('add', d) for d in adds]
+            for chunk in _chunks(items, opts['chunk_size']):
+                member_ops.append(dict(op='members', group_id=gid, dn=st['dn'],
+                                       add=[d for a, d in chunk if a == 'add'], remove=[d for a, d in chunk if a == 'remove']))
+            if adds or removes:
+                rep['changes'].append('member')
+        rep['members_added'] = adds
+        rep['members_removed'] = removes
+        if st.get('moved'):
+            rep['action'] = 'moved'
+        elif st.get('renamed'):
+            rep['action'] = 'renamed'
+        elif changes or adds or removes:
+            rep['action'] = 'updated'
+        else:
+            rep['action'] = 'unchanged'
+        if rep['action'] != 'unchanged':
+            before = dict(current)
+            before['dn'] = obj['dn']
+            after = dict(current)
+            after.update(changes)
+            after['dn'] = st['dn']
+            if adds or removes:
+                before['members'] = _diff_members(list(obj.get('members') or []))
+                after_members = dict((dn_key(d), d) for d in (rename_map.get(dn_key(x), x) for x in obj.get('members') or []))
+                for d in removes:
+                    after_members.pop(dn_key(d), None)
+                for d in adds:
+                    after_members[dn_key(d)] = d
+                after['members'] = _diff_members(list(after_members.values()))
+            plan.diff['before'][gid] = dict((k, v) for k, v in before.items() if v is not None)
+            plan.diff['after'][gid] = dict((k, v) for k, v in after.items() if v is not None)
+
+    # ---- orphans and deletes ----------------------------------------------------------------
+    delete_ops = []
+    orphan_reports = []
+    for gid in sorted(managed_by_id):
+        if gid in desired:
+            continue
+        objs = managed_by_id[gid]
+        for obj in sorted(objs, key=lambda o: dn_key(o.get('dn') or '')):
+            rep = _report(gid, obj.get('display_name'))
+            rep['dn'] = obj.get('dn')
+            rep['object_guid'] = obj.get('object_guid')
+            orphan_reports.append(rep)
+            if len(objs) > 1:
+                _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Objects: %s.' % '; '.join(sorted((o.get('dn') for o in objs), key=dn_key)))
+                continue
+            if not opts['prune']:
+                _set_reason(rep, 'orphaned', 'not_in_scope')
+                continue
+            if opts['prune_scope'] == 'deleted' and (opts['existing_group_ids'] is None or gid in opts['existing_group_ids']):
+                _set_reason(rep, 'orphaned', 'not_in_scope', 'prune_scope is "deleted" and the Entra group %s.' % (
+                    'still exists' if opts['existing_group_ids'] is not None else 'may still exist (existing ids unknown)'))
+                continue
+            if int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
+                _set_reason(rep, 'orphaned', 'admin_count')
+                warnings.append('Orphaned group %s is protected by adminCount=1 and was not deleted' % obj.get('dn'))
+                continue
+            rep['action'] = 'deleted'
+            delete_ops.append(dict(op='delete', group_id=gid, dn=obj['dn'], object_guid=obj.get('object_guid')))
+            plan.diff['before'][gid] = dict((k, v) for k, v in dict(_attrs_of(obj), dn=obj['dn']).items() if v is not None)
+            plan.diff['after'][gid] = {}
+    threshold = opts['deletion_threshold']
+    if threshold is not None and len(delete_ops) > int(threshold):
+        plan.deletion_threshold_exceeded = True
+        warnings.append('The run would delete %d groups, more than the deletion threshold %d; nothing was deleted' % (len(delete_ops), int(threshold)))
+        for rep in orphan_reports:
+            if rep['action'] == 'deleted':
+                _set_reason(rep, 'orphaned', 'deletion_threshold_exceeded')
+                plan.diff['before'].pop(rep['id'], None)
+                plan.diff['after'].pop(rep['id'], None)
+        delete_ops = []
+
+    plan.ops = modify_dn_ops + create_ops + modify_ops + member_ops + delete_ops
+    plan.groups = [reports[gid] for gid in order] + orphan_reports
+    for rep in plan.groups:
+        if rep['reason'] and not rep['reason_text']:
+            rep['reason_text'] = reason_text(rep['reason'])
+    plan.summary = _summarise(plan.groups)
+    plan.diff = dict((side, dict(sorted(plan.diff[side].items()))) for side in ('before', 'after'))
+    return plan
+
+
+def _is_self(holder, gid, obj):
+    """Is the object holding a DN the group itself (so no collision)?"""
+    if obj is not None and holder.get('object_guid') and obj.get('object_guid'):
+        return str(holder['object_guid']).lower() == str(obj['object_guid']).lower()
+    if obj is not None and holder.get('dn') and obj.get('dn'):
+        if dn_key(holder['dn']) == dn_key(obj['dn']):
+            return True
+    return id_from_anchor(holder.get('anchor')) == gid and obj is not None
+
+
+def _child_of(key, gid, child_groups, state):
+    for child in child_groups.get(gid, ()):
+        if dn_key(state[child]['dn']) == key:
+            return child
+    return None
+
+
+def _find_cycles(order, child_groups):
+    """Elementary cycles found by DFS back edges (one per back edge), deterministic."""
+    color = {}
+    cycles = []
+    for root in order:
+        if root not in child_groups or color.get(root):
+            continue
+        stack = [(root, iter(sorted(child_groups.get(root, ()))))]
+        path = [root]
+        color[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                color[node] = 2
+                stack.pop()
+                path.pop()
+                continue
+            if nxt not in child_groups:
+                continue
+            if color.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):])
+            elif not color.get(nxt):
+                color[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(sorted(child_groups.get(nxt, ())))))
+    return cycles
+
+
+def _topological(creates, child_groups):
+    """Post-order of the created groups (children first); returns (order, deferred edges)."""
+    created = set(creates)
+    color = {}
+    result = []
+    deferred = set()
+    for root in creates:
+        if color.get(root):
+            continue
+        color[root] = 1
+        stack = [(root, iter(sorted(c for c in child_groups.get(root, ()) if c in created)))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                color[node] = 2
+                result.append(node)
+                stack.pop()
+                continue
+            if color.get(nxt) == 1:
+                deferred.add((node, nxt))
+            elif not color.get(nxt):
+                color[nxt] = 1
+                stack.append((nxt, iter(sorted(c for c in child_groups.get(nxt, ()) if c in created))))
+    return result, deferred
+
+
+def _summarise(groups):
+    summary = dict(created=0, updated=0, renamed=0, moved=0, deleted=0, unchanged=0, skipped=0, orphaned=0, errors=0,
+                   members_added=0, members_removed=0, unresolved_members=0, skipped_members=0)
+    for rep in groups:
+        action = rep['action']
+        if action == 'error':
+            summary['errors'] += 1
+        elif action in ('renamed', 'moved'):
+            pass
+        elif action in summary:
+            summary[action] += 1
+        if 'cn' in rep['changes'] and action != 'created':
+            summary['renamed'] += 1
+        if 'container' in rep['changes']:
+            summary['moved'] += 1
+        summary['members_added'] += len(rep['members_added'])
+        summary['members_removed'] += len(rep['members_removed'])
+        summary['unresolved_members'] += len(rep['unresolved_members'])
+        summary['skipped_members'] += len(rep['skipped_members'])
+    return summary
