@@ -1,0 +1,808 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the pure planner. ``simulate`` below applies a plan to an in-memory directory
+with AD's semantics (refuses to add over an existing DN, rewrites member references on rename,
+drops references on delete) so idempotence can be checked: planning again against the state a
+plan produces must yield no operations."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+import json
+import random
+import uuid
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback_plan as wp
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key, parse_dn, rdn_value, parent_dn
+
+DOMAIN = 'DC=corp,DC=example,DC=test'
+USERS = 'CN=Users,' + DOMAIN
+GT = -2147483640
+
+
+def gid(n):
+    return '%08x-0000-4000-8000-%012x' % (n, n)
+
+
+def user(n, synced=True):
+    m = dict(id='u%d' % n, type='user', display_name='User %d' % n, user_principal_name='u%d@corp.example.test' % n)
+    if synced:
+        m['on_premises_security_identifier'] = 'S-1-5-21-1-2-3-%d' % (1000 + n)
+    return m
+
+
+def user_dn(n):
+    return 'CN=User %d,OU=People,%s' % (n, DOMAIN)
+
+
+def resolution_for(ns):
+    return dict(('u%d' % n, dict(dn=user_dn(n), matched_by='sid')) for n in ns)
+
+
+def egroup(n, name=None, members=None, **kw):
+    g = dict(id=gid(n), display_name=name if name is not None else 'Group %d' % n, description=None,
+             security_enabled=True, mail_enabled=False, group_types=[], on_premises_sync_enabled=None,
+             members=members if members is not None else [])
+    g.update(kw)
+    return g
+
+
+def gmember(n):
+    return dict(id=gid(n), type='group', display_name='Group %d' % n)
+
+
+def ad_group(n, dn=None, members=(), name=None, description=None, admin_count=0, anchor=True, sam=None, guid=None):
+    name = name if name is not None else 'Group %d' % n
+    dn = dn or 'CN=%s_%s,%s' % (name, gid(n)[-12:], USERS)
+    return dict(dn=dn, object_guid=guid or str(uuid.UUID(int=n)), object_sid='S-1-5-21-1-2-3-%d' % (5000 + n),
+                cn=rdn_value(dn), parent_dn=parent_dn(dn), anchor=('Group_' + gid(n)) if anchor else None,
+                admin_description='Group_' + gid(n), display_name=name, description=description, group_type=GT,
+                sam_account_name=sam or '$%06d-%s' % (n, gid(n)[-12:]), admin_count=admin_count, members=list(members))
+
+
+def state(managed=(), v2=(), taken=None, sam_taken=()):
+    return dict(domain_dn=DOMAIN, managed=list(managed), v2_candidates=list(v2), taken_dns=taken or {}, sam_taken=list(sam_taken))
+
+
+def ops_of(plan, kind=None):
+    return [o for o in plan.ops if kind is None or o['op'] == kind]
+
+
+def report(plan, n):
+    return [r for r in plan.groups if r['id'] == gid(n)][0]
+
+
+# ------------------------------------------------------------------ the AD simulator
+
+def simulate(plan, ad_state):
+    """Apply ``plan`` to an in-memory copy of ``ad_state`` with AD semantics; return the new state."""
+    objs = [copy.deepcopy(o) for o in (ad_state.get('managed') or []) + (ad_state.get('v2_candidates') or [])]
+    for o in (ad_state.get('taken_dns') or {}).values():
+        if not any(dn_key(x['dn']) == dn_key(o['dn']) for x in objs):
+            objs.append(dict(dn=o['dn'], anchor=o.get('anchor'), foreign=True, members=[]))
+
+    def find(dn):
+        hits = [o for o in objs if dn_key(o['dn']) == dn_key(dn)]
+        assert len(hits) == 1, 'no such object %s' % dn
+        return hits[0]
+
+    def exists(dn):
+        return any(dn_key(o['dn']) == dn_key(dn) for o in objs)
+
+    attr_map = {'displayName': 'display_name', 'description': 'description', 'groupType': 'group_type',
+                'msDS-ExternalDirectoryObjectId': 'anchor', 'adminDescription': 'admin_description',
+                'sAMAccountName': 'sam_account_name'}
+    for op in plan.ops:
+        if op['op'] == 'modify_dn':
+            o = find(op['dn'])
+            assert not exists(op['new_dn']), 'entryAlreadyExists %s' % op['new_dn']
+            expected = op['new_rdn'] + ',' + (op['new_superior'] or parent_dn(op['dn']))
+            assert dn_key(expected) == dn_key(op['new_dn'])
+            old = dn_key(o['dn'])
+            o['dn'] = op['new_dn']
+            o['cn'] = rdn_value(op['new_dn'])
+            o['parent_dn'] = parent_dn(op['new_dn'])
+            for other in objs:
+                other['members'] = [op['new_dn'] if dn_key(m) == old else m for m in other.get('members', [])]
+        elif op['op'] == 'create':
+            assert not exists(op['dn']), 'entryAlreadyExists %s' % op['dn']
+            a = op['attributes']
+            assert a['objectClass'] == 'group'
+            assert rdn_value(op['dn']) == a['cn']
+            for m in op['members']:
+                if 'OU=People' not in m:
+                    assert exists(m), 'create references a missing group %s' % m
+            n = len(objs) + 1000
+            objs.append(dict(dn=op['dn'], object_guid=str(uuid.UUID(int=n)), cn=a['cn'], parent_dn=parent_dn(op['dn']),
+                             anchor=a.get('msDS-ExternalDirectoryObjectId'), admin_description=a.get('adminDescription'),
+                             display_name=a.get('displayName'), description=a.get('description'), group_type=a['groupType'],
+                             sam_account_name=a.get('sAMAccountName') or '$AUTO%d' % n, admin_count=0, members=list(op['members'])))
+        elif op['op'] == 'modify':
+            o = find(op['dn'])
+            for k, v in op['changes'].items():
+                o[attr_map[k]] = v
+        elif op['op'] == 'members':
+            o = find(op['dn'])
+            assert len(op['add']) + len(op['remove']) >= 1
+            rem = set(dn_key(d) for d in op['remove'])
+            have = set(dn_key(d) for d in o['members'])
+            for d in op['remove']:
+                assert dn_key(d) in have, 'removing a non-member %s' % d
+            for d in op['add']:
+                assert dn_key(d) not in have, 'adding an existing member %s' % d
+                assert 'OU=People' in d or exists(d), 'adding a missing group %s' % d
+            o['members'] = [m for m in o['members'] if dn_key(m) not in rem] + list(op['add'])
+        elif op['op'] == 'delete':
+            o = find(op['dn'])
+            assert o.get('anchor', '').startswith('Group_'), 'deleting an object without our anchor'
+            objs.remove(o)
+            for other in objs:
+                other['members'] = [m for m in other.get('members', []) if dn_key(m) != dn_key(op['dn'])]
+    managed = [o for o in objs if not o.get('foreign') and o.get('anchor')]
+    v2 = [o for o in objs if not o.get('foreign') and not o.get('anchor') and o.get('admin_description')]
+    taken = dict((dn_key(o['dn']), dict(dn=o['dn'], anchor=o.get('anchor'), object_guid=o.get('object_guid'))) for o in objs)
+    sams = [o['sam_account_name'].lower() for o in objs if o.get('sam_account_name')]
+    return dict(domain_dn=ad_state['domain_dn'], managed=managed, v2_candidates=v2, taken_dns=taken, sam_taken=sams)
+
+
+def assert_idempotent(desired, ad_state, res, options=None):
+    plan = wp.plan_writeback(desired, ad_state, res, options)
+    after = simulate(plan, ad_state)
+    again = wp.plan_writeback(desired, after, res, options)
+    assert again.ops == [], json.dumps(again.ops, indent=1)
+    assert not again.changed
+    return plan, after
+
+
+# ------------------------------------------------------------------ naming rules
+
+def test_cn_rule_simple():
+    assert wp.cn_for(egroup(1, 'Finance Team')) == 'Finance Team_' + gid(1)[-12:]
+    assert wp.cn_for(egroup(1, '  padded\t ')) == 'padded_' + gid(1)[-12:]
+    assert wp.cn_for(egroup(1, 'x'), 'writeback_v2') == 'Group_' + gid(1)
+
+
+def test_cn_rule_cuts_long_names_to_64():
+    cn = wp.cn_for(egroup(1, 'A' * 100))
+    assert cn == 'A' * 51 + '_' + gid(1)[-12:]
+    assert len(cn) == 64
+
+
+def test_cn_rule_cut_after_trim_keeps_inner_space():
+    name = ' ' * 5 + 'B' * 50 + ' C'
+    assert wp.cn_for(egroup(1, name)) == 'B' * 50 + ' _' + gid(1)[-12:]
+
+
+def test_cn_rule_unicode_counts_characters_and_utf16():
+    cn = wp.cn_for(egroup(1, 'é' * 60))
+    assert cn == 'é' * 51 + '_' + gid(1)[-12:]
+    # a character outside the BMP is two UTF-16 units in AD and is never split
+    cn = wp.cn_for(egroup(1, 'a' * 50 + '\U0001F600' + 'z'))
+    assert cn == 'a' * 50 + '_' + gid(1)[-12:]
+    cn = wp.cn_for(egroup(1, 'a' * 49 + '\U0001F600' + 'z'))
+    assert cn == 'a' * 49 + '\U0001F600_' + gid(1)[-12:]
+
+
+def test_special_characters_give_valid_escaped_dn():
+    name = '#R&D, "Labs" + <x>; a=b\\ '
+    plan = wp.plan_writeback([egroup(1, name)], state(), {})
+    op = ops_of(plan, 'create')[0]
+    assert rdn_value(op['dn']) == name.strip() + '_' + gid(1)[-12:]
+    assert op['attributes']['cn'] == rdn_value(op['dn'])
+    assert parse_dn(op['dn'])[1:] == parse_dn(USERS)
+    assert op['dn'].startswith('CN=\\#R&D\\, \\"Labs\\" \\+ \\<x\\>\\; a\\=b\\\\_')
+
+
+def test_empty_display_name():
+    plan = wp.plan_writeback([egroup(1, '   ')], state(), {})
+    op = ops_of(plan, 'create')[0]
+    assert op['attributes']['cn'] == '_' + gid(1)[-12:]
+    assert 'displayName' in op['attributes']
+
+
+def test_description_trimmed_cut_and_absent_when_empty():
+    assert wp.description_for(dict(description='  hi  ')) == 'hi'
+    assert wp.description_for(dict(description='x' * 500)) == 'x' * 448
+    assert wp.description_for(dict(description='日' * 500)) == '日' * 448
+    assert wp.description_for(dict(description='   ')) is None
+    assert wp.description_for(dict(description=None)) is None
+    plan = wp.plan_writeback([egroup(1, description='  ')], state(), {})
+    assert 'description' not in ops_of(plan, 'create')[0]['attributes']
+    plan = wp.plan_writeback([egroup(1, description=' d ' * 300)], state(), {})
+    assert len(ops_of(plan, 'create')[0]['attributes']['description']) == 448
+
+
+def test_description_cleared_on_update():
+    plan = wp.plan_writeback([egroup(1, description='')], state([ad_group(1, description='old text')]), {})
+    assert ops_of(plan) == [dict(op='modify', group_id=gid(1), dn=ad_group(1)['dn'], changes={'description': None},
+                                 object_guid=ad_group(1)['object_guid'])]
+    assert report(plan, 1)['action'] == 'updated'
+    assert report(plan, 1)['changes'] == ['description']
+
+
+# ------------------------------------------------------------------ create / update / unchanged
+
+def test_create_carries_everything_in_one_add():
+    g = egroup(1, 'Finance', description='Money people', members=[user(1), user(2)])
+    plan = wp.plan_writeback([g], state(), resolution_for([1, 2]))
+    assert len(plan.ops) == 1
+    op = plan.ops[0]
+    assert op['op'] == 'create'
+    assert op['dn'] == 'CN=Finance_%s,%s' % (gid(1)[-12:], USERS)
+    assert op['attributes'] == {
+        'objectClass': 'group', 'cn': 'Finance_' + gid(1)[-12:], 'displayName': 'Finance', 'description': 'Money people',
+        'groupType': GT, 'msDS-ExternalDirectoryObjectId': 'Group_' + gid(1), 'adminDescription': 'Group_' + gid(1)}
+    assert sorted(op['members']) == sorted([user_dn(1), user_dn(2)])
+    assert report(plan, 1)['action'] == 'created'
+    assert plan.summary['created'] == 1 and plan.summary['members_added'] == 2
+    assert plan.changed
+    assert plan.diff['before'][gid(1)] == {} and plan.diff['after'][gid(1)]['displayName'] == 'Finance'
+
+
+def test_unchanged_group_has_no_ops():
+    g = egroup(1, members=[user(1)])
+    plan = wp.plan_writeback([g], state([ad_group(1, members=[user_dn(1).upper()])]), resolution_for([1]))
+    assert plan.ops == []
+    assert not plan.changed
+    assert report(plan, 1)['action'] == 'unchanged'
+    assert plan.summary['unchanged'] == 1
+    assert plan.diff == {'before': {}, 'after': {}}
+
+
+def test_update_changes_only_what_differs():
+    ad = ad_group(1, description='same')
+    ad['group_type'] = -2147483646   # global security
+    g = egroup(1, description='same')
+    plan = wp.plan_writeback([g], state([ad]), {})
+    assert ops_of(plan) == [dict(op='modify', group_id=gid(1), dn=ad['dn'], changes={'groupType': GT}, object_guid=ad['object_guid'])]
+
+
+def test_anchor_case_insensitive_match():
+    ad = ad_group(1)
+    ad['anchor'] = 'GROUP_' + gid(1).upper()
+    ad['admin_description'] = ad['anchor']
+    plan = wp.plan_writeback([egroup(1)], state([ad]), {})
+    assert not ops_of(plan, 'create')
+    assert set(ops_of(plan, 'modify')[0]['changes']) == {'msDS-ExternalDirectoryObjectId', 'adminDescription'}
+
+
+# ------------------------------------------------------------------ rename / move
+
+def test_rename_is_one_modify_dn_plus_displayname():
+    ad = ad_group(1, name='Old Name')
+    plan = wp.plan_writeback([egroup(1, 'New, Name')], state([ad]), {})
+    assert [o['op'] for o in plan.ops] == ['modify_dn', 'modify']
+    mdn = plan.ops[0]
+    assert mdn['dn'] == ad['dn']
+    assert mdn['new_rdn'] == 'CN=New\\, Name_' + gid(1)[-12:]
+    assert mdn['new_superior'] is None
+    assert mdn['new_dn'] == mdn['new_rdn'] + ',' + USERS
+    assert plan.ops[1]['dn'] == mdn['new_dn']
+    assert plan.ops[1]['changes'] == {'displayName': 'New, Name'}
+    r = report(plan, 1)
+    assert r['action'] == 'renamed' and r['previous_dn'] == ad['dn'] and r['dn'] == mdn['new_dn']
+    assert plan.summary['renamed'] == 1 and plan.summary['moved'] == 0
+
+
+def test_case_only_rename():
+    ad = ad_group(1, name='finance')
+    plan = wp.plan_writeback([egroup(1, 'Finance')], state([ad]), {})
+    assert ops_of(plan, 'modify_dn')[0]['new_rdn'] == 'CN=Finance_' + gid(1)[-12:]
+
+
+def test_move_only():
+    ad = ad_group(1)
+    ou = 'OU=Groups,' + DOMAIN
+    plan = wp.plan_writeback([egroup(1)], state([ad]), {}, dict(target_ou=ou))
+    assert len(plan.ops) == 1
+    mdn = plan.ops[0]
+    assert mdn['op'] == 'modify_dn' and mdn['new_superior'] == ou
+    assert mdn['new_rdn'] == 'CN=Group 1_' + gid(1)[-12:]
+    assert mdn['new_dn'] == mdn['new_rdn'] + ',' + ou
+    assert report(plan, 1)['action'] == 'moved'
+    assert plan.summary['moved'] == 1 and plan.summary['renamed'] == 0
+
+
+def test_container_compared_by_dn_key():
+    ad = ad_group(1, dn='CN=Group 1_%s,cn=users,dc=CORP,dc=example,dc=test' % gid(1)[-12:])
+    plan = wp.plan_writeback([egroup(1)], state([ad]), {})
+    assert plan.ops == []
+
+
+def test_rename_and_move_is_one_op():
+    ad = ad_group(1, name='Old')
+    ou = 'OU=Groups,' + DOMAIN
+    plan = wp.plan_writeback([egroup(1, 'New')], state([ad]), {}, dict(target_ou=ou))
+    assert [o['op'] for o in plan.ops] == ['modify_dn', 'modify']
+    assert plan.ops[0]['new_superior'] == ou and plan.ops[0]['new_rdn'] == 'CN=New_' + gid(1)[-12:]
+    assert report(plan, 1)['action'] == 'moved'
+    assert set(report(plan, 1)['changes']) == {'cn', 'container', 'displayName'}
+    assert plan.summary['renamed'] == 1 and plan.summary['moved'] == 1
+    assert_idempotent([egroup(1, 'New')], state([ad]), {}, dict(target_ou=ou))
+
+
+def test_ou_map_first_match_wins():
+    opts = dict(ou_map=[
+        dict(id=gid(1).upper(), ou='OU=ById,' + DOMAIN),
+        dict(name='finance team', ou='OU=ByName,' + DOMAIN),
+        dict(pattern=r'^HR\b', ou='OU=ByPattern,' + DOMAIN),
+        dict(glob='sales*', ou='OU=ByGlob,' + DOMAIN),
+        dict(glob='*', ou='OU=Catch,' + DOMAIN),
+    ])
+    groups = [egroup(1, 'Finance Team'), egroup(2, 'Finance Team'), egroup(3, 'HR Payroll'), egroup(4, 'Sales EMEA'),
+              egroup(5, 'Other'), egroup(6, 'xHR')]
+    plan = wp.plan_writeback(groups, state(), {}, opts)
+    where = dict((o['group_id'], parent_dn(o['dn'])) for o in ops_of(plan, 'create'))
+    assert where[gid(1)] == 'OU=ById,' + DOMAIN
+    assert where[gid(2)] == 'OU=ByName,' + DOMAIN
+    assert where[gid(3)] == 'OU=ByPattern,' + DOMAIN
+    assert where[gid(4)] == 'OU=ByGlob,' + DOMAIN
+    assert where[gid(5)] == 'OU=Catch,' + DOMAIN
+    assert where[gid(6)] == 'OU=Catch,' + DOMAIN
+    plan = wp.plan_writeback(groups[4:5], state(), {}, dict(ou_map=[dict(name='nomatch', ou='OU=X,' + DOMAIN)]))
+    assert parent_dn(plan.ops[0]['dn']) == USERS
+
+
+# ------------------------------------------------------------------ errors and refusals
+
+def test_duplicates_error_for_that_group_only():
+    a = ad_group(1)
+    b = ad_group(1, dn='CN=Copy,OU=Other,' + DOMAIN, guid=str(uuid.UUID(int=99)))
+    plan = wp.plan_writeback([egroup(1, 'Renamed'), egroup(2)], state([a, b]), {}, dict(prune=True))
+    assert [o['group_id'] for o in plan.ops] == [gid(2)]
+    r = report(plan, 1)
+    assert r['action'] == 'error' and r['reason'] == 'DuplicateTargetEntries'
+    assert sorted(r['duplicates']) == sorted([a['dn'], b['dn']])
+    assert plan.summary['errors'] == 1 and plan.summary['created'] == 1
+
+
+def test_foreign_object_collision_not_overwritten():
+    dn = 'CN=Group 1_%s,%s' % (gid(1)[-12:], USERS)
+    taken = {dn_key(dn): dict(dn=dn, anchor=None, object_guid=str(uuid.UUID(int=77)))}
+    plan = wp.plan_writeback([egroup(1), egroup(2)], state(taken=taken), {})
+    assert [o['group_id'] for o in plan.ops] == [gid(2)]
+    r = report(plan, 1)
+    assert r['action'] == 'error' and r['reason'] == 'dn_collision'
+    assert dn in r['reason_text']
+
+
+def test_rename_into_foreign_collision():
+    ad = ad_group(1, name='Old')
+    dn = 'CN=New_%s,%s' % (gid(1)[-12:], USERS)
+    taken = {dn_key(dn): dict(dn=dn, anchor='Group_somebody-else')}
+    plan = wp.plan_writeback([egroup(1, 'New')], state([ad], taken=taken), {})
+    assert plan.ops == []
+    assert report(plan, 1)['action'] == 'error'
+
+
+def test_own_dn_in_taken_is_not_a_collision():
+    ad = ad_group(1)
+    taken = {dn_key(ad['dn']): dict(dn=ad['dn'], anchor=ad['anchor'], object_guid=ad['object_guid'])}
+    plan = wp.plan_writeback([egroup(1)], state([ad], taken=taken), {})
+    assert plan.ops == [] and report(plan, 1)['action'] == 'unchanged'
+
+
+def test_admin_count_refused_unless_allowed():
+    ad = ad_group(1, name='Old', admin_count=1)
+    plan = wp.plan_writeback([egroup(1, 'New')], state([ad]), {})
+    assert plan.ops == []
+    r = report(plan, 1)
+    assert r['action'] == 'skipped' and r['reason'] == 'admin_count'
+    assert plan.warnings
+    plan = wp.plan_writeback([egroup(1, 'New')], state([ad]), {}, dict(allow_admin_count=True))
+    assert [o['op'] for o in plan.ops] == ['modify_dn', 'modify']
+
+
+def test_orphan_with_admin_count_not_deleted():
+    plan = wp.plan_writeback([], state([ad_group(1, admin_count=1)]), {}, dict(prune=True))
+    assert plan.ops == []
+    assert report(plan, 1)['action'] == 'orphaned' and report(plan, 1)['reason'] == 'admin_count'
+    plan = wp.plan_writeback([], state([ad_group(1, admin_count=1)]), {}, dict(prune=True, allow_admin_count=True))
+    assert ops_of(plan, 'delete')
+
+
+def test_ineligible_group_skipped_and_its_ad_copy_left_alone():
+    ad = ad_group(1, members=[user_dn(1)])
+    groups = [egroup(1, mail_enabled=True), egroup(2, members=[user(i) for i in range(5)])]
+    plan = wp.plan_writeback(groups, state([ad]), resolution_for(range(5)), dict(prune=True, max_members=4))
+    assert plan.ops == []
+    assert report(plan, 1)['action'] == 'skipped' and report(plan, 1)['reasons'] == ['mail_enabled']
+    assert report(plan, 1)['dn'] == ad['dn']
+    assert report(plan, 2)['reason'] == 'too_many_members'
+    assert plan.summary['skipped'] == 2 and plan.summary['deleted'] == 0
+
+
+# ------------------------------------------------------------------ Writeback v2 adoption
+
+def v2_group(n, name=None):
+    dn = 'CN=%s,OU=V2,%s' % (name or 'Group_' + gid(n), DOMAIN)
+    return ad_group(n, dn=dn, anchor=False, name=name or 'Group %d' % n)
+
+
+def test_v2_group_not_adopted_by_default():
+    v2 = v2_group(1)
+    plan = wp.plan_writeback([egroup(1)], state(v2=[v2]), {})
+    assert plan.ops == []
+    r = report(plan, 1)
+    assert r['action'] == 'skipped' and r['reason'] == 'writeback_v2_group_exists'
+
+
+def test_v2_adoption_without_rename_keeps_dn():
+    v2 = v2_group(1)
+    v2['display_name'] = 'Old'
+    opts = dict(adopt_writeback_v2=True)
+    plan = wp.plan_writeback([egroup(1, 'Finance')], state(v2=[v2]), {}, opts)
+    assert [o['op'] for o in plan.ops] == ['modify']
+    assert plan.ops[0]['dn'] == v2['dn']
+    assert plan.ops[0]['changes'] == {'msDS-ExternalDirectoryObjectId': 'Group_' + gid(1), 'displayName': 'Finance'}
+    r = report(plan, 1)
+    assert r['adopted'] and r['action'] == 'updated' and r['dn'] == v2['dn']
+    _plan, after = assert_idempotent([egroup(1, 'Finance')], state(v2=[v2]), {}, opts)
+    assert after['managed'][0]['dn'] == v2['dn']
+
+
+def test_v2_adoption_with_rename():
+    v2 = v2_group(1)
+    opts = dict(adopt_writeback_v2=True, adopt_rename=True, target_ou='OU=Groups,' + DOMAIN)
+    plan = wp.plan_writeback([egroup(1, 'Finance')], state(v2=[v2]), {}, opts)
+    assert [o['op'] for o in plan.ops] == ['modify_dn', 'modify']
+    assert plan.ops[0]['new_dn'] == 'CN=Finance_%s,OU=Groups,%s' % (gid(1)[-12:], DOMAIN)
+    assert 'msDS-ExternalDirectoryObjectId' in plan.ops[1]['changes']
+    assert_idempotent([egroup(1, 'Finance')], state(v2=[v2]), {}, opts)
+
+
+def test_v2_duplicates_are_an_error():
+    plan = wp.plan_writeback([egroup(1)], state(v2=[v2_group(1), v2_group(1, name='Other')]), {}, dict(adopt_writeback_v2=True))
+    assert plan.ops == [] and report(plan, 1)['reason'] == 'DuplicateTargetEntries'
+
+
+def test_v2_candidate_ignored_when_anchor_exists_and_never_deleted():
+    plan = wp.plan_writeback([egroup(1)], state([ad_group(1)], v2=[v2_group(1)]), {}, dict(adopt_writeback_v2=True))
+    assert plan.ops == [] and plan.warnings
+    plan = wp.plan_writeback([], state(v2=[v2_group(1)]), {}, dict(prune=True))
+    assert plan.ops == [] and plan.groups == []
+
+
+# ------------------------------------------------------------------ prune / orphans / threshold
+
+def test_orphan_left_and_reported_without_prune():
+    plan = wp.plan_writeback([], state([ad_group(1)]), {})
+    assert plan.ops == []
+    r = report(plan, 1)
+    assert r['action'] == 'orphaned' and r['reason'] == 'not_in_scope'
+    assert plan.summary['orphaned'] == 1
+
+
+def test_prune_deletes_orphans():
+    ad = ad_group(1)
+    plan = wp.plan_writeback([egroup(2)], state([ad]), {}, dict(prune=True))
+    assert ops_of(plan, 'delete') == [dict(op='delete', group_id=gid(1), dn=ad['dn'], object_guid=ad['object_guid'])]
+    assert plan.ops[-1]['op'] == 'delete'
+    assert report(plan, 1)['action'] == 'deleted' and plan.summary['deleted'] == 1
+
+
+def test_prune_scope_deleted_only_removes_gone_groups():
+    managed = [ad_group(1), ad_group(2)]
+    opts = dict(prune=True, prune_scope='deleted', existing_group_ids=[gid(1).upper()])
+    plan = wp.plan_writeback([], state(managed), {}, opts)
+    assert [o['group_id'] for o in plan.ops] == [gid(2)]
+    assert report(plan, 1)['action'] == 'orphaned'
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, prune_scope='deleted'))
+    assert plan.ops == []
+
+
+def test_duplicate_orphans_are_not_deleted():
+    a = ad_group(1)
+    b = ad_group(1, dn='CN=dup,' + USERS)
+    plan = wp.plan_writeback([], state([a, b]), {}, dict(prune=True))
+    assert plan.ops == [] and plan.summary['errors'] == 2
+
+
+def test_deletion_threshold_exceeded_deletes_nothing():
+    managed = [ad_group(n) for n in range(1, 5)]
+    plan = wp.plan_writeback([egroup(9)], state(managed), {}, dict(prune=True, deletion_threshold=3))
+    assert ops_of(plan, 'delete') == []
+    assert ops_of(plan, 'create')
+    assert plan.deletion_threshold_exceeded
+    assert any('threshold' in w for w in plan.warnings)
+    assert all(r['action'] == 'orphaned' and r['reason'] == 'deletion_threshold_exceeded' for r in plan.groups if r['id'] != gid(9))
+    assert plan.summary['deleted'] == 0
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, deletion_threshold=4))
+    assert len(ops_of(plan, 'delete')) == 4 and not plan.deletion_threshold_exceeded
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, deletion_threshold=None))
+    assert len(ops_of(plan, 'delete')) == 4
+
+
+def test_default_threshold_is_500():
+    managed = [ad_group(n) for n in range(1, 502)]
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True))
+    assert plan.deletion_threshold_exceeded and not plan.ops
+
+
+# ------------------------------------------------------------------ membership
+
+def test_authoritative_removes_and_additive_only_adds():
+    ad = ad_group(1, members=[user_dn(1), user_dn(2), 'CN=Manual,OU=People,' + DOMAIN])
+    g = egroup(1, members=[user(1), user(3)])
+    res = resolution_for([1, 2, 3])
+    plan = wp.plan_writeback([g], state([ad]), res)
+    (op,) = ops_of(plan, 'members')
+    assert op['add'] == [user_dn(3)]
+    assert sorted(op['remove']) == sorted([user_dn(2), 'CN=Manual,OU=People,' + DOMAIN])
+    assert report(plan, 1)['members_removed'] == op['remove']
+    plan = wp.plan_writeback([g], state([ad]), res, dict(membership='additive'))
+    (op,) = ops_of(plan, 'members')
+    assert op == dict(op='members', group_id=gid(1), dn=ad['dn'], add=[user_dn(3)], remove=[])
+    assert_idempotent([g], state([ad]), res, dict(membership='additive'))
+
+
+def test_member_dns_compared_with_dn_key():
+    ad = ad_group(1, members=['cn=user 1 , ou=PEOPLE,dc=corp,dc=example,dc=test'])
+    plan = wp.plan_writeback([egroup(1, members=[user(1)])], state([ad]), resolution_for([1]))
+    assert plan.ops == []
+
+
+def test_members_not_read_are_not_touched():
+    ad = ad_group(1, members=[user_dn(1)])
+    g = egroup(1)
+    g['members'] = None
+    plan = wp.plan_writeback([g], state([ad]), {})
+    assert plan.ops == []
+
+
+def test_empty_members_authoritative_clears():
+    ad = ad_group(1, members=[user_dn(1)])
+    plan = wp.plan_writeback([egroup(1, members=[])], state([ad]), {})
+    assert ops_of(plan, 'members')[0]['remove'] == [user_dn(1)]
+
+
+def test_unresolved_and_unsupported_members_reported_not_fatal():
+    members = [user(1), user(2), user(3, synced=False), dict(id='d1', type='device', display_name='PC'),
+               dict(id='sp1', type='service_principal'), dict(id='c1', type='org_contact'), gmember(7)]
+    plan = wp.plan_writeback([egroup(1, members=members)], state(), resolution_for([1]))
+    op = ops_of(plan, 'create')[0]
+    assert op['members'] == [user_dn(1)]
+    r = report(plan, 1)
+    assert r['unresolved_members'] == [dict(id='u2', display_name='User 2', reason='unresolved')]
+    assert sorted(m['reason'] for m in r['skipped_members']) == sorted(
+        ['cloud_only_user', 'unsupported_type_device', 'unsupported_type_service_principal', 'unsupported_type_org_contact',
+         'group_not_in_scope'])
+    assert plan.summary['unresolved_members'] == 1 and plan.summary['skipped_members'] == 5
+
+
+def test_resolution_accepts_plain_dn_and_dedupes():
+    plan = wp.plan_writeback([egroup(1, members=[user(1), user(1)])], state(), {'u1': user_dn(1)})
+    assert ops_of(plan, 'create')[0]['members'] == [user_dn(1)]
+
+
+def test_self_membership_skipped():
+    plan = wp.plan_writeback([egroup(1, members=[gmember(1)])], state(), {})
+    assert ops_of(plan, 'create')[0]['members'] == []
+    assert report(plan, 1)['skipped_members'][0]['reason'] == 'self_member'
+
+
+def test_chunking_large_member_changes():
+    n = 12001
+    ad = ad_group(1, members=[])
+    g = egroup(1, members=[user(i) for i in range(n)])
+    res = resolution_for(range(n))
+    plan = wp.plan_writeback([g], state([ad]), res)
+    ops = ops_of(plan, 'members')
+    assert [len(o['add']) for o in ops] == [5000, 5000, 2001]
+    assert len(set(dn_key(d) for o in ops for d in o['add'])) == n
+    plan = wp.plan_writeback([g], state(), res, dict(chunk_size=1000))
+    assert len(ops_of(plan, 'create')[0]['members']) == 1000
+    assert [len(o['add']) for o in ops_of(plan, 'members')] == [1000] * 11 + [1]
+    assert_idempotent([g], state(), res, dict(chunk_size=3000))
+
+
+def test_chunks_mix_removes_and_adds():
+    ad = ad_group(1, members=[user_dn(i) for i in range(3)])
+    g = egroup(1, members=[user(i) for i in range(3, 6)])
+    plan = wp.plan_writeback([g], state([ad]), resolution_for(range(6)), dict(chunk_size=4))
+    ops = ops_of(plan, 'members')
+    assert [(len(o['remove']), len(o['add'])) for o in ops] == [(3, 1), (0, 2)]
+
+
+# ------------------------------------------------------------------ nesting
+
+def test_nested_groups_created_children_first():
+    groups = [egroup(1, members=[gmember(2)]), egroup(2, members=[gmember(3)]), egroup(3, members=[user(1)])]
+    plan = wp.plan_writeback(groups, state(), resolution_for([1]))
+    creates = ops_of(plan, 'create')
+    assert [o['group_id'] for o in creates] == [gid(3), gid(2), gid(1)]
+    assert creates[1]['members'] == [creates[0]['dn']]
+    assert creates[2]['members'] == [creates[1]['dn']]
+    assert not ops_of(plan, 'members')
+    assert plan.cycles == []
+    assert_idempotent(groups, state(), resolution_for([1]))
+
+
+def test_nested_group_uses_dn_after_rename():
+    child = ad_group(2, name='Old child')
+    groups = [egroup(1, members=[gmember(2)]), egroup(2, 'New child')]
+    plan = wp.plan_writeback(groups, state([child]), {})
+    new_child_dn = ops_of(plan, 'modify_dn')[0]['new_dn']
+    assert ops_of(plan, 'create')[0]['members'] == [new_child_dn]
+    assert_idempotent(groups, state([child]), {})
+
+
+def test_rename_does_not_show_as_member_churn():
+    child = ad_group(2, name='Old child')
+    parent = ad_group(1, members=[child['dn'].upper(), user_dn(1)])
+    groups = [egroup(1, members=[gmember(2), user(1)]), egroup(2, 'New child')]
+    plan = wp.plan_writeback(groups, state([parent, child]), resolution_for([1]))
+    assert [o['op'] for o in plan.ops] == ['modify_dn', 'modify']
+    assert report(plan, 1)['action'] == 'unchanged'
+    assert plan.summary['members_added'] == 0 and plan.summary['members_removed'] == 0
+    assert_idempotent(groups, state([parent, child]), resolution_for([1]))
+
+
+def test_cycle_broken_and_reported():
+    groups = [egroup(1, members=[gmember(2)]), egroup(2, members=[gmember(3)]), egroup(3, members=[gmember(1)])]
+    plan = wp.plan_writeback(groups, state(), {})
+    creates = ops_of(plan, 'create')
+    assert len(creates) == 3
+    created = set()
+    for op in creates:
+        for m in op['members']:
+            assert dn_key(m) in created, 'create references a group not yet created'
+        created.add(dn_key(op['dn']))
+    members = ops_of(plan, 'members')
+    assert len(members) == 1 and len(members[0]['add']) == 1
+    assert plan.cycles == [[gid(1), gid(2), gid(3)]]
+    assert any('cycle' in w for w in plan.warnings)
+    assert_idempotent(groups, state(), {})
+
+
+def test_cycle_between_existing_groups_terminates():
+    a = ad_group(1)
+    b = ad_group(2)
+    groups = [egroup(1, members=[gmember(2)]), egroup(2, members=[gmember(1)])]
+    plan = wp.plan_writeback(groups, state([a, b]), {})
+    assert sorted(o['group_id'] for o in ops_of(plan, 'members')) == [gid(1), gid(2)]
+    assert len(plan.cycles) == 1
+    assert_idempotent(groups, state([a, b]), {})
+
+
+def test_child_not_written_keeps_existing_membership():
+    dup1 = ad_group(2)
+    dup2 = ad_group(2, dn='CN=dup2,' + USERS)
+    parent = ad_group(1, members=[dup1['dn'], user_dn(1)])
+    groups = [egroup(1, members=[gmember(2)]), egroup(2)]
+    plan = wp.plan_writeback(groups, state([parent, dup1, dup2]), resolution_for([1]))
+    (op,) = ops_of(plan, 'members')
+    assert op['remove'] == [user_dn(1)] and op['add'] == []
+    assert report(plan, 1)['skipped_members'][0]['reason'] == 'group_not_written'
+
+
+# ------------------------------------------------------------------ sAMAccountName template
+
+def test_sam_template_on_create_and_update():
+    opts = dict(sam_account_name_template='grp-{display_name}')
+    plan = wp.plan_writeback([egroup(1, 'Fin/Ops: [x]')], state(), {}, opts)
+    assert ops_of(plan, 'create')[0]['attributes']['sAMAccountName'] == 'grp-Fin_Ops_ _x_'
+    plan = wp.plan_writeback([egroup(1)], state([ad_group(1, sam='old')]), {}, opts)
+    assert ops_of(plan, 'modify')[0]['changes'] == {'sAMAccountName': 'grp-Group 1'}
+    plan = wp.plan_writeback([egroup(1)], state([ad_group(1, sam='whatever')]), {})
+    assert plan.ops == []
+
+
+def test_sam_template_collisions():
+    opts = dict(sam_account_name_template='grp-{id_suffix}')
+    plan = wp.plan_writeback([egroup(1), egroup(2)], state(sam_taken=['grp-' + gid(1)[-12:]]), {}, opts)
+    assert [o['group_id'] for o in plan.ops] == [gid(2)]
+    assert report(plan, 1)['reason'] == 'sam_account_name_collision'
+    plan = wp.plan_writeback([egroup(1)], state([ad_group(1, sam='GRP-' + gid(1)[-12:])], sam_taken=['grp-' + gid(1)[-12:]]), {}, opts)
+    assert ops_of(plan, 'modify')[0]['changes'] == {'sAMAccountName': 'grp-' + gid(1)[-12:]}
+    plan = wp.plan_writeback([egroup(1, 'Same'), egroup(2, 'Same')], state(), {}, dict(sam_account_name_template='{display_name}'))
+    assert [o['group_id'] for o in plan.ops] == [gid(1)]
+    assert report(plan, 2)['reason'] == 'sam_account_name_collision'
+
+
+def test_sam_template_invalid():
+    with pytest.raises(wp.PlanError):
+        wp.plan_writeback([egroup(1)], state(), {}, dict(sam_account_name_template='{nope}'))
+    plan = wp.plan_writeback([egroup(1, '...')], state(), {}, dict(sam_account_name_template='{display_name}'))
+    assert report(plan, 1)['reason'] == 'sam_account_name_invalid' and plan.ops == []
+
+
+# ------------------------------------------------------------------ options, naming, output
+
+def test_writeback_v2_naming():
+    plan = wp.plan_writeback([egroup(1, 'Finance')], state(), {}, dict(naming='writeback_v2'))
+    assert ops_of(plan, 'create')[0]['dn'] == 'CN=Group_%s,%s' % (gid(1), USERS)
+
+
+@pytest.mark.parametrize('opts', [
+    dict(naming='other'), dict(membership='sometimes'), dict(chunk_size=0), dict(prune_scope='x'),
+    dict(ou_map=[dict(ou='OU=x,' + DOMAIN)]), dict(ou_map=[dict(id='a', name='b', ou='OU=x,' + DOMAIN)]),
+    dict(ou_map=[dict(pattern='(', ou='OU=x,' + DOMAIN)]), dict(ou_map=[dict(id='a', ou='not a dn')]),
+    dict(target_ou='garbage'), dict(unknown_option=1), dict(deletion_threshold=-1),
+])
+def test_bad_options_raise(opts):
+    with pytest.raises(wp.PlanError) as exc:
+        wp.plan_writeback([egroup(1)], state(), {}, opts)
+    assert exc.value.to_fail_kwargs()['msg']
+
+
+def test_domain_dn_required_without_target_ou():
+    with pytest.raises(wp.PlanError):
+        wp.plan_writeback([egroup(1)], dict(managed=[]), {})
+    plan = wp.plan_writeback([egroup(1)], dict(managed=[]), {}, dict(target_ou='OU=G,' + DOMAIN))
+    assert plan.ops[0]['dn'].endswith('OU=G,' + DOMAIN)
+
+
+def test_planned_names():
+    names = wp.planned_names([egroup(2, 'B'), egroup(1, 'A')], dict(sam_account_name_template='s-{id_suffix}'), DOMAIN)
+    assert names['dns'] == ['CN=A_%s,%s' % (gid(1)[-12:], USERS), 'CN=B_%s,%s' % (gid(2)[-12:], USERS)]
+    assert names['sam_account_names'] == ['s-' + gid(1)[-12:], 's-' + gid(2)[-12:]]
+
+
+def test_op_order_and_determinism():
+    managed = [ad_group(1, name='Old'), ad_group(2, members=[user_dn(1)]), ad_group(3, description='x'), ad_group(9)]
+    groups = [egroup(1, 'New'), egroup(2, members=[user(2)]), egroup(3), egroup(4, members=[gmember(1)])]
+    res = resolution_for([1, 2])
+    plan = wp.plan_writeback(groups, state(managed), res, dict(prune=True))
+    kinds = [o['op'] for o in plan.ops]
+    rank = ['modify_dn', 'create', 'modify', 'members', 'delete']
+    assert kinds == sorted(kinds, key=rank.index)
+    assert set(kinds) == set(rank)
+    shuffled = list(groups)
+    random.Random(4).shuffle(shuffled)
+    m2 = list(managed)
+    random.Random(5).shuffle(m2)
+    again = wp.plan_writeback(copy.deepcopy(shuffled), state(copy.deepcopy(m2)), res, dict(prune=True))
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(plan.to_dict(), sort_keys=True)
+    json.dumps(plan.to_dict())
+    d = plan.to_dict()
+    assert set(d) >= {'ops', 'groups', 'summary', 'warnings', 'changed', 'diff'}
+    assert d['summary']['created'] == 1 and d['summary']['deleted'] == 1 and d['summary']['renamed'] == 1
+    assert [r['id'] for r in plan.groups] == [gid(1), gid(2), gid(3), gid(4), gid(9)]
+    assert_idempotent(groups, state(managed), res, dict(prune=True))
+
+
+def test_diff_shows_before_and_after():
+    ad = ad_group(1, name='Old', members=[user_dn(1)])
+    plan = wp.plan_writeback([egroup(1, 'New', members=[user(2)])], state([ad]), resolution_for([1, 2]))
+    before, after = plan.diff['before'][gid(1)], plan.diff['after'][gid(1)]
+    assert before['dn'] == ad['dn'] and after['dn'] != ad['dn']
+    assert before['displayName'] == 'Old' and after['displayName'] == 'New'
+    assert before['members'] == [user_dn(1)] and after['members'] == [user_dn(2)]
+
+
+def test_duplicate_desired_group_warns():
+    plan = wp.plan_writeback([egroup(1), egroup(1, 'Other')], state(), {})
+    assert len(ops_of(plan, 'create')) == 1 and plan.warnings
+
+
+# ------------------------------------------------------------------ property: idempotence
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_idempotence_random_worlds(data):
+    n_groups = data.draw(st.integers(1, 6))
+    ids = list(range(1, n_groups + 1))
+    groups = []
+    for n in ids:
+        kids = data.draw(st.lists(st.sampled_from(ids + [50]), max_size=3, unique=True))
+        users = data.draw(st.lists(st.integers(1, 8), max_size=4, unique=True))
+        name = data.draw(st.sampled_from(['Plain', ' Spaced  ', 'Comma, Group', '#hash', 'x' * 70, 'Ünï', 'Group %d' % n]))
+        groups.append(egroup(n, name, members=[gmember(k) for k in kids] + [user(u) for u in users],
+                             description=data.draw(st.sampled_from([None, '', ' d ', 'long' * 200]))))
+    existing = []
+    for n in ids + [60]:
+        if data.draw(st.booleans()):
+            existing.append(ad_group(n, name=data.draw(st.sampled_from(['Group %d' % n, 'Stale'])),
+                                     members=[user_dn(u) for u in data.draw(st.lists(st.integers(1, 8), max_size=3, unique=True))]))
+    opts = dict(prune=data.draw(st.booleans()), membership=data.draw(st.sampled_from(['authoritative', 'additive'])),
+                target_ou=data.draw(st.sampled_from([None, 'OU=Groups,' + DOMAIN])), chunk_size=data.draw(st.integers(1, 4)))
+    res = resolution_for(data.draw(st.lists(st.integers(1, 8), max_size=8, unique=True)))
+    plan, after = assert_idempotent(groups, state(existing), res, opts)
+    assert json.dumps(plan.to_dict())
+    # every written group ends up with exactly one AD object carrying its anchor
+    for n in ids:
+        assert len([o for o in after['managed'] if o['anchor'] == 'Group_' + gid(n)]) == 1
