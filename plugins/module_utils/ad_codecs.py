@@ -29,7 +29,7 @@ _DN_SPECIAL = frozenset(',+"\\<>;=')
 _HEX_DIGITS = frozenset('0123456789abcdefABCDEF')
 # A DN that needs no escape processing at all: the fast path of dn_key.
 _SIMPLE_DN = re.compile(r'^[^\\"+#;]*$')
-_SIMPLE_RDN = re.compile(r'^\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\s*=(.*)$', re.S)
+_NEEDS_ESCAPE = re.compile(r'[,+"\\<>;=\x00-\x1f\x7f]|^[ #]| $')
 _ATTR_TYPE = re.compile(r'^([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)$')
 
 
@@ -46,6 +46,8 @@ def escape_dn_value(value):
     """
     if not isinstance(value, str):
         raise ValueError('DN attribute value must be text, got %r' % (value,))
+    if not _NEEDS_ESCAPE.search(value):
+        return value
     out = []
     last = len(value) - 1
     for i, ch in enumerate(value):
@@ -263,18 +265,18 @@ def dn_key(dn):
     """Normalised comparison key: DNs AD returns with different escaping, case or spacing
     (``CN=A\\2CB , DC=x`` and ``cn=a\\,b,dc=X``) give the same key. Raises ValueError for a
     string that is not a DN."""
-    if _SIMPLE_DN.match(dn):
+    if not isinstance(dn, str):
+        raise ValueError('DN must be text, got %r' % (dn,))
+    if _SIMPLE_DN.match(dn) and dn.strip():
         parts = []
         for piece in dn.split(','):
-            m = _SIMPLE_RDN.match(piece)
-            if m is None or '=' in m.group(2) or '<' in m.group(2) or '>' in m.group(2):
+            attr, eq, value = piece.partition('=')
+            attr = attr.strip()
+            if not eq or '=' in value or not _ATTR_TYPE.match(attr):
                 break
-            value = m.group(2).strip(' ')
-            parts.append('%s=%s' % (m.group(1).lower(), escape_dn_value(value.casefold())))
+            parts.append(attr.lower() + '=' + escape_dn_value(value.strip(' ').casefold()))
         else:
-            if dn.strip():
-                return ','.join(parts)
-            return ''
+            return ','.join(parts)
     return ','.join(_key_rdn(rdn) for rdn in parse_dn(dn))
 
 

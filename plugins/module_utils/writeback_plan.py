@@ -718,7 +718,7 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
             after['dn'] = st['dn']
             if adds or removes:
                 before['members'] = _diff_members(list(obj.get('members') or []))
-                after_members = dict((dn_key(d), d) for d in (rename_map.get(dn_key(x), x) for x in obj.get('members') or []))
+                after_members = dict(have)
                 for d in removes:
                     after_members.pop(dn_key(d), None)
                 for d in adds:

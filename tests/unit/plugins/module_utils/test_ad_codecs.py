@@ -111,7 +111,15 @@ def test_dn_key_ignores_escaping_style_and_case(pairs):
         assert c.dn_key(hexed) == key
 
 
+@given(st.lists(st.tuples(st.sampled_from(['CN', 'OU', 'DC']), values), min_size=1, max_size=4), st.sampled_from([',', ' , ', ', ']))
+def test_dn_key_fast_path_equals_full_parse(pairs, sep):
+    dn = sep.join('%s=%s' % (a, c.escape_dn_value(v)) for a, v in pairs)
+    assert c.dn_key(dn) == ','.join(c._key_rdn(r) for r in c.parse_dn(dn))
+
+
 def test_dn_key_examples():
+    with pytest.raises(ValueError):
+        c.dn_key(None)
     k = c.dn_key('CN=Finance\\, Team,OU=Groups,DC=corp,DC=example,DC=test')
     assert c.dn_key('cn=finance\\2C team , ou=GROUPS,dc=CORP,dc=Example,dc=test') == k
     assert c.dn_key('CN="Finance, Team",OU=Groups,DC=corp,DC=example,DC=test') == k
