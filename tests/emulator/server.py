@@ -514,6 +514,9 @@ class Emulator(object):
             return self._aad_error(401, "invalid_client", 5002738,
                                    "Invalid JWT token. '%s' is not a supported signature algorithm." % alg, ctx)
         x5t, x5t256 = header.get("x5t"), header.get("x5t#S256")
+        # base64url, with or without padding (msal pads)
+        x5t = x5t.rstrip("=") if isinstance(x5t, str) else None
+        x5t256 = x5t256.rstrip("=") if isinstance(x5t256, str) else None
         if not x5t and not x5t256:
             return self._aad_error(401, "invalid_client", 700027,
                                    "Client assertion failed signature validation. The assertion header has no x5t "
@@ -1498,6 +1501,7 @@ class RemoteAdmin(object):
         self.url = base_url.rstrip("/") + "/_emulator"
         self.s = requests.Session()
         self.s.verify = ca_file
+        self.s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
 
     def _call(self, method, route, body=None, params=None):
         r = self.s.request(method, "%s/%s" % (self.url, route), json=body, params=params)
