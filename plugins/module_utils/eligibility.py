@@ -39,6 +39,7 @@ REASON_TEXT = {
     'unresolved': 'The synced user was not found in the AD forest (Global Catalog) by objectGUID, objectSid or immutable id.',
     'group_not_written': 'The nested group is in scope but its AD group is not written in this run (skipped or in error).',
     'missing_id': 'The object has no id.',
+    'self_member': 'The group contains itself; AD does not allow that membership.',
 }
 
 USER_ANCHOR_KEYS = ('on_premises_object_identifier', 'on_premises_security_identifier', 'on_premises_immutable_id')

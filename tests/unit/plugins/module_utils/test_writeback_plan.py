@@ -806,3 +806,39 @@ def test_idempotence_random_worlds(data):
     # every written group ends up with exactly one AD object carrying its anchor
     for n in ids:
         assert len([o for o in after['managed'] if o['anchor'] == 'Group_' + gid(n)]) == 1
+
+
+def test_move_of_child_is_not_member_churn():
+    child = ad_group(2)
+    parent = ad_group(1, members=[child['dn']])
+    groups = [egroup(1, members=[gmember(2)]), egroup(2)]
+    opts = dict(ou_map=[dict(id=gid(2), ou='OU=Kids,' + DOMAIN)])
+    plan = wp.plan_writeback(groups, state([parent, child]), {}, opts)
+    assert [o['op'] for o in plan.ops] == ['modify_dn']
+    assert_idempotent(groups, state([parent, child]), {}, opts)
+
+
+def test_v2_candidate_with_admin_count_refused():
+    v2 = v2_group(1)
+    v2['admin_count'] = 1
+    plan = wp.plan_writeback([egroup(1)], state(v2=[v2]), {}, dict(adopt_writeback_v2=True))
+    assert plan.ops == [] and report(plan, 1)['reason'] == 'admin_count'
+
+
+def test_every_reason_has_text():
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import reason_text
+    members = [user(1), user(2, synced=False), dict(id='d', type='device'), gmember(1), gmember(99)]
+    a = ad_group(5)
+    b = ad_group(5, dn='CN=dup,' + USERS)
+    groups = [egroup(1, members=members), egroup(2, mail_enabled=True), egroup(5), egroup(6)]
+    plan = wp.plan_writeback(groups, state([a, b, ad_group(6, admin_count=1), ad_group(7)]), {}, dict(prune=False))
+    codes = set()
+    for r in plan.groups:
+        if r['reason']:
+            assert r['reason_text'] and r['reason_text'] != r['reason']
+            codes.add(r['reason'])
+        for m in r['unresolved_members'] + r['skipped_members']:
+            assert reason_text(m['reason']) != m['reason'], m['reason']
+            codes.add(m['reason'])
+    assert codes >= {'mail_enabled', 'DuplicateTargetEntries', 'admin_count', 'not_in_scope', 'unresolved', 'cloud_only_user',
+                     'unsupported_type_device', 'self_member', 'group_not_in_scope'}
