@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read what AD holds, as plain data: managed groups (found by their anchor) and the AD objects
+that Entra members resolve to. Talks to AD only through ``ADClient``; knows no LDAP itself.
+
+Managed group dicts follow the contract in docs/architecture.md. Member resolution goes to the
+Global Catalog, so users of every domain of the forest resolve, in batched searches (one OR
+filter for up to ``RESOLVE_CHUNK`` identifiers), never one search per member.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import first, values
+
+ANCHOR_ATTRIBUTE = 'msDS-ExternalDirectoryObjectId'
+ANCHOR_PREFIX = 'Group_'
+
+GROUP_ATTRIBUTES = [
+    'cn', 'displayName', 'description', 'groupType', 'sAMAccountName', 'adminCount',
+    ANCHOR_ATTRIBUTE, 'adminDescription', 'objectGUID', 'objectSid', 'member',
+]
+# Groups written without an anchor in the schema (pre-2016 AD) are found by adminDescription only.
+GROUP_ATTRIBUTES_NO_ANCHOR = [a for a in GROUP_ATTRIBUTES if a != ANCHOR_ATTRIBUTE]
+
+USER_ATTRIBUTES = ['objectGUID', 'objectSid', 'mS-DS-ConsistencyGuid', 'objectClass']
+
+# Identifiers per OR filter. AD accepts far longer filters; 200 keeps each request modest.
+RESOLVE_CHUNK = 200
+# Anchors (or DNs) per OR filter when reading selected groups.
+ANCHOR_CHUNK = 100
+
+MATCH_ORDER = ('object_identifier', 'sid', 'immutable_id')
+
+
+def anchor_for(group_id):
+    """The anchor value Cloud Sync writes for an Entra group id: ``Group_<objectId>``."""
+    return ANCHOR_PREFIX + group_id
+
+
+def group_id_from_anchor(anchor):
+    """``Group_<id>`` -> ``<id>`` (lower case), or None when the value is not one of ours."""
+    if not isinstance(anchor, str) or not anchor.startswith(ANCHOR_PREFIX):
+        return None
+    rest = anchor[len(ANCHOR_PREFIX):]
+    try:
+        return ad_codecs.normalize_guid(rest)
+    except ValueError:
+        return None
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def group_from_entry(entry):
+    """A search result entry of a group -> the plain managed-group dict."""
+    guid = first(entry, 'objectGUID')
+    sid = first(entry, 'objectSid')
+    dn = entry['dn']
+    return {
+        'dn': dn,
+        'object_guid': ad_codecs.guid_from_bytes(guid) if isinstance(guid, bytes) else guid,
+        'object_sid': ad_codecs.sid_from_bytes(sid) if isinstance(sid, bytes) else sid,
+        'cn': first(entry, 'cn'),
+        'parent_dn': ad_codecs.parent_dn(dn),
+        'anchor': first(entry, ANCHOR_ATTRIBUTE),
+        'admin_description': first(entry, 'adminDescription'),
+        'display_name': first(entry, 'displayName'),
+        'description': first(entry, 'description'),
+        'group_type': _int_or_none(first(entry, 'groupType')),
+        'sam_account_name': first(entry, 'sAMAccountName'),
+        'admin_count': _int_or_none(first(entry, 'adminCount')) or 0,
+        'members': list(values(entry, 'member')),
+    }
+
+
+def _chunks(items, size):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _or_filter(attribute, escaped_values):
+    if len(escaped_values) == 1:
+        return '(%s=%s)' % (attribute, escaped_values[0])
+    return '(|%s)' % ''.join('(%s=%s)' % (attribute, v) for v in escaped_values)
+
+
+def read_managed_groups(client, search_base, group_ids=None):
+    """Groups under ``search_base`` that carry a ``Group_`` anchor.
+
+    With ``group_ids`` only those groups' anchors are searched (selected mode); without, every
+    group whose anchor starts with ``Group_`` (needed to find orphans for pruning).
+    """
+    out = []
+    if group_ids is None:
+        ldap_filter = '(&(objectClass=group)(%s=%s*))' % (ANCHOR_ATTRIBUTE, ANCHOR_PREFIX)
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
+            out.append(group_from_entry(entry))
+        return out
+    for chunk in _chunks(sorted(set(group_ids)), ANCHOR_CHUNK):
+        escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
+        ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
+            out.append(group_from_entry(entry))
+    return out
+
+
+def read_writeback_v2_groups(client, search_base, group_ids=None):
+    """Groups written by Connect Sync Group Writeback v2: ``adminDescription=Group_<id>`` and no
+    anchor yet. These are candidates for adoption, never touched otherwise."""
+    out = []
+    no_anchor = '(!(%s=*))' % ANCHOR_ATTRIBUTE
+    if group_ids is None:
+        ldap_filter = '(&(objectClass=group)(adminDescription=%s*)%s)' % (ANCHOR_PREFIX, no_anchor)
+        batches = [ldap_filter]
+    else:
+        batches = []
+        for chunk in _chunks(sorted(set(group_ids)), ANCHOR_CHUNK):
+            escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
+            batches.append('(&(objectClass=group)%s%s)' % (_or_filter('adminDescription', escaped), no_anchor))
+    for ldap_filter in batches:
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
+            out.append(group_from_entry(entry))
+    return out
+
+
+def read_objects_at(client, search_base, dns):
+    """Which of ``dns`` exist already, as {dn_key: {"dn", "anchor", "object_guid"}}: the planner
+    uses it to refuse overwriting a foreign object that holds the name a group wants."""
+    out = {}
+    for chunk in _chunks(sorted(set(dns), key=ad_codecs.dn_key), ANCHOR_CHUNK):
+        escaped = [ad_codecs.escape_filter_value(dn) for dn in chunk]
+        ldap_filter = _or_filter('distinguishedName', escaped)
+        for entry in client.search(search_base, ldap_filter, [ANCHOR_ATTRIBUTE, 'objectGUID', 'objectClass']):
+            guid = first(entry, 'objectGUID')
+            out[ad_codecs.dn_key(entry['dn'])] = {
+                'dn': entry['dn'],
+                'anchor': first(entry, ANCHOR_ATTRIBUTE),
+                'object_guid': ad_codecs.guid_from_bytes(guid) if isinstance(guid, bytes) else guid,
+            }
+    return out
+
+
+def read_sam_account_names(client, search_base, names):
+    """Which of ``names`` are taken (lower case), for the sAMAccountName template collision check."""
+    taken = set()
+    for chunk in _chunks(sorted(set(n.lower() for n in names)), ANCHOR_CHUNK):
+        escaped = [ad_codecs.escape_filter_value(n) for n in chunk]
+        for entry in client.search(search_base, _or_filter('sAMAccountName', escaped), ['sAMAccountName']):
+            name = first(entry, 'sAMAccountName')
+            if name:
+                taken.add(name.lower())
+    return taken
+
+
+def _user_keys(member):
+    """The identifiers of an Entra user we can match on, in the documented order."""
+    keys = {}
+    oid = member.get('on_premises_object_identifier')
+    if oid:
+        try:
+            keys['object_identifier'] = ad_codecs.normalize_guid(oid)
+        except ValueError:
+            pass
+    sid = member.get('on_premises_security_identifier')
+    if sid:
+        try:
+            ad_codecs.sid_to_bytes(sid)
+            keys['sid'] = sid.upper()
+        except ValueError:
+            pass
+    imm = member.get('on_premises_immutable_id')
+    if imm:
+        try:
+            keys['immutable_id'] = ad_codecs.guid_from_immutable_id(imm)
+        except ValueError:
+            pass
+    return keys
+
+
+def resolve_users(gc, users, member_match='auto', search_base=''):
+    """Resolve Entra users to AD DNs through the Global Catalog.
+
+    ``users``: member dicts (type user). ``member_match``: ``auto`` tries the object identifier
+    (objectGUID), then the SID (objectSid), then the immutable id (base64 of objectGUID or
+    mS-DS-ConsistencyGuid); or one of those alone. Returns ``(resolution, unresolved)``:
+    ``{entra id: {"dn", "matched_by"}}`` and ``{entra id: reason}``.
+    """
+    order = MATCH_ORDER if member_match == 'auto' else (member_match,)
+    pending = {}
+    for user in users:
+        uid = user.get('id')
+        if uid and uid not in pending:
+            pending[uid] = _user_keys(user)
+    resolution = {}
+    for method in order:
+        wanted = {}
+        for uid, keys in pending.items():
+            if uid not in resolution and method in keys:
+                wanted.setdefault(keys[method], []).append(uid)
+        if not wanted:
+            continue
+        for key, dn in _search_users(gc, method, list(wanted), search_base):
+            for uid in wanted.get(key, ()):
+                resolution.setdefault(uid, {'dn': dn, 'matched_by': method})
+    unresolved = {}
+    for uid, keys in pending.items():
+        if uid in resolution:
+            continue
+        usable = [m for m in order if m in keys]
+        if not keys:
+            unresolved[uid] = 'no_on_premises_identifier'
+        elif not usable:
+            unresolved[uid] = 'no_identifier_for_member_match'
+        else:
+            unresolved[uid] = 'not_found_in_forest'
+    return resolution, unresolved
+
+
+def _search_users(gc, method, keys, search_base):
+    """Yield (key, dn) for AD users matching ``keys`` by ``method``, in batched OR searches."""
+    for chunk in _chunks(sorted(keys), RESOLVE_CHUNK):
+        if method == 'sid':
+            clauses = ['(objectSid=%s)' % ad_codecs.sid_to_filter(k) for k in chunk]
+        elif method == 'object_identifier':
+            clauses = ['(objectGUID=%s)' % ad_codecs.guid_to_filter(k) for k in chunk]
+        else:  # immutable_id: base64 of objectGUID, or of mS-DS-ConsistencyGuid when that was the source anchor
+            clauses = []
+            for k in chunk:
+                escaped = ad_codecs.guid_to_filter(k)
+                clauses.append('(objectGUID=%s)(mS-DS-ConsistencyGuid=%s)' % (escaped, escaped))
+        ldap_filter = '(&(objectClass=user)(|%s))' % ''.join(clauses)
+        for entry in gc.search(search_base, ldap_filter, USER_ATTRIBUTES):
+            wanted = set(chunk)
+            if method == 'sid':
+                sid = first(entry, 'objectSid')
+                key = ad_codecs.sid_from_bytes(sid).upper() if isinstance(sid, bytes) else None
+                if key in wanted:
+                    yield key, entry['dn']
+                continue
+            for attr in ('objectGUID', 'mS-DS-ConsistencyGuid') if method == 'immutable_id' else ('objectGUID',):
+                raw = first(entry, attr)
+                if isinstance(raw, bytes) and len(raw) == 16:
+                    key = ad_codecs.guid_from_bytes(raw)
+                    if key in wanted:
+                        yield key, entry['dn']
+                        break

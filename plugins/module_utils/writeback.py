@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The writeback engine: read (Entra and AD), plan (pure), apply (or, in check mode, only plan).
+
+``run_writeback(params, check_mode, diff_mode)`` is everything ``ad_group_writeback`` does; the
+module only builds its argument spec and turns the result or a ``CloudSyncError`` into Ansible's
+answer. Readers, planner and applier each live in their own file; this one only orders them.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import re
+import tempfile
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import apply_plan
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
+    planned_names, plan_writeback,
+)
+
+GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
+
+PLAN_OPTIONS = ('target_ou', 'ou_map', 'naming', 'sam_account_name_template', 'membership', 'prune',
+                'prune_scope', 'deletion_threshold', 'max_members', 'allow_admin_count', 'adopt_writeback_v2',
+                'adopt_rename')
+
+
+class WritebackError(CloudSyncError):
+    """The run was refused or failed as a whole (the result so far is in ``details``)."""
+
+
+def split_selection(groups):
+    """Selected-mode entries -> (ids, display names)."""
+    ids, names = [], []
+    for item in groups or []:
+        text = str(item).strip()
+        if GUID_RE.match(text):
+            ids.append(text.lower())
+        elif text:
+            names.append(text)
+    return ids, names
+
+
+def check_schema(client):
+    """Refuse to run on AD whose schema lacks the anchor attribute (pre-2016 schema)."""
+    schema_nc = client.root_dse().get('schema_naming_context')
+    found = list(client.search(schema_nc, '(lDAPDisplayName=%s)' % ad_reader.ANCHOR_ATTRIBUTE, ['lDAPDisplayName'],
+                               scope='onelevel'))
+    if not found:
+        raise WritebackError(
+            'The AD schema of %s has no attribute %s, which written-back groups are anchored with: the forest needs the '
+            'Windows Server 2016 schema or later (run hybrid_identity.cloud_sync.prereq_facts for the full check)'
+            % (schema_nc, ad_reader.ANCHOR_ATTRIBUTE))
+
+
+def _graph_groups(params, selected_ids, selected_names, state):
+    """Read the desired groups from Graph; returns (groups, graph client, not_found, new delta state)."""
+    # Imported here so that a run fed with entra_groups needs neither msal nor requests.
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
+
+    client = GraphClient(params)
+    if params.get('delta_state_path') and params.get('all_groups'):
+        groups, new_state = entra_reader.read_groups_incremental(
+            client, state, odata_filter=params.get('group_filter'), max_members=params['max_members'])
+        return groups, client, [], new_state
+    groups = entra_reader.read_groups(
+        client, ids=selected_ids or None, display_names=selected_names or None,
+        odata_filter=params.get('group_filter'), all_groups=bool(params.get('all_groups')),
+        members='direct', eligible_only=False, max_members=params['max_members'])
+    found_ids = set(g['id'] for g in groups)
+    found_names = set((g.get('display_name') or '').lower() for g in groups)
+    not_found = [i for i in selected_ids if i not in found_ids] + [n for n in selected_names if n.lower() not in found_names]
+    return groups, client, not_found, None
+
+
+def load_state(path):
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path, 'r') as handle:
+            return json.load(handle)
+    except (IOError, OSError, ValueError) as exc:
+        raise WritebackError('Cannot read the delta state file %s: %s (remove it to start with a full read)' % (path, exc))
+
+
+def save_state(path, state):
+    """Write atomically: a crash mid-write must not leave a half file that poisons the next run."""
+    directory = os.path.dirname(os.path.abspath(path)) or '.'
+    fd, tmp = tempfile.mkstemp(prefix='.cloudsync-delta-', dir=directory)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(state, handle)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _desired(params):
+    """(desired groups, graph client or None, not found selections, state to save or None)."""
+    if params.get('entra_groups') is not None:
+        groups = params['entra_groups']
+        for g in groups:
+            if not isinstance(g, dict) or not g.get('id'):
+                raise WritebackError('entra_groups must be groups as returned by entra_group_info (each with an id)')
+            if g.get('members') is None:
+                raise WritebackError('Entra group %s (%s) in entra_groups was read without members: read it with members=direct'
+                                     % (g.get('id'), g.get('display_name')))
+        return list(groups), None, [], None
+    ids, names = split_selection(params.get('groups'))
+    state = load_state(params.get('delta_state_path'))
+    return _graph_groups(params, ids, names, state)
+
+
+def _users_to_resolve(groups):
+    users = {}
+    for g in groups:
+        for m in g.get('members') or []:
+            if m.get('type') == 'user' and m.get('id'):
+                users.setdefault(m['id'], m)
+    return list(users.values())
+
+
+def _merge_apply(plan_dict, applied):
+    """Fold the applier's per-group errors into the report and summary."""
+    if not applied.errors and not applied.notes:
+        return
+    for rep in plan_dict['groups']:
+        gid = rep.get('id')
+        if gid in applied.errors:
+            rep['action'] = 'error'
+            rep['reason'] = 'ldap_error'
+            rep['reason_text'] = applied.errors[gid]
+        if gid in applied.notes:
+            rep.setdefault('notes', []).extend(applied.notes[gid])
+    plan_dict['summary']['errors'] = sum(1 for rep in plan_dict['groups'] if rep['action'] == 'error')
+
+
+def _stats(*clients):
+    total = {}
+    for client in clients:
+        if client is None:
+            continue
+        for key, value in client.stats.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def run_writeback(params, check_mode=False, diff_mode=False):
+    """Run the whole writeback; returns the module result (without ``failed``), or raises
+    WritebackError/CloudSyncError. Groups that failed individually are in the result with
+    ``action: error``; the caller decides how to report them."""
+    desired, graph, not_found, new_state = _desired(params)
+
+    ad = ADClient(params)
+    ad.connect()
+    gc = None
+    try:
+        check_schema(ad)
+        domain_dn = ad.root_dse().get('default_naming_context')
+        search_base = params.get('search_base') or domain_dn
+        selected_only = bool(params.get('groups')) and not params.get('prune') and params.get('entra_groups') is None
+        ids = [g['id'] for g in desired] if selected_only else None
+
+        managed = ad_reader.read_managed_groups(ad, search_base, ids)
+        v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, ids)
+
+        options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
+        names = planned_names(desired, options, domain_dn)
+        taken = ad_reader.read_objects_at(ad, domain_dn, names['dns'])
+        sam_taken = ad_reader.read_sam_account_names(ad, domain_dn, names['sam_account_names']) \
+            if names['sam_account_names'] else set()
+
+        users = _users_to_resolve(desired)
+        resolution, _unresolved = ({}, {})
+        if users:
+            gc = ad.global_catalog()
+            resolution, _unresolved = ad_reader.resolve_users(gc, users, params.get('member_match') or 'auto')
+
+        ad_state = dict(domain_dn=domain_dn, managed=managed, v2_candidates=v2_candidates, taken_dns=taken,
+                        sam_taken=sorted(sam_taken))
+        plan = plan_writeback(desired, ad_state, resolution, options)
+        result = plan.to_dict()
+        if plan.deletion_threshold_exceeded:
+            deletions = sum(1 for rep in plan.groups if rep.get('reason') == 'deletion_threshold_exceeded') or \
+                len([rep for rep in plan.groups if rep['action'] == 'orphaned'])
+            raise WritebackError(
+                'Refused: this run would delete %d groups, more than deletion_threshold=%d. Nothing was written. '
+                'Check why so many groups left scope; raise deletion_threshold for one run if the deletions are intended.'
+                % (deletions, params.get('deletion_threshold') or 0),
+                details=dict(summary=plan.summary, groups=plan.groups, changed=False))
+
+        applied = apply_plan(ad, plan.ops, check_mode=check_mode)
+        _merge_apply(result, applied)
+        if new_state is not None and not check_mode and not applied.errors:
+            save_state(params['delta_state_path'], new_state)
+
+        out = dict(
+            changed=plan.changed if check_mode else applied.changed,
+            summary=result['summary'],
+            groups=result['groups'],
+            plan=result['ops'],
+            warnings=list(result['warnings']) + ['Entra group not found: %s' % x for x in not_found],
+            cycles=result['cycles'],
+            ldap_operations=_stats(ad, gc),
+            graph_requests=(graph.stats.get('requests', 0) if graph is not None else 0),
+            domain_controller=ad.server,
+            not_found=not_found,
+        )
+        if diff_mode:
+            out['diff'] = result['diff']
+        return out
+    finally:
+        ad.close()

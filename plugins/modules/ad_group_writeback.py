@@ -1,0 +1,348 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: ad_group_writeback
+short_description: Write Entra ID cloud security groups back into Active Directory
+version_added: 0.1.0
+description:
+  - Makes on-premises Active Directory hold the cloud security groups that Microsoft Entra ID holds, as Entra Cloud Sync's
+    "group provisioning to Active Directory" does, and reconciles manual changes made in AD.
+  - Reads the groups and their members from Microsoft Graph (or takes them from O(entra_groups)), reads the groups it manages
+    in AD (found by their anchor C(msDS-ExternalDirectoryObjectId=Group_<objectId>)), resolves members through the Global
+    Catalog, plans the operations, and executes them. In check mode it returns the plan (the drift) and writes nothing.
+  - Each written-back group is a universal security group named C(<display name, 51 characters>_<last 12 characters of the
+    objectId>), with C(displayName), C(description) (448 characters), C(adminDescription) and C(msDS-ExternalDirectoryObjectId)
+    set to C(Group_<objectId>). Renames and moves keep the objectGUID and objectSid, so ACLs naming the group keep working.
+  - Only objects carrying the anchor are ever modified or deleted; groups with C(adminCount=1) are refused unless
+    O(allow_admin_count=true); a run that would delete more than O(deletion_threshold) groups deletes none.
+author:
+  - hybrid_identity.cloud_sync contributors
+extends_documentation_fragment:
+  - hybrid_identity.cloud_sync.ad_connection
+  - hybrid_identity.cloud_sync.graph_auth
+attributes:
+  check_mode:
+    support: full
+    description: Returns the plan (every operation that would run) and writes nothing.
+  diff_mode:
+    support: full
+    description: Returns the before and after state of every group that changes.
+requirements:
+  - ldap3 >= 2.9.1
+  - msal >= 1.28.0 (not needed with O(entra_groups))
+  - requests (not needed with O(entra_groups))
+  - gssapi (only for O(ad_auth=kerberos))
+options:
+  groups:
+    description:
+      - Selected mode. Entra group object ids or display names to write back.
+      - A display name that matches several groups is an error for that name.
+    type: list
+    elements: str
+  all_groups:
+    description:
+      - All mode. Write back every cloud security group of the tenant that is eligible (security enabled, not mail enabled,
+        not Microsoft 365, not synced from AD), optionally narrowed by O(group_filter).
+    type: bool
+    default: false
+  group_filter:
+    description:
+      - OData C($filter) ANDed with the built-in eligibility clause, in all mode. For example C(startswith(displayName,'SG-')).
+    type: str
+  entra_groups:
+    description:
+      - Groups as returned by M(hybrid_identity.cloud_sync.entra_group_info) (its RV(hybrid_identity.cloud_sync.entra_group_info#module:groups)),
+        read with members. Graph is not read again, so one read can feed several domains or forests.
+    type: list
+    elements: dict
+  target_ou:
+    description:
+      - Distinguished name of the container new groups are created in. Defaults to C(CN=Users,<domain DN>).
+      - Groups already written back elsewhere are moved here when their mapped container changes.
+    type: str
+  ou_map:
+    description:
+      - Per-group containers, first match wins; groups that match none go to O(target_ou).
+      - Each item has C(ou) and one of C(id) (Entra object id), C(name) (exact display name) or C(pattern) (a Python regular
+        expression searched in the display name).
+    type: list
+    elements: dict
+    default: []
+  naming:
+    description:
+      - V(cloud_sync) names groups C(<display name>_<last 12 characters of the id>) as Entra Cloud Sync does.
+      - V(writeback_v2) names them C(Group_<id>) as Connect Sync Group Writeback v2 did.
+    type: str
+    default: cloud_sync
+    choices: [cloud_sync, writeback_v2]
+  sam_account_name_template:
+    description:
+      - Python format string for C(sAMAccountName), with fields C(display_name), C(id) and C(id_suffix) (last 12 characters of the
+        id), for example C({display_name:.7}_{id_suffix}). At most 20 characters after formatting.
+      - Unset, AD generates one, as Cloud Sync leaves it. A name already taken is an error for that group.
+    type: str
+  membership:
+    description:
+      - V(authoritative) makes each AD group's members exactly the resolved Entra members (manual additions in AD are removed).
+      - V(additive) only adds; members added in AD are kept.
+    type: str
+    default: authoritative
+    choices: [authoritative, additive]
+  member_match:
+    description:
+      - How Entra users are found in AD (through the Global Catalog).
+      - V(auto) tries C(onPremisesObjectIdentifier) (objectGUID), then C(onPremisesSecurityIdentifier) (objectSid), then
+        C(onPremisesImmutableId) (base64 of objectGUID or mS-DS-ConsistencyGuid), and reports which matched.
+    type: str
+    default: auto
+    choices: [auto, object_identifier, sid, immutable_id]
+  max_members:
+    description:
+      - Groups with more direct members (a nested group counts as one) are skipped and reported; the run goes on.
+    type: int
+    default: 50000
+  prune:
+    description:
+      - Delete managed AD groups whose Entra group is gone or no longer in scope.
+      - Without it such groups are left in place and reported as C(orphaned).
+    type: bool
+    default: false
+  deletion_threshold:
+    description:
+      - Accidental-deletion prevention. A run that would delete more groups than this deletes none and fails, naming the count.
+    type: int
+    default: 500
+  allow_admin_count:
+    description:
+      - Also modify and delete managed groups that carry C(adminCount=1) (protected by AdminSDHolder). Refused by default.
+    type: bool
+    default: false
+  adopt_writeback_v2:
+    description:
+      - Take over groups written by Connect Sync Group Writeback v2 (C(adminDescription=Group_<id>) and no anchor): copy the
+        anchor into C(msDS-ExternalDirectoryObjectId); from then on they are managed like any other.
+    type: bool
+    default: false
+  adopt_rename:
+    description:
+      - With O(adopt_writeback_v2), also rename adopted groups to the O(naming) scheme.
+    type: bool
+    default: false
+  search_base:
+    description:
+      - Where managed groups are looked for. Defaults to the domain's naming context.
+    type: str
+  delta_state_path:
+    description:
+      - File in which the Graph delta link and the last membership are kept between runs. With it, later runs read only what
+        changed in Entra (Graph delta query) instead of every group and member; a rejected or expired delta link makes the
+        run read everything again.
+      - Not used with O(entra_groups).
+    type: path
+notes:
+  - Run once per forest. Each forest's copy of a group holds only the members that exist in that forest.
+  - Nested cloud groups are written as members only when the nested group is itself written back.
+seealso:
+  - module: hybrid_identity.cloud_sync.entra_group_info
+  - module: hybrid_identity.cloud_sync.cloudsync_permissions
+  - name: Provision groups to Active Directory using Microsoft Entra Cloud Sync
+    description: The service whose behaviour this module reproduces.
+    link: https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/tutorial-group-provisioning
+'''
+
+EXAMPLES = r'''
+- name: Write back two groups, by id and by name
+  hybrid_identity.cloud_sync.ad_group_writeback:
+    tenant_id: "{{ tenant_id }}"
+    client_id: "{{ client_id }}"
+    client_secret: "{{ client_secret }}"
+    domain_controllers: [dc1.corp.example.com, dc2.corp.example.com]
+    ad_user: svc-writeback@corp.example.com
+    ad_password: "{{ ad_password }}"
+    ad_ca_file: /etc/pki/corp-ca.pem
+    groups:
+      - 6f1c3a55-0d2b-4c8e-9a5e-2d7f1b9c0a11
+      - Finance Team
+    target_ou: OU=Cloud Groups,DC=corp,DC=example,DC=com
+
+- name: Drift report for every eligible group (check mode writes nothing)
+  hybrid_identity.cloud_sync.ad_group_writeback:
+    all_groups: true
+    group_filter: "startswith(displayName,'SG-')"
+    target_ou: OU=Cloud Groups,DC=corp,DC=example,DC=com
+  check_mode: true
+  register: drift
+
+- name: Read Entra once, write to two forests
+  hybrid_identity.cloud_sync.entra_group_info:
+    all_groups: true
+    members: direct
+    eligible_only: true
+  register: entra
+
+- name: Write back to each forest
+  hybrid_identity.cloud_sync.ad_group_writeback:
+    entra_groups: "{{ entra.groups }}"
+    domain_controllers: "{{ item.dcs }}"
+    target_ou: "{{ item.ou }}"
+    prune: true
+  loop: "{{ forests }}"
+'''
+
+RETURN = r'''
+summary:
+  description: Counts of what the run did (or, in check mode, would do).
+  returned: always
+  type: dict
+  sample:
+    created: 2
+    updated: 1
+    renamed: 0
+    moved: 0
+    deleted: 0
+    unchanged: 40
+    skipped: 1
+    errors: 0
+    orphaned: 0
+    members_added: 120
+    members_removed: 3
+    unresolved_members: 4
+groups:
+  description: One entry per Entra group in scope, and per managed AD group whose Entra group is gone.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Entra object id.
+      type: str
+      sample: 6f1c3a55-0d2b-4c8e-9a5e-2d7f1b9c0a11
+    display_name:
+      description: Entra display name.
+      type: str
+      sample: Finance Team
+    dn:
+      description: Distinguished name of the AD group after the run.
+      type: str
+      sample: CN=Finance Team_2d7f1b9c0a11,OU=Cloud Groups,DC=corp,DC=example,DC=com
+    action:
+      description: What happened to the group.
+      type: str
+      sample: created
+    changes:
+      description: Names of the attributes that changed.
+      type: list
+      elements: str
+      sample: [description]
+    members_added:
+      description: DNs added to the group.
+      type: list
+      elements: str
+      sample: [CN=Alice,OU=Staff,DC=corp,DC=example,DC=com]
+    members_removed:
+      description: DNs removed from the group.
+      type: list
+      elements: str
+      sample: []
+    unresolved_members:
+      description: Entra members that could not be written, with the reason.
+      type: list
+      elements: dict
+      sample: [{id: 0d5b..., display_name: Bob, reason: not_found_in_forest}]
+    reason:
+      description: Why a group was skipped or failed.
+      type: str
+      sample: mail_enabled
+plan:
+  description: The LDAP operations, in the order they run (or would run, in check mode).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - op: create
+      group_id: 6f1c3a55-0d2b-4c8e-9a5e-2d7f1b9c0a11
+      dn: CN=Finance Team_2d7f1b9c0a11,OU=Cloud Groups,DC=corp,DC=example,DC=com
+ldap_operations:
+  description: LDAP requests this run sent, by kind.
+  returned: always
+  type: dict
+  sample: {searches: 12, adds: 2, modifies: 1, modify_dns: 0, deletes: 0}
+graph_requests:
+  description: HTTP requests sent to Microsoft Graph (0 with O(entra_groups)).
+  returned: always
+  type: int
+  sample: 4
+domain_controller:
+  description: The domain controller the run used.
+  returned: always
+  type: str
+  sample: ldaps://dc1.corp.example.com:636
+'''
+
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import LDAP3_IMPORT_ERROR
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import run_writeback
+
+
+def argument_spec():
+    spec = ArgumentSpec(
+        argument_spec=dict(
+            groups=dict(type='list', elements='str'),
+            all_groups=dict(type='bool', default=False),
+            group_filter=dict(type='str'),
+            entra_groups=dict(type='list', elements='dict'),
+            target_ou=dict(type='str'),
+            ou_map=dict(type='list', elements='dict', default=[]),
+            naming=dict(type='str', default='cloud_sync', choices=['cloud_sync', 'writeback_v2']),
+            sam_account_name_template=dict(type='str'),
+            membership=dict(type='str', default='authoritative', choices=['authoritative', 'additive']),
+            member_match=dict(type='str', default='auto', choices=['auto', 'object_identifier', 'sid', 'immutable_id']),
+            max_members=dict(type='int', default=50000),
+            prune=dict(type='bool', default=False),
+            deletion_threshold=dict(type='int', default=500),
+            allow_admin_count=dict(type='bool', default=False),
+            adopt_writeback_v2=dict(type='bool', default=False),
+            adopt_rename=dict(type='bool', default=False),
+            search_base=dict(type='str'),
+            delta_state_path=dict(type='path'),
+        ),
+        mutually_exclusive=[['groups', 'all_groups', 'entra_groups'], ['entra_groups', 'delta_state_path']],
+        required_one_of=[['groups', 'all_groups', 'entra_groups']],
+    )
+    return spec.with_ad_connection().with_graph_auth()
+
+
+def main():
+    module = argument_spec().create_module()
+    if LDAP3_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('ldap3'), exception=LDAP3_IMPORT_ERROR)
+    if module.params['all_groups'] is False and not module.params['groups'] and module.params['entra_groups'] is None:
+        module.fail_json(msg='Nothing to write back: give groups, all_groups=true or entra_groups')
+    try:
+        result = run_writeback(module.params, check_mode=module.check_mode, diff_mode=module._diff)
+    except CloudSyncError as err:
+        module.fail_json(**err.to_fail_kwargs())
+    except Exception as err:  # pylint: disable=broad-except
+        # Never a bare traceback for the user; keep it for -vvv.
+        module.fail_json(msg='ad_group_writeback failed unexpectedly: %s: %s' % (type(err).__name__, err),
+                         exception=traceback.format_exc())
+    errors = [g for g in result['groups'] if g.get('action') == 'error']
+    if errors:
+        result['msg'] = 'Writeback failed for %d group(s): %s' % (
+            len(errors), '; '.join('%s (%s): %s' % (g.get('display_name'), g.get('id'), g.get('reason_text')) for g in errors[:5]))
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
