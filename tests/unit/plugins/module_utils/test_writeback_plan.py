@@ -9,6 +9,7 @@ __metaclass__ = type
 
 import copy
 import json
+import os
 import random
 import uuid
 
@@ -781,7 +782,7 @@ def test_duplicate_desired_group_warns():
 
 # ------------------------------------------------------------------ property: idempotence
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=int(os.environ.get('PLANNER_EXAMPLES', '60')), deadline=None)
 @given(st.data())
 def test_idempotence_random_worlds(data):
     n_groups = data.draw(st.integers(1, 6))
@@ -790,55 +791,36 @@ def test_idempotence_random_worlds(data):
     for n in ids:
         kids = data.draw(st.lists(st.sampled_from(ids + [50]), max_size=3, unique=True))
         users = data.draw(st.lists(st.integers(1, 8), max_size=4, unique=True))
-        name = data.draw(st.sampled_from(['Plain', ' Spaced  ', 'Comma, Group', '#hash', 'x' * 70, 'Ünï', 'Group %d' % n]))
+        name = data.draw(st.sampled_from(['Plain', ' Spaced  ', 'Comma, Group', '#hash', 'x' * 70, 'Ünï', 'Group %d' % n, 'a\\b+c ']))
         groups.append(egroup(n, name, members=[gmember(k) for k in kids] + [user(u) for u in users],
                              description=data.draw(st.sampled_from([None, '', ' d ', 'long' * 200]))))
     existing = []
+    v2 = []
     for n in ids + [60]:
-        if data.draw(st.booleans()):
-            existing.append(ad_group(n, name=data.draw(st.sampled_from(['Group %d' % n, 'Stale'])),
-                                     members=[user_dn(u) for u in data.draw(st.lists(st.integers(1, 8), max_size=3, unique=True))]))
+        kind = data.draw(st.sampled_from(['none', 'managed', 'v2']))
+        members = [user_dn(u) for u in data.draw(st.lists(st.integers(1, 8), max_size=3, unique=True))]
+        if kind == 'managed':
+            existing.append(ad_group(n, name=data.draw(st.sampled_from(['Group %d' % n, 'Stale'])), members=members))
+        elif kind == 'v2':
+            g = v2_group(n)
+            g['members'] = members
+            v2.append(g)
     opts = dict(prune=data.draw(st.booleans()), membership=data.draw(st.sampled_from(['authoritative', 'additive'])),
-                target_ou=data.draw(st.sampled_from([None, 'OU=Groups,' + DOMAIN])), chunk_size=data.draw(st.integers(1, 4)))
+                target_ou=data.draw(st.sampled_from([None, 'OU=Groups,' + DOMAIN])), chunk_size=data.draw(st.integers(1, 4)),
+                adopt_writeback_v2=data.draw(st.booleans()), adopt_rename=data.draw(st.booleans()),
+                naming=data.draw(st.sampled_from(['cloud_sync', 'writeback_v2'])),
+                sam_account_name_template=data.draw(st.sampled_from([None, 'g-{id_suffix}', '{display_name}'])),
+                ou_map=data.draw(st.sampled_from([[], [dict(glob='*a*', ou='OU=A,' + DOMAIN)], [dict(id=gid(1), ou='OU=One,' + DOMAIN)]])))
     res = resolution_for(data.draw(st.lists(st.integers(1, 8), max_size=8, unique=True)))
-    plan, after = assert_idempotent(groups, state(existing), res, opts)
+    start = state(existing, v2=v2)
+    start = simulate(wp.Plan(), start)   # fills taken_dns / sam_taken the way the reader would
+    plan, after = assert_idempotent(groups, start, res, opts)
     assert json.dumps(plan.to_dict())
-    # every written group ends up with exactly one AD object carrying its anchor
-    for n in ids:
-        assert len([o for o in after['managed'] if o['anchor'] == 'Group_' + gid(n)]) == 1
-
-
-def test_move_of_child_is_not_member_churn():
-    child = ad_group(2)
-    parent = ad_group(1, members=[child['dn']])
-    groups = [egroup(1, members=[gmember(2)]), egroup(2)]
-    opts = dict(ou_map=[dict(id=gid(2), ou='OU=Kids,' + DOMAIN)])
-    plan = wp.plan_writeback(groups, state([parent, child]), {}, opts)
-    assert [o['op'] for o in plan.ops] == ['modify_dn']
-    assert_idempotent(groups, state([parent, child]), {}, opts)
-
-
-def test_v2_candidate_with_admin_count_refused():
-    v2 = v2_group(1)
-    v2['admin_count'] = 1
-    plan = wp.plan_writeback([egroup(1)], state(v2=[v2]), {}, dict(adopt_writeback_v2=True))
-    assert plan.ops == [] and report(plan, 1)['reason'] == 'admin_count'
-
-
-def test_every_reason_has_text():
-    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import reason_text
-    members = [user(1), user(2, synced=False), dict(id='d', type='device'), gmember(1), gmember(99)]
-    a = ad_group(5)
-    b = ad_group(5, dn='CN=dup,' + USERS)
-    groups = [egroup(1, members=members), egroup(2, mail_enabled=True), egroup(5), egroup(6)]
-    plan = wp.plan_writeback(groups, state([a, b, ad_group(6, admin_count=1), ad_group(7)]), {}, dict(prune=False))
-    codes = set()
-    for r in plan.groups:
-        if r['reason']:
-            assert r['reason_text'] and r['reason_text'] != r['reason']
-            codes.add(r['reason'])
-        for m in r['unresolved_members'] + r['skipped_members']:
-            assert reason_text(m['reason']) != m['reason'], m['reason']
-            codes.add(m['reason'])
-    assert codes >= {'mail_enabled', 'DuplicateTargetEntries', 'admin_count', 'not_in_scope', 'unresolved', 'cloud_only_user',
-                     'unsupported_type_device', 'self_member', 'group_not_in_scope'}
+    # every group written ends up with exactly one AD object carrying its anchor; nothing else lost
+    written = [r['id'] for r in plan.groups if r['action'] not in ('skipped', 'error', 'orphaned', 'deleted')]
+    for g in written:
+        assert len([o for o in after['managed'] if (o['anchor'] or '').lower() == 'group_' + g]) == 1
+    deleted = set(o['dn'] for o in plan.ops if o['op'] == 'delete')
+    before_guids = set(o['object_guid'] for o in start['managed'] + start['v2_candidates'] if o['dn'] not in deleted)
+    after_guids = set(o['object_guid'] for o in after['managed'] + after['v2_candidates'])
+    assert before_guids <= after_guids
