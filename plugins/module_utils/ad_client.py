@@ -24,18 +24,17 @@ import socket
 import ssl
 import traceback
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 LDAP3_IMPORT_ERROR = None
 try:
     import ldap3
     from ldap3.core import exceptions as ldap3_exceptions
-    from ldap3.protocol.microsoft import security_descriptor_control
 except ImportError:
     LDAP3_IMPORT_ERROR = traceback.format_exc()
     ldap3 = None
     ldap3_exceptions = None
-    security_descriptor_control = None
 
 
 OID_PAGED_RESULTS = '1.2.840.113556.1.4.319'
@@ -425,7 +424,7 @@ class ADClient(object):
         if exc is not None and ldap3_exceptions is not None and isinstance(exc, ldap3_exceptions.LDAPOperationResult):
             result = exc.result
             result_name = exc.description
-            diagnostic = exc.message
+            diagnostic = (exc.message or '').strip().rstrip('\x00').strip() or None
         elif exc is not None and not reason:
             reason = describe_connect_error(exc) if str(exc) else type(exc).__name__
         msg = format_ldap_error(operation, self.server, dn, result_name=result_name, result=result,
@@ -661,8 +660,10 @@ class ADClient(object):
         for control in controls or []:
             if isinstance(control, str):
                 out.append((control, False, None))
-            else:
+            elif isinstance(control, (tuple, list)):
                 out.append(tuple(control))
+            else:
+                out.append(control)  # an ldap3/pyasn1 Control
         return out or None
 
     def _ask_attributes(self, attributes):
@@ -804,17 +805,63 @@ class ADClient(object):
     def modify(self, dn, changes, controls=None, permissive=True):
         """changes: {attr: ('add'|'delete'|'replace', [values])} (or a list of such tuples per attribute).
 
-        With ``permissive`` (default) the permissive-modify control is sent when the server supports
-        it: adding an existing value or deleting a missing one is then not an error.
+        With ``permissive`` (default) adding a value that is already there or deleting one that is
+        not is not an error: the permissive-modify control is sent when the server supports it.
+        Samba 4.17 ignores that control for linked attributes such as ``member`` (it answers
+        entryAlreadyExists / unwillingToPerform); the modify is then retried once without the
+        values that are already present (adds) or already absent (deletes), read with ranged
+        retrieval. A delete of no value (clear the attribute) is never altered.
         """
+        normalized = normalize_changes(changes)
+        ctrl = self._controls_list(controls) or []
+        if permissive and self.supports_control(OID_PERMISSIVE_MODIFY) and not any(
+                isinstance(c, tuple) and c[0] == OID_PERMISSIVE_MODIFY for c in ctrl):
+            ctrl.append((OID_PERMISSIVE_MODIFY, False, None))
+        try:
+            return self._send_modify(dn, normalized, ctrl)
+        except ADError as exc:
+            if not permissive or not _permissive_retry_applies(exc, normalized):
+                raise
+            reduced = self._without_redundant_values(dn, normalized)
+            if reduced == normalized:
+                raise
+        if not reduced:
+            return None
+        return self._send_modify(dn, reduced, ctrl)
+
+    def _send_modify(self, dn, normalized, ctrl):
         ops = {'add': ldap3.MODIFY_ADD, 'delete': ldap3.MODIFY_DELETE, 'replace': ldap3.MODIFY_REPLACE}
         ldap_changes = {}
-        for attr, op, vals in normalize_changes(changes):
+        for attr, op, vals in normalized:
             ldap_changes.setdefault(attr, []).append((ops[op], vals))
-        ctrl = self._controls_list(controls) or []
-        if permissive and self.supports_control(OID_PERMISSIVE_MODIFY) and not any(c[0] == OID_PERMISSIVE_MODIFY for c in ctrl):
-            ctrl.append((OID_PERMISSIVE_MODIFY, False, None))
         return self._write('modify', dn, 'modifies', lambda conn: conn.modify(dn, ldap_changes, controls=ctrl or None))
+
+    def _without_redundant_values(self, dn, normalized):
+        """normalized changes minus the adds of present values and the deletes of absent values."""
+        current = {}
+        out = []
+        for attr, op, vals in normalized:
+            if op == 'replace' or (op == 'delete' and not vals):
+                out.append((attr, op, vals))
+                current[attr.lower()] = None if op == 'delete' else set(_value_key(v) for v in vals)
+                continue
+            if attr.lower() not in current:
+                current[attr.lower()] = set(_value_key(v) for v in self.read_all_values(dn, attr))
+            present = current[attr.lower()]
+            if present is None:
+                present = current[attr.lower()] = set()
+            kept = []
+            for value in vals:
+                key = _value_key(value)
+                if op == 'add' and key not in present:
+                    kept.append(value)
+                    present.add(key)
+                elif op == 'delete' and key in present:
+                    kept.append(value)
+                    present.discard(key)
+            if kept:
+                out.append((attr, op, kept))
+        return out
 
     def modify_dn(self, dn, new_rdn, new_superior=None):
         """Rename (new_rdn like 'CN=New name', escaped) and/or move (new_superior) an object."""
@@ -828,7 +875,7 @@ class ADClient(object):
 
     def read_security_descriptor(self, dn, sd_flags=SD_FLAGS_DACL):
         """The binary nTSecurityDescriptor (by default only owner-less DACL part, SD flags control)."""
-        ctrl = security_descriptor_control(criticality=True, sdflags=sd_flags) if self._require_connection() else None
+        ctrl = [sd_flags_control(sd_flags)]
         entry = None
         for item in self.search(dn, '(objectClass=*)', ['nTSecurityDescriptor'], scope='base', controls=ctrl):
             entry = item
@@ -842,7 +889,7 @@ class ADClient(object):
 
     def write_security_descriptor(self, dn, sd_bytes, sd_flags=SD_FLAGS_DACL):
         """Replace the parts of nTSecurityDescriptor selected by sd_flags (DACL by default)."""
-        ctrl = security_descriptor_control(criticality=True, sdflags=sd_flags) if self._require_connection() else None
+        ctrl = [sd_flags_control(sd_flags)]
         return self.modify(dn, {'nTSecurityDescriptor': ('replace', [bytes(sd_bytes)])}, controls=ctrl, permissive=False)
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -874,6 +921,33 @@ class _StopFailover(Exception):
         self.result = result
         self.result_name = result_name
         self.diagnostic = diagnostic
+
+
+def sd_flags_control(flags=SD_FLAGS_DACL, criticality=True):
+    """The LDAP_SERVER_SD_FLAGS control (1.2.840.113556.1.4.801): BER SEQUENCE { INTEGER flags }."""
+    flags = int(flags)
+    if not 0 <= flags <= 0xF:
+        raise ValueError('SD flags must be between 0 and 15')
+    return (OID_SD_FLAGS, bool(criticality), b'\x30\x03\x02\x01' + bytes(bytearray([flags])))
+
+
+def _value_key(value):
+    """Comparison key of an attribute value: DNs by dn_key, other text as is, bytes as is."""
+    if isinstance(value, str) and '=' in value:
+        try:
+            return dn_key(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _permissive_retry_applies(exc, normalized):
+    ops = set(op for _attr, op, vals in normalized if vals)
+    if exc.result in (20, 68) and 'add' in ops:        # attributeOrValueExists, entryAlreadyExists (Samba, linked)
+        return True
+    if exc.result in (16, 53) and 'delete' in ops:     # noSuchAttribute, unwillingToPerform (Samba, linked)
+        return True
+    return False
 
 
 def _is_ip(host):
