@@ -3,8 +3,8 @@
 """Pure codecs for Active Directory values (standard library only).
 
 * Distinguished names (RFC 4514): ``escape_dn_value``, ``unescape_dn_value``, ``parse_dn``,
-  ``build_dn``, ``build_rdn``, ``dn_key``, ``parent_dn``, ``rdn_value``, ``rdn_attr``,
-  ``dn_is_within``.
+  ``build_dn``, ``build_rdn``, ``dn_key``, ``fold_case``, ``parent_dn``, ``first_rdn``,
+  ``rdn_value``, ``rdn_attr``, ``dn_is_within``.
 * Search filters (RFC 4515): ``escape_filter_value``, ``escape_filter_bytes``.
 * objectGUID: ``guid_to_bytes``, ``guid_from_bytes``, ``guid_to_filter``,
   ``guid_from_immutable_id``, ``immutable_id_from_guid``, ``normalize_guid``.
@@ -257,14 +257,37 @@ def build_dn(rdns):
     return ','.join(parts)
 
 
+_FOLD_CACHE = {}
+
+
+def fold_case(value):
+    """Case-insensitive comparison form of a value, the way AD compares: every character mapped
+    to its single-character upper case (``ß`` stays ``ß``, unlike ``str.casefold``; ``ς`` and
+    ``σ`` both become ``Σ``)."""
+    if value.isascii():
+        return value.upper()
+    out = []
+    for ch in value:
+        up = _FOLD_CACHE.get(ch)
+        if up is None:
+            up = ch.upper()
+            if len(up) != 1:
+                up = ch
+            if len(_FOLD_CACHE) < 65536:
+                _FOLD_CACHE[ch] = up
+        out.append(up)
+    return ''.join(out)
+
+
 def _key_rdn(pairs):
-    return '+'.join(sorted('%s=%s' % (a.lower(), escape_dn_value(v.casefold())) for a, v in pairs))
+    return '+'.join(sorted('%s=%s' % (a.lower(), escape_dn_value(fold_case(v))) for a, v in pairs))
 
 
 def dn_key(dn):
     """Normalised comparison key: DNs AD returns with different escaping, case or spacing
-    (``CN=A\\2CB , DC=x`` and ``cn=a\\,b,dc=X``) give the same key. Raises ValueError for a
-    string that is not a DN."""
+    (``CN=A\\2CB , DC=x`` and ``cn=a\\,b,dc=X``) give the same key. Attribute types are
+    lower-cased, values unescaped, case-folded with ``fold_case`` and re-escaped; spaces around
+    separators dropped. Raises ValueError for a string that is not a DN."""
     if not isinstance(dn, str):
         raise ValueError('DN must be text, got %r' % (dn,))
     if _SIMPLE_DN.match(dn) and dn.strip():
@@ -274,7 +297,7 @@ def dn_key(dn):
             attr = attr.strip()
             if not eq or '=' in value or not _ATTR_TYPE.match(attr):
                 break
-            parts.append(attr.lower() + '=' + escape_dn_value(value.strip(' ').casefold()))
+            parts.append(attr.lower() + '=' + escape_dn_value(fold_case(value.strip(' '))))
         else:
             return ','.join(parts)
     return ','.join(_key_rdn(rdn) for rdn in parse_dn(dn))

@@ -107,7 +107,7 @@ def test_dn_key_ignores_escaping_style_and_case(pairs):
     spaced = ' , '.join('%s = %s' % (a, c.escape_dn_value(v)) for a, v in pairs)
     key = c.dn_key(plain)
     assert c.dn_key(spaced) == key
-    if all(v.upper().casefold() == v.casefold() for _a, v in pairs):
+    if all(c.fold_case(v.upper()) == c.fold_case(v) for _a, v in pairs):
         assert c.dn_key(hexed) == key
 
 
@@ -131,6 +131,11 @@ def test_dn_key_examples():
     assert c.dn_key('CN=a+UID=b,DC=x') == c.dn_key('uid=B+cn=A,dc=X')
     assert c.dn_key('CN=Été,DC=x') == c.dn_key('CN=\\C3\\89T\\C3\\A9,DC=x')
     assert c.dn_key('') == ''
+    # AD's case-insensitivity is a per-character upper-case mapping, not full case folding
+    assert c.dn_key('CN=Straße,DC=x') != c.dn_key('CN=Strasse,DC=x')
+    assert c.dn_key('CN=σ,DC=x') == c.dn_key('CN=ς,DC=x') == c.dn_key('CN=Σ,DC=x')
+    assert c.dn_key('CN=Ärger,DC=x') == c.dn_key('cn=äRGER,dc=X')
+    assert c.fold_case('abc') == 'ABC' and c.fold_case('ß') == 'ß'
 
 
 @pytest.mark.parametrize('bad', ['CN', 'CN=a,', 'CN=a,,DC=x', '=a', 'C N=a', 'CN=a\\', 'CN="open'])
