@@ -400,6 +400,7 @@ class ADClient(object):
         self.auth = self.params.get('ad_auth') or 'simple'
         self.timeout = int(self.params.get('ad_timeout') or 10)
         self.page_size = int(self.params.get('ad_page_size') or 1000)
+        # LDAP requests sent: every page of a paged search and every ranged read is one search
         self.stats = {'searches': 0, 'adds': 0, 'modifies': 0, 'modify_dns': 0, 'deletes': 0}
         self.server = None          # str of the ServerSpec bound to
         self.server_spec = None
@@ -524,7 +525,10 @@ class ADClient(object):
                     raise _ConnectFailed('StartTLS was refused: %s' % (conn.result or {}).get('description'))
             step = 'rootDSE read'
             self._root_dse = None
-            root = self._read_root_dse_raw(conn)
+            try:
+                root = self._read_root_dse_raw(conn)  # anonymous: AD always answers it, and we need dnsHostName before a Kerberos bind
+            except ldap3_exceptions.LDAPOperationResult:
+                root = {}  # a DC that refuses the anonymous read: fall back to the certificate's name
             self.dns_host_name = root.get('dns_host_name') or self._name_from_certificate(conn) or spec.host
             step = 'bind'
             if self.auth == 'kerberos':

@@ -290,3 +290,32 @@ def test_module_imports_without_ldap3(tmp_path):
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == 'ok'
+
+
+def test_sd_flags_control_encoding():
+    assert ad_client.sd_flags_control(4) == ('1.2.840.113556.1.4.801', True, b'\x30\x03\x02\x01\x04')
+    assert ad_client.sd_flags_control(0x7, criticality=False)[1:] == (False, b'\x30\x03\x02\x01\x07')
+    with pytest.raises(ValueError):
+        ad_client.sd_flags_control(16)
+
+
+@pytest.mark.parametrize('result, changes, expected', [
+    (68, [('member', 'add', ['CN=a'])], True),           # Samba: linked value already there
+    (20, [('url', 'add', ['x'])], True),                 # attributeOrValueExists
+    (53, [('member', 'delete', ['CN=a'])], True),        # Samba: linked value missing
+    (16, [('member', 'delete', ['CN=a'])], True),        # noSuchAttribute
+    (53, [('member', 'add', ['CN=a'])], False),          # unwillingToPerform on an add: a real refusal
+    (68, [('member', 'delete', ['CN=a'])], False),
+    (16, [('member', 'delete', [])], False),             # clearing the attribute is never rewritten
+    (50, [('member', 'add', ['CN=a'])], False),          # insufficientAccessRights
+    (20, [('description', 'replace', ['x'])], False),
+])
+def test_permissive_retry_applies(result, changes, expected):
+    assert ad_client._permissive_retry_applies(ADError('x', result=result), changes) is expected
+
+
+def test_value_key_compares_dns_loosely_and_other_values_exactly():
+    assert ad_client._value_key('CN=A\\,B,DC=x') == ad_client._value_key('cn=a\\2cb, dc=X')
+    assert ad_client._value_key('https://a') == 'https://a'
+    assert ad_client._value_key(b'\x01') == b'\x01'
+    assert ad_client._value_key('not=a=dn,,') == 'not=a=dn,,'
