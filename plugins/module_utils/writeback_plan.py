@@ -125,7 +125,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors 
 GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640
 ANCHOR_PREFIX = 'Group_'
 CN_NAME_MAX = 51
-DESCRIPTION_MAX = 448
+DESCRIPTION_MAX = 449
 SAM_MAX = 256
 DIFF_MEMBERS_MAX = 1000
 
@@ -554,6 +554,8 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
         renamed = rdn_value(old_dn) != st['cn']
         moved = dn_key(parent_dn(old_dn)) != dn_key(st['container'])
         if not renamed and not moved:
+            st['dn'] = old_dn            # keep AD's own spelling of the DN
+            reports[gid]['dn'] = old_dn
             continue
         if renamed:
             new_rdn = build_rdn('CN', st['cn'])

@@ -309,8 +309,9 @@ def test_move_only():
 
 def test_container_compared_by_dn_key():
     ad = ad_group(1, dn='CN=Group 1_%s,cn=users,dc=CORP,dc=example,dc=test' % gid(1)[-12:])
-    plan = wp.plan_writeback([egroup(1)], state([ad]), {})
-    assert plan.ops == []
+    plan = wp.plan_writeback([egroup(1, description='new')], state([ad]), {})
+    assert [o['dn'] for o in plan.ops] == [ad['dn']]
+    assert report(plan, 1)['dn'] == ad['dn']
 
 
 def test_rename_and_move_is_one_op():
