@@ -1,0 +1,119 @@
+"""Interop proof: Microsoft's own Graph SDK (msgraph-sdk + azure-identity) reads the emulator.
+
+If the SDK cannot read what the emulator serves (tokens, collections, @odata.nextLink paging,
+errors), the emulator is wrong, not the SDK. TLS validation is on: both the token credential
+and the SDK's httpx client trust only the lab CA.
+
+How the SDK is pointed at the emulator (read from msgraph/graph_request_adapter.py,
+msgraph_core/graph_client_factory.py, kiota_http/httpx_request_adapter.py):
+* the request adapter takes its base URL from ``httpx.AsyncClient.base_url``, so we build the
+  client ourselves (``base_url=emu.graph_url``, ``verify=<SSLContext with the lab CA>``) and let
+  ``GraphClientFactory.create_with_default_middleware(client=...)`` add the Graph middleware
+  (retry, redirect, telemetry); the adapter's ``base_url`` is set too, because httpx stores
+  ``base_url`` with a trailing slash and the SDK would then request ``/v1.0//groups``;
+* the azure-identity credential gets ``authority=emu.authority_url`` (the login host),
+  ``disable_instance_discovery=True`` (no call to login.microsoftonline.com) and
+  ``connection_verify=emu.ca_file``;
+* scopes are given explicitly (``https://graph.microsoft.com/.default``); otherwise kiota
+  derives ``https://<graph host>/.default`` from the request URL.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import asyncio
+import ssl
+
+import httpx
+import pytest
+
+from emulator.fixtures import build_tenant, graph_emulator_factory  # noqa: F401  (fixture)
+
+msgraph = pytest.importorskip("msgraph")
+
+from azure.identity.aio import ClientSecretCredential  # noqa: E402
+from kiota_abstractions.base_request_configuration import RequestConfiguration  # noqa: E402
+from kiota_authentication_azure.azure_identity_authentication_provider import (  # noqa: E402
+    AzureIdentityAuthenticationProvider)
+from msgraph import GraphRequestAdapter, GraphServiceClient  # noqa: E402
+from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder  # noqa: E402
+from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder  # noqa: E402
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError  # noqa: E402
+from msgraph.generated.models.user import User  # noqa: E402
+from msgraph_core import GraphClientFactory  # noqa: E402
+from msgraph_core.tasks.page_iterator import PageIterator  # noqa: E402
+
+BIG = 3000
+
+
+def _client(emu):
+    credential = ClientSecretCredential(emu.tenant_id, emu.client_id, emu.client_secret,
+                                        authority=emu.authority_url, disable_instance_discovery=True,
+                                        connection_verify=emu.ca_file)
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=["https://graph.microsoft.com/.default"],
+                                               allowed_hosts=["127.0.0.1"])
+    http = httpx.AsyncClient(base_url=emu.graph_url, verify=ssl.create_default_context(cafile=emu.ca_file),
+                             timeout=60)
+    http = GraphClientFactory.create_with_default_middleware(client=http)
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = emu.graph_url  # httpx normalises base_url with a trailing slash: ".../v1.0//groups"
+    return GraphServiceClient(request_adapter=adapter), credential, http
+
+
+async def _read(emu, big_id):
+    client, credential, http = _client(emu)
+    try:
+        # groups, first page of 5 then every page through the SDK's PageIterator
+        cfg = RequestConfiguration(query_parameters=GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "securityEnabled"], top=5))
+        first = await client.groups.get(request_configuration=cfg)
+        groups = []
+
+        def keep_group(g):
+            groups.append(g)
+            return True
+        await PageIterator(first, client.request_adapter).iterate(keep_group)
+
+        # all members of the big group, 999 a page, selected properties
+        mcfg = RequestConfiguration(query_parameters=MembersRequestBuilder.MembersRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "userPrincipalName"], top=999))
+        page = await client.groups.by_group_id(big_id).members.get(request_configuration=mcfg)
+        members = []
+        pages = 0
+        while True:
+            pages += 1
+            members.extend(page.value)
+            if not page.odata_next_link:
+                break
+            page = await client.groups.by_group_id(big_id).members.with_url(page.odata_next_link).get()
+
+        # a Graph error surfaces as the SDK's ODataError with our code and request id
+        err = None
+        try:
+            await client.groups.by_group_id("00000000-0000-4000-8000-000000000000").get()
+        except ODataError as e:
+            err = e
+        return groups, members, pages, err
+    finally:
+        await credential.close()
+        await http.aclose()
+
+
+def test_msgraph_sdk_lists_groups_and_pages_through_a_large_group(graph_emulator_factory):
+    tenant = build_tenant(groups=12, users=BIG + 100, memberships=BIG + 500, big_group_members=BIG, seed=11)
+    emu = graph_emulator_factory(tenant)
+    big_id = tenant["groups"][0]["id"]
+    groups, members, pages, err = asyncio.run(_read(emu, big_id))
+    assert sorted(g.id for g in groups) == sorted(emu.tenant.ids_of_type("group"))
+    assert len(groups) == len(set(g.id for g in groups))
+    assert all(g.display_name for g in groups)
+    ids = [m.id for m in members]
+    assert len(ids) == BIG and set(ids) == set(emu.admin.members_of(big_id))
+    assert pages == 4
+    assert all(isinstance(m, User) for m in members)  # @odata.type drives the SDK's model choice
+    assert all(m.user_principal_name for m in members)
+    assert err is not None and err.response_status_code == 404
+    assert err.error.code == "Request_ResourceNotFound"
+    graph_log = emu.admin.requests(kind="graph")
+    assert all(e["app"] == emu.client_id for e in graph_log)
+    assert all(e["path"].startswith("/v1.0/groups") for e in graph_log)
+    assert emu.admin.counters()["by_kind"]["token"] == 1
