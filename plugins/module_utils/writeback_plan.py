@@ -125,7 +125,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors 
 GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640
 ANCHOR_PREFIX = 'Group_'
 CN_NAME_MAX = 51
-DESCRIPTION_MAX = 449
+DESCRIPTION_MAX = 448
 SAM_MAX = 256
 DIFF_MEMBERS_MAX = 1000
 
@@ -428,11 +428,18 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
         if gid is None:
             continue
         v2_by_id.setdefault(gid, []).append(obj)
-    taken = dict(ad_state.get('taken_dns') or {})
+    # Objects occupying DNs: what the reader found at planned DNs, plus every group we already know.
+    taken = {}
+    for holder in (ad_state.get('taken_dns') or {}).values():
+        if holder.get('dn'):
+            taken[dn_key(holder['dn'])] = holder
+    for obj in (ad_state.get('managed') or []) + (ad_state.get('v2_candidates') or []):
+        if obj.get('dn'):
+            taken.setdefault(dn_key(obj['dn']), dict(dn=obj['dn'], anchor=obj.get('anchor'), object_guid=obj.get('object_guid')))
     sam_taken = set(str(s).lower() for s in (ad_state.get('sam_taken') or []))
 
     reports = {}
-    state = {}          # gid -> dict(kind='create'|'existing', obj, dn, cn, container, attrs)
+    state = {}          # gid -> dict(obj (None for a create), dn, cn, container, attrs, adopted)
     not_written = {}    # gid -> list of existing DNs (protected from removal in parents)
     claimed_dns = {}    # dn_key -> gid
     claimed_sams = {}   # lower sam -> gid
