@@ -825,3 +825,11 @@ def test_idempotence_random_worlds(data):
     before_guids = set(o['object_guid'] for o in start['managed'] + start['v2_candidates'] if o['dn'] not in deleted)
     after_guids = set(o['object_guid'] for o in after['managed'] + after['v2_candidates'])
     assert before_guids <= after_guids
+
+
+def test_collision_with_known_managed_group_without_taken_dns():
+    # group 2 is managed at the DN group 1 wants (names can collide with writeback_v2 naming switched off)
+    squatter = ad_group(2, dn='CN=Group 1_%s,%s' % (gid(1)[-12:], USERS))
+    plan = wp.plan_writeback([egroup(1), egroup(2, 'Group 1')], dict(domain_dn=DOMAIN, managed=[squatter]), {})
+    assert report(plan, 1)['reason'] == 'dn_collision'
+    assert not ops_of(plan, 'create')
