@@ -240,15 +240,9 @@ def validate_params(params):
     if auth == 'kerberos' and user and '@' not in user and '\\' not in user:
         raise ADError('ad_auth=kerberos needs ad_user as a user principal name (user@REALM) or DOMAIN\\user, not %r' % user,
                       operation='configure')
-    plain = [spec for spec in specs if spec.tls_mode == 'none']
-    if plain:
-        if not p.get('ad_allow_plaintext'):
-            raise ADError('ad_tls_mode=none sends everything in clear text; it is refused unless ad_allow_plaintext=true '
-                          '(servers: %s)' % ', '.join(str(s) for s in plain), operation='configure')
-        if auth != 'kerberos':
-            raise ADError('Refusing a %s bind without TLS: the password would cross the network in clear text. '
-                          'Use ad_tls_mode=ldaps or starttls, or ad_auth=kerberos (servers: %s)'
-                          % ('simple' if auth == 'simple' else 'NTLM', ', '.join(str(s) for s in plain)), operation='configure')
+    check_plaintext(specs, p)
+    if p.get('global_catalog'):
+        check_plaintext(parse_servers(p['global_catalog'], tls_mode=tls_mode, global_catalog=True), p)
     for name in ('ad_timeout', 'ad_page_size'):
         value = p.get(name)
         if value is not None and int(value) < 1:
@@ -257,6 +251,21 @@ def validate_params(params):
     if ca_file and not os.path.isfile(ca_file):
         raise ADError('ad_ca_file %s does not exist or is not a file' % ca_file, operation='configure')
     return specs
+
+
+def check_plaintext(specs, params):
+    """Refuse plain LDAP unless ad_allow_plaintext, and always for a password (simple or NTLM) bind."""
+    plain = [spec for spec in specs if spec.tls_mode == 'none']
+    if not plain:
+        return
+    auth = params.get('ad_auth') or 'simple'
+    if not params.get('ad_allow_plaintext'):
+        raise ADError('ad_tls_mode=none sends everything in clear text; it is refused unless ad_allow_plaintext=true '
+                      '(servers: %s)' % ', '.join(str(s) for s in plain), operation='configure')
+    if auth != 'kerberos':
+        raise ADError('Refusing a %s bind without TLS: the password would cross the network in clear text. '
+                      'Use ad_tls_mode=ldaps or starttls, or ad_auth=kerberos (servers: %s)'
+                      % ('simple' if auth == 'simple' else 'NTLM', ', '.join(str(s) for s in plain)), operation='configure')
 
 
 def attribute_base(name):
@@ -491,8 +500,11 @@ class ADClient(object):
         return [{'server': s, 'error': r} for s, r in self.attempts]
 
     def _gc_specs(self):
-        mode = self.tls_mode
-        return parse_servers(self.params['domain_controllers'], tls_mode=mode, port=None, global_catalog=True)
+        if not self.params.get('domain_controllers'):
+            raise ADError('No Global Catalog given', operation='configure')
+        specs = parse_servers(self.params['domain_controllers'], tls_mode=self.tls_mode, port=None, global_catalog=True)
+        check_plaintext(specs, self.params)
+        return specs
 
     def _close_quietly(self):
         conn, self.connection = self.connection, None

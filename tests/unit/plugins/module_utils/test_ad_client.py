@@ -319,3 +319,18 @@ def test_value_key_compares_dns_loosely_and_other_values_exactly():
     assert ad_client._value_key('https://a') == 'https://a'
     assert ad_client._value_key(b'\x01') == b'\x01'
     assert ad_client._value_key('not=a=dn,,') == 'not=a=dn,,'
+
+
+def test_global_catalog_option_gets_the_same_plaintext_rules():
+    with pytest.raises(ADError, match='clear text'):
+        validate_params(params(ad_tls_mode='none', ad_allow_plaintext=True, global_catalog='gc1'))
+    specs = validate_params(params(global_catalog='ldap://gc1'))  # ldap:// with ldaps mode means StartTLS: allowed
+    assert specs[0].tls_mode == 'ldaps'
+
+
+def test_global_catalog_client_refuses_plaintext_password_bind_before_connecting():
+    gc = ad_client.ADClient(params(ad_tls_mode='none', ad_allow_plaintext=True, ad_auth='simple',
+                                   global_catalog='127.0.0.1:9'), global_catalog=True)
+    with pytest.raises(ADError, match='clear text'):
+        gc.connect()
+    assert gc.connection is None
