@@ -1597,6 +1597,10 @@ class _Server(ThreadingHTTPServer):
         ThreadingHTTPServer.__init__(self, addr, handler)
 
     def finish_request(self, request, client_address):
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         if self.ssl_ctx is not None:
             request.settimeout(30)
             try:
@@ -1673,9 +1677,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if (headers.get("connection") or "").lower() == "close":
             self.close_connection = True
-        self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(data)
+            # one write for status line, headers and body (no Nagle/delayed-ACK stall)
+            self._headers_buffer.append(b"\r\n" + data)
+            self.flush_headers()
+        else:
+            self.end_headers()
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = _do
 
