@@ -715,6 +715,7 @@ class ADClient(object):
                 raise self._fail('search', base, exc, reason=None)
             response = list(conn.response or [])
             result = conn.result or {}
+            self._refuse_referral('search', base, result)
             try:
                 cookie = result['controls'][OID_PAGED_RESULTS]['value']['cookie']
             except (KeyError, TypeError):
@@ -759,6 +760,7 @@ class ADClient(object):
                 conn.search(dn, '(objectClass=*)', search_scope=ldap3.BASE, attributes=[ask], controls=self._controls_list(controls))
             except Exception as exc:  # pylint: disable=broad-except
                 raise self._fail('search', dn, exc)
+            self._refuse_referral('search', dn, conn.result or {})
             got = None
             for item in conn.response or []:
                 if item.get('type') != 'searchResEntry':
@@ -807,7 +809,20 @@ class ADClient(object):
             call(conn)
         except Exception as exc:  # pylint: disable=broad-except
             raise self._fail(operation, dn, exc)
+        self._refuse_referral(operation, dn, conn.result or {})
         return conn.result
+
+    def _refuse_referral(self, operation, dn, result):
+        """A referral (the DN is in a naming context this server does not hold) is an error, never an empty answer."""
+        if result.get('result') != 10:
+            return
+        refs = ', '.join(result.get('referrals') or []) or 'no URL given'
+        raise ADError(format_ldap_error(operation, self.server, dn, result_name='referral', result=10,
+                                        diagnostic=(result.get('message') or '').strip() or None,
+                                        reason='the DN is not in a naming context of this server (referred to %s); '
+                                               'check the DN or connect to a domain controller of its domain' % refs),
+                      operation=operation, server=self.server, dn=dn, result=10, result_name='referral',
+                      diagnostic=(result.get('message') or '').strip() or None)
 
     def add(self, dn, attributes):
         """Create an object; attributes include objectClass ({name: value or [values]})."""
