@@ -35,6 +35,27 @@ except ImportError:
     LDAP3_IMPORT_ERROR = traceback.format_exc()
     ldap3 = None
     ldap3_exceptions = None
+    _VerifyingTls = None
+else:
+    class _VerifyingTls(ldap3.Tls):
+        """ldap3 Tls whose certificate and host name checks are OpenSSL's own, during the handshake.
+
+        ldap3 turns the SSLContext's host name check off and calls ssl.match_hostname() afterwards,
+        which Python 3.12 removed (ldap3's fallback cannot match IP addresses). Here the context
+        checks the chain and the name or IP address connected to (subjectAltName) itself, for
+        LDAPS and StartTLS alike, on every Python version.
+        """
+
+        def wrap_socket(self, connection, do_handshake=False):
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_certs_file)
+            if self.validate == ssl.CERT_NONE:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            else:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.check_hostname = True
+            connection.socket = ctx.wrap_socket(connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
+                                                server_hostname=connection.server.host)
 
 
 OID_PAGED_RESULTS = '1.2.840.113556.1.4.319'
@@ -380,10 +401,10 @@ def describe_connect_error(exc):
             "doesn't match any name" in lowered or 'certificate has expired' in lowered:
         reason = 'the TLS certificate could not be validated'
         m = re.search(r'certificate verify failed: ([^(\]\)]+)', text)
-        if m:
+        if 'mismatch' in lowered or "doesn't match any name" in lowered:
+            reason += ' (it does not name the host connected to%s)' % (': %s' % m.group(1).strip().rstrip('.') if m else '')
+        elif m:
             reason += ' (%s)' % m.group(1).strip()
-        elif "doesn't match any name" in lowered:
-            reason += ' (it does not name the host connected to)'
         return '%s: %s' % (reason, _CERT_HINT)
     if 'connection refused' in lowered:
         return 'connection refused (nothing listens on that port)'
@@ -459,9 +480,7 @@ class ADClient(object):
         kwargs = dict(validate=ssl.CERT_REQUIRED if validate else ssl.CERT_NONE)
         if self.params.get('ad_ca_file'):
             kwargs['ca_certs_file'] = self.params['ad_ca_file']
-        if not _is_ip(spec.host):
-            kwargs['sni'] = spec.host
-        return ldap3.Tls(**kwargs)
+        return _VerifyingTls(**kwargs)
 
     # -- connecting ---------------------------------------------------------------------------
 

@@ -255,6 +255,10 @@ def test_describe_connect_error():
     assert text.startswith('the TLS certificate could not be validated (certificate has expired)')
     assert 'ad_ca_file' in text and 'ad_validate_certs' in text
     assert 'connection refused' in ad_client.describe_connect_error(OSError('[Errno 111] Connection refused'))
+    text = ad_client.describe_connect_error(Exception(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.96'. (_ssl.c:1006)"))
+    assert text.startswith("the TLS certificate could not be validated (it does not name the host connected to: "
+                           "IP address mismatch, certificate is not valid for '127.0.0.96')")
 
 
 def test_client_refuses_plaintext_simple_bind_before_connecting():
