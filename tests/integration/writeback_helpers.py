@@ -125,36 +125,28 @@ def identity_dn_keys(identities):
 
 
 def run_playbook(playbook_text, tmp_path, extra_args=(), env=None):
-    """Run a playbook with ansible-playbook; returns (rc, stdout+stderr, parsed JSON results of the
-    tasks by name when the json callback is used)."""
+    """Run a playbook with ansible-playbook (default callback); returns (rc, stdout+stderr, saved).
+
+    ``saved`` is the JSON a play wrote to ``{results}`` (substituted into ``playbook_text``): plays
+    register their task results and save them with a last ``ansible.builtin.copy`` task, because
+    ansible-core no longer ships a JSON stdout callback.
+    """
+    results = tmp_path / 'results.json'
     path = tmp_path / 'play.yml'
-    path.write_text(playbook_text)
+    path.write_text(playbook_text.replace('{results}', str(results)))
     full_env = dict(os.environ)
     full_env.update({
-        'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json' if 'ANSIBLE_STDOUT_CALLBACK' not in (env or {}) else env['ANSIBLE_STDOUT_CALLBACK'],
         'ANSIBLE_HOST_KEY_CHECKING': 'false', 'ANSIBLE_RETRY_FILES_ENABLED': 'false',
         'ANSIBLE_LOCALHOST_WARNING': 'false', 'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false',
+        'ANSIBLE_NOCOLOR': '1',
+        # The modules run on the controller: use the interpreter that has their libraries.
+        'ANSIBLE_PYTHON_INTERPRETER': os.path.join(ROOT, '.venv', 'bin', 'python'),
     })
     full_env.update(env or {})
     proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
                            str(path)] + list(extra_args), capture_output=True, text=True, env=full_env, timeout=600)
-    output = proc.stdout + proc.stderr
-    parsed = None
-    if full_env['ANSIBLE_STDOUT_CALLBACK'] == 'ansible.builtin.json':
-        try:
-            parsed = json.loads(proc.stdout)
-        except ValueError:
-            parsed = None
-    return proc.returncode, output, parsed
-
-
-def task_results(parsed):
-    """{task name: result on localhost} from the json callback's output."""
-    out = {}
-    for play in (parsed or {}).get('plays', []):
-        for task in play.get('tasks', []):
-            out[task['task']['name']] = task['hosts'].get('localhost', {})
-    return out
+    saved = json.loads(results.read_text()) if results.exists() else None
+    return proc.returncode, proc.stdout + proc.stderr, saved
 
 
 __all__ = ['first', 'values', 'dn_key']
