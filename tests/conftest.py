@@ -35,6 +35,7 @@ os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS_ROOT))
 # (tests/emulator/fixtures.py). Listed only once they exist, so a partial checkout still runs
 # the unit tests; a test that needs a missing fixture then fails with "fixture not found".
 pytest_plugins = [
-    _name for _name, _file in (("lab.fixtures", "lab/fixtures.py"), ("emulator.fixtures", "emulator/fixtures.py"))
+    _name for _name, _file in (("lab.fixtures", "lab/fixtures.py"), ("emulator.fixtures", "emulator/fixtures.py"),
+                         ("winrm_endpoint.fixtures", "winrm_endpoint/fixtures.py"))
     if (ROOT / "tests" / _file).exists()
 ]
