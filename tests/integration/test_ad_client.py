@@ -243,6 +243,20 @@ def test_expired_certificate_is_refused(corp):
     assert 'ad_ca_file' in err.value.msg
 
 
+def test_failover_past_a_server_with_a_bad_certificate(corp):
+    cert, key = pki.issue_expired_cert(lab_dir_of(corp), 'adclient-expired', [], ['127.0.0.97'])
+    listener = Listener('127.0.0.97', cert, key)
+    try:
+        c = client(corp, domain_controllers=[listener.address, corp.ip])
+        c.connect()
+    finally:
+        listener.close()
+    assert c.server == '%s:636 (ldaps)' % corp.ip
+    assert c.attempts[0][0] == '127.0.0.97:%d (ldaps)' % listener.port
+    assert 'certificate has expired' in c.attempts[0][1]
+    c.close()
+
+
 def test_certificate_for_another_host_is_refused(corp):
     cert, key = pki.issue_cert(lab_dir_of(corp), 'adclient-otherhost', ['elsewhere.example.test'], ['127.0.0.95'])
     listener = Listener('127.0.0.96', cert, key)
