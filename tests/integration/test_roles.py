@@ -1,0 +1,373 @@
+"""The roles and playbooks, run with ansible-playbook against the lab's two forests and the Graph
+emulator: the check-mode drift report (its JSON and Markdown content), a real run, a second run
+that changes nothing, drift after a manual change in AD, and the Windows-only role's syntax and
+argument-spec validation.
+
+The emulator's tenant is seeded from the lab's own users (same objectGUID/objectSid), so members
+resolve; each forest's copy of a group holds only that forest's users. Every run of this module
+writes into its own OU at the root of each forest (created here, removed at the end), with fresh
+group ids, so it never meets other tests sharing the lab.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import pathlib
+import random
+import re
+import subprocess
+import sys
+import uuid
+import zipfile
+
+import pytest
+
+from emulator.fixtures import CLIENT_ID, CLIENT_SECRET, build_tenant, start_with_credentials
+from writeback_helpers import Directory, dn_key, values
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".build" / "collections"
+PLAYBOOKS = ROOT / "playbooks"
+LAB_INVENTORY = PLAYBOOKS / "inventory" / "lab.yml"
+ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
+WINDOWS_COLLECTIONS = ("ansible/windows", "community/windows", "microsoft/ad")
+
+# Named groups of the test tenant (ids made fresh per run, see tenant()).
+MIXED = "Roles Mixed Team"          # corp and fabrikam users, a cloud-only user, a device, a nested group
+NESTED = "Roles Nested Auditors"    # corp users only, member of MIXED
+FAB_ONLY = "Roles Fabrikam Only"    # fabrikam users only
+MAIL = "Roles Mail Enabled"         # mail-enabled: not eligible, never written
+
+
+# ------------------------------------------------------------------------------------------ set-up
+
+def _recap_changed(output):
+    m = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", output)
+    assert m, "no PLAY RECAP line in the output:\n" + output[-3000:]
+    return int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def sandbox(lab, corp, fabrikam):
+    """One OU at the root of each forest (same relative name), removed afterwards."""
+    name = "RolesTest-%s" % uuid.uuid4().hex[:8]
+    dirs = {"corp": Directory(corp), "fabrikam": Directory(fabrikam)}
+    ous = {}
+    for fname, d in dirs.items():
+        ous[fname] = d.make_ou(name, parent=d.forest.base_dn)
+    try:
+        yield {"ou_rdn": "OU=" + name, "ous": ous, "dirs": dirs}
+    finally:
+        for fname, d in dirs.items():
+            try:
+                d.remove_tree(ous[fname])
+            finally:
+                d.close()
+
+
+@pytest.fixture(scope="module")
+def tenant(corp, fabrikam):
+    """Tenant seeded from the lab's identities; returns (tenant dict, facts for the assertions)."""
+    corp_ids = [i for i in corp.identities if i.get("enabled", True)][:12]
+    fab_ids = [i for i in fabrikam.identities if i.get("enabled", True)][:12]
+    seed = random.SystemRandom().randrange(1, 2 ** 31)
+    t = build_tenant(identities=corp_ids + fab_ids, groups=6, users=len(corp_ids) + len(fab_ids) + 4,
+                     memberships=40, nesting_depth=1, big_group_members=0, seed=seed)
+    by_sam = {u["onPremisesSamAccountName"]: u for u in t["users"] if u.get("onPremisesSamAccountName")}
+    cloud_only = [u for u in t["users"] if not u.get("onPremisesSyncEnabled")]
+    gids = {name: str(uuid.uuid4()) for name in (MIXED, NESTED, FAB_ONLY, MAIL)}
+
+    def uid(ident):
+        return by_sam[ident["sam_account_name"]]["id"]
+
+    def group(name, **extra):
+        g = {"id": gids[name], "displayName": name, "description": "roles test " + name, "groupTypes": [],
+             "securityEnabled": True, "mailEnabled": False, "mailNickname": name.replace(" ", "").lower()}
+        g.update(extra)
+        t["groups"].append(g)
+
+    group(MIXED)
+    group(NESTED)
+    group(FAB_ONLY)
+    group(MAIL, mailEnabled=True, mail="rolesmail@contoso.onmicrosoft.com")
+    t["memberships"][gids[MIXED]] = ([uid(i) for i in corp_ids[:4]] + [uid(i) for i in fab_ids[:3]]
+                                     + [cloud_only[0]["id"], t["devices"][0]["id"], gids[NESTED]])
+    t["memberships"][gids[NESTED]] = [uid(i) for i in corp_ids[4:6]]
+    t["memberships"][gids[FAB_ONLY]] = [uid(i) for i in fab_ids[3:7]]
+    t["memberships"][gids[MAIL]] = [uid(i) for i in corp_ids[:2]]
+    facts = {
+        "gids": gids,
+        "members": {
+            ("corp", MIXED): {dn_key(i["dn"]) for i in corp_ids[:4]},
+            ("fabrikam", MIXED): {dn_key(i["dn"]) for i in fab_ids[:3]},
+            ("corp", NESTED): {dn_key(i["dn"]) for i in corp_ids[4:6]},
+            ("fabrikam", NESTED): set(),
+            ("corp", FAB_ONLY): set(),
+            ("fabrikam", FAB_ONLY): {dn_key(i["dn"]) for i in fab_ids[3:7]},
+        },
+        "fab_users_of_mixed": {by_sam[i["sam_account_name"]]["id"] for i in fab_ids[:3]},
+        "cloud_only_id": cloud_only[0]["id"],
+        "spare_corp_user": corp_ids[10],
+    }
+    return t, facts
+
+
+@pytest.fixture(scope="module")
+def emulator(tenant):
+    # Module scope (the runs below are one sequence over one tenant), built with the same helpers
+    # as the graph_emulator fixture of tests/emulator/fixtures.py.
+    emu = start_with_credentials(tenant[0])
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture(scope="module")
+def play(emulator, sandbox, tmp_path_factory):
+    """play(playbook, *extra_args, **extra_vars) -> (rc, output, json report or None)."""
+    reports = tmp_path_factory.mktemp("reports")
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "AZURE_TENANT_ID": emulator.tenant_id, "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_CLIENT_SECRET": CLIENT_SECRET,
+        "AZURE_AUTHORITY_HOST": emulator.authority_url, "CLOUDSYNC_GRAPH_ENDPOINT": emulator.base_url,
+        "CLOUDSYNC_GRAPH_CA_BUNDLE": emulator.ca_file,
+    })
+    counter = [0]
+
+    def run(playbook, *args, **extra_vars):
+        counter[0] += 1
+        name = "report%d" % counter[0]
+        evars = {"cloudsync_lab_ou": sandbox["ou_rdn"], "cloudsync_report_dir": str(reports),
+                 "cloudsync_report_name": name, "group_provisioning_report_name": name}
+        evars.update(extra_vars)
+        cmd = [ANSIBLE_PLAYBOOK, "-i", str(LAB_INVENTORY), str(PLAYBOOKS / playbook), "-e", json.dumps(evars)] + list(args)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=str(ROOT))
+        out = proc.stdout + proc.stderr
+        report = reports / (name + ".json")
+        data = json.loads(report.read_text()) if report.exists() else None
+        md = reports / (name + ".md")
+        if data is not None:
+            data["_markdown"] = md.read_text() if md.exists() else None
+        return proc.returncode, out, data
+    return run
+
+
+def _domain(report, name):
+    return next(d for d in report["domains"] if d["name"] == name)
+
+
+def _group(domain, gid):
+    found = [g for g in domain["groups"] if g["id"] == gid]
+    return found[0] if found else None
+
+
+def _ad_group(sandbox, forest, gid):
+    return sandbox["dirs"][forest].by_anchor(gid, base=sandbox["ous"][forest])
+
+
+# ------------------------------------------------------------------------------------------ tests
+# The tests below are one sequence (check, real, again, drift); pytest runs them in file order.
+
+def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
+    _, facts = tenant
+    gids = facts["gids"]
+    rc, out, report = play("drift_report.yml")
+    assert rc == 0, out[-4000:]
+    assert report is not None, "no JSON drift report was written:\n" + out[-3000:]
+    assert report["check_mode"] is True and report["has_drift"] is True and report["changed"] is True
+    assert report["failed_domains"] == []
+    assert report["entra"]["groups_read"] >= 3
+    assert gids[MAIL] not in {g["id"] for d in report["domains"] for g in d["groups"]}
+
+    for forest in ("corp", "fabrikam"):
+        dom = _domain(report, forest)
+        assert dom["failed"] is False
+        assert dom["summary"]["created"] >= 3
+        assert dom["summary"]["deleted"] == 0
+        for name in (MIXED, NESTED, FAB_ONLY):
+            g = _group(dom, gids[name])
+            assert g is not None, "%s missing from the %s report" % (name, forest)
+            assert g["action"] == "created"
+            assert sandbox["ous"][forest].lower() in g["dn"].lower()
+            users = {dn_key(dn) for dn in g["members_added"]} - {dn_key(g2["dn"]) for g2 in dom["groups"]}
+            assert users == facts["members"][(forest, name)]
+        # nested group written as member of its parent
+        mixed = _group(dom, gids[MIXED])
+        nested = _group(dom, gids[NESTED])
+        assert dn_key(nested["dn"]) in {dn_key(dn) for dn in mixed["members_added"]}
+        # the cloud-only user cannot be written anywhere
+        not_written = {m["id"] for m in mixed["unresolved_members"] + mixed["skipped_members"]}
+        assert facts["cloud_only_id"] in not_written
+
+    corp_mixed = _group(_domain(report, "corp"), gids[MIXED])
+    assert facts["fab_users_of_mixed"] <= {m["id"] for m in corp_mixed["unresolved_members"]}
+
+    md = report["_markdown"]
+    assert md.startswith("# Drift report")
+    assert "check mode" in md
+    assert "Groups to create" in md
+    for name in (MIXED, NESTED, FAB_ONLY):
+        assert name in md
+    assert "Members to add" in md
+    assert "Unresolved members" in md
+    some_dn = sorted(facts["members"][("corp", MIXED)])[0]
+    assert some_dn in md.lower()
+
+    for forest in ("corp", "fabrikam"):
+        assert sandbox["dirs"][forest].children(sandbox["ous"][forest]) == [], "check mode wrote to " + forest
+
+
+def test_real_run_writes_both_forests(play, sandbox, tenant):
+    _, facts = tenant
+    gids = facts["gids"]
+    rc, out, report = play("group_writeback.yml", cloudsync_report="always")
+    assert rc == 0, out[-4000:]
+    assert report["check_mode"] is False and report["changed"] is True
+    assert "corp: changed" in out and "fabrikam: changed" in out
+    for forest in ("corp", "fabrikam"):
+        nested_dn = None
+        for name in (NESTED, MIXED, FAB_ONLY):
+            found = _ad_group(sandbox, forest, gids[name])
+            assert len(found) == 1, "%s not written to %s" % (name, forest)
+            entry = found[0]
+            members = {dn_key(dn) for dn in values(entry, "member")}
+            expected = set(facts["members"][(forest, name)])
+            if name == NESTED:
+                nested_dn = entry["dn"]
+            if name == MIXED:
+                expected.add(dn_key(nested_dn))
+            assert members == expected, "%s in %s" % (name, forest)
+        assert _ad_group(sandbox, forest, gids[MAIL]) == []
+
+
+def test_second_run_changes_nothing(play):
+    rc, out, report = play("group_writeback.yml", cloudsync_report="always")
+    assert rc == 0, out[-4000:]
+    assert _recap_changed(out) == 0, out[-4000:]
+    assert report["changed"] is False
+    for d in report["domains"]:
+        assert d["changed"] is False
+        assert d["summary"]["created"] == d["summary"]["updated"] == d["summary"]["deleted"] == 0
+        assert d["summary"]["members_added"] == d["summary"]["members_removed"] == 0
+
+
+def test_drift_after_manual_change_in_ad(play, sandbox, tenant):
+    _, facts = tenant
+    gids = facts["gids"]
+    corp_dir = sandbox["dirs"]["corp"]
+    entry = _ad_group(sandbox, "corp", gids[MIXED])[0]
+    removed = sorted(dn for dn in values(entry, "member") if dn_key(dn) in facts["members"][("corp", MIXED)])[0]
+    stray = facts["spare_corp_user"]["dn"]
+    corp_dir.modify(entry["dn"], {"member": [("delete", [removed]), ("add", [stray])]})
+
+    rc, out, report = play("drift_report.yml")
+    assert rc == 0, out[-4000:]
+    assert report["has_drift"] is True
+    corp = _domain(report, "corp")
+    g = _group(corp, gids[MIXED])
+    assert [dn_key(d) for d in g["members_added"]] == [dn_key(removed)]
+    assert [dn_key(d) for d in g["members_removed"]] == [dn_key(stray)]
+    assert corp["summary"]["members_added"] == 1 and corp["summary"]["members_removed"] == 1
+    fab = _domain(report, "fabrikam")
+    assert fab["changed"] is False
+    md = report["_markdown"]
+    assert "Members to add (1)" in md and "Members to remove (1)" in md
+    assert removed.lower() in md.lower() and stray.lower() in md.lower()
+    # check mode left AD as it was
+    after = {dn_key(dn) for dn in values(_ad_group(sandbox, "corp", gids[MIXED])[0], "member")}
+    assert dn_key(stray) in after and dn_key(removed) not in after
+
+    # and a real run repairs it
+    rc, out, report = play("group_writeback.yml", cloudsync_report="always")
+    assert rc == 0, out[-4000:]
+    after = {dn_key(dn) for dn in values(_ad_group(sandbox, "corp", gids[MIXED])[0], "member")}
+    assert dn_key(removed) in after and dn_key(stray) not in after
+
+
+def test_failed_prerequisite_stops_before_writing(play, sandbox):
+    missing = sandbox["ou_rdn"] + "-missing"
+    rc, out, report = play("group_writeback.yml", cloudsync_lab_ou=missing)
+    assert rc != 0
+    assert "Prerequisites not met" in out, out[-3000:]
+    assert report is None
+
+
+# ----------------------------------------------------------------------- Windows role, no Windows
+
+@pytest.fixture(scope="module")
+def windows_collections():
+    """ansible.windows, community.windows and microsoft.ad under .build/collections (from the
+    PyPI `ansible` package: Galaxy is not reachable here)."""
+    base = COLLECTIONS / "ansible_collections"
+    if all((base / c / "MANIFEST.json").exists() for c in WINDOWS_COLLECTIONS):
+        return
+    cache = ROOT / ".cache" / "ansible-dl"
+    wheels = sorted(cache.glob("ansible-*.whl")) if cache.exists() else []
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "ansible>=12,<13", "-d", str(cache)],
+                       check=True, timeout=900)
+        wheels = sorted(cache.glob("ansible-*.whl"))
+    prefixes = tuple("ansible_collections/%s/" % c for c in WINDOWS_COLLECTIONS)
+    with zipfile.ZipFile(str(wheels[-1])) as z:
+        for name in z.namelist():
+            if name.startswith(prefixes):
+                z.extract(name, str(COLLECTIONS))
+
+
+def _ansible_playbook(args, tmp_path):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    proc = subprocess.run([ANSIBLE_PLAYBOOK] + args, capture_output=True, text=True, env=env, timeout=300,
+                          cwd=str(tmp_path))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_install_agent_playbook_syntax(windows_collections, tmp_path):
+    rc, out = _ansible_playbook(["-i", str(LAB_INVENTORY), "--syntax-check", str(PLAYBOOKS / "install_agent.yml")],
+                                tmp_path)
+    assert rc == 0, out
+
+
+AGENT_PLAY = """
+- name: Validate the cloudsync_agent role's arguments
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: hybrid_identity.cloud_sync.cloudsync_agent
+      vars: {vars}
+"""
+
+
+@pytest.mark.parametrize("bad_vars, message", [
+    ({"cloudsync_agent_upgrade": "perhaps"}, "cloudsync_agent_upgrade"),
+    ({"cloudsync_agent_gmsa_principals": {"not": "a list"}}, "cloudsync_agent_gmsa_principals"),
+    ({"cloudsync_agent_create_gmsa": "yes please"}, "cloudsync_agent_create_gmsa"),
+])
+def test_agent_role_rejects_bad_arguments(windows_collections, tmp_path, bad_vars, message):
+    (tmp_path / "play.yml").write_text(AGENT_PLAY.replace("{vars}", json.dumps(bad_vars)))
+    # --tags: only the always-tagged argument validation runs (no Windows host here).
+    rc, out = _ansible_playbook(["-i", "localhost,", "play.yml", "--tags", "argument_validation_only"], tmp_path)
+    assert rc != 0, out
+    assert "Validation of arguments failed" in out, out
+    assert message in out, out
+
+
+def test_agent_role_rejects_a_malformed_minimum_version(windows_collections, tmp_path):
+    (tmp_path / "play.yml").write_text(AGENT_PLAY.replace("{vars}", json.dumps({"cloudsync_agent_min_version": "latest"})))
+    rc, out = _ansible_playbook(["-i", "localhost,", "play.yml", "--tags", "argument_validation_only"], tmp_path)
+    assert rc != 0, out
+    assert "cloudsync_agent_min_version must be a dotted version" in out, out
+
+
+def test_agent_role_accepts_good_arguments(windows_collections, tmp_path):
+    good = {"cloudsync_agent_installer": "/srv/AADConnectProvisioningAgentSetup.exe", "cloudsync_agent_min_version": "1.1.3730.0",
+            "cloudsync_agent_create_gmsa": True, "cloudsync_agent_gmsa_principals": ["AGENT1$"]}
+    (tmp_path / "play.yml").write_text(AGENT_PLAY.replace("{vars}", json.dumps(good)))
+    rc, out = _ansible_playbook(["-i", "localhost,", "play.yml", "--tags", "argument_validation_only"], tmp_path)
+    assert rc == 0, out
+    assert "Validating arguments against arg spec" in out, out
