@@ -2,10 +2,10 @@
 
 * ``graph_emulator``: a fresh emulator (function scope) on the small built-in tenant.
 * ``graph_emulator_module``: the same, shared by a module (do not mutate state in it).
-* ``graph_tenant``: a builder, ``graph_tenant(groups=..., users=..., ...) -> tenant dict`` with
-  the standard apps (see ``build_tenant``).
-* ``graph_emulator_factory``: ``factory(tenant_dict, **emulator_kwargs) -> Emulator`` stopped at
-  teardown.
+* ``graph_tenant``: ``graph_tenant(**generate_kwargs) -> TenantBuilder`` (hand-built shapes on an
+  empty or generated tenant, with the standard apps); ``.build()`` gives the tenant dict.
+* ``graph_emulator_factory``: ``factory(tenant dict or TenantBuilder, **emulator_kwargs) -> Emulator``
+  (with the credential attributes below), stopped at teardown.
 
 Each emulator carries the credentials of the tenant's apps::
 
@@ -135,7 +135,119 @@ def small_tenant():
     return t
 
 
+class TenantBuilder(object):
+    """Hand-built tenants for tests that need exact shapes.
+
+    ::
+
+        b = TenantBuilder()                      # empty tenant with the standard apps
+        alice = b.synced_user("alice", object_guid=ad_guid, object_sid=ad_sid, dn=ad_dn)
+        bob = b.user("Bob Cloud")                # cloud-only
+        child = b.group("Child", members=[alice])
+        parent = b.group("Parent", members=[child, bob, b.device("PC-1")], description="...")
+        b.group("M365", kind="unified"); b.group("From AD", kind="synced")
+        emu = graph_emulator_factory(b.build())
+
+    ``TenantBuilder(base=build_tenant(groups=...))`` starts from a generated tenant instead.
+    Every method returns the new object's id.
+    """
+
+    def __init__(self, base=None, tenant_id=TENANT_ID, tenant_type="AAD", apps=None, onprem_domain="corp.example.test"):
+        import copy
+        if base is not None:
+            self.data = copy.deepcopy(base)
+        else:
+            self.data = generate_tenant(groups=0, users=0, memberships=0, nesting_depth=0, tenant_id=tenant_id,
+                                        apps=apps if apps is not None else standard_apps(), seed=1)
+            for k in ("users", "groups", "devices", "service_principals", "org_contacts"):
+                self.data[k] = []
+            self.data["memberships"] = {}
+        self.data["tenant_type"] = tenant_type
+        self.onprem_domain = onprem_domain
+        self._n = 0
+
+    def _id(self, given):
+        self._n += 1
+        return (given or "e%07x-0000-4000-8000-%012x" % (self._n, self._n)).lower()
+
+    def user(self, display_name, upn=None, id=None, **props):
+        oid = self._id(id)
+        upn = upn or "%s@contoso.onmicrosoft.com" % display_name.lower().replace(" ", ".")
+        u = {"id": oid, "displayName": display_name, "userPrincipalName": upn, "mail": upn, "accountEnabled": True,
+             "userType": "Member"}
+        u.update(props)
+        self.data["users"].append(u)
+        return oid
+
+    def synced_user(self, sam, object_guid=None, object_sid=None, domain=None, dn=None, upn=None, immutable_id=None,
+                    display_name=None, id=None, **props):
+        import uuid
+        from emulator.generate import immutable_id_of
+        domain = domain or self.onprem_domain
+        object_guid = (object_guid or str(uuid.uuid4())).lower()
+        upn = upn or "%s@%s" % (sam, domain)
+        p = {"onPremisesSyncEnabled": True, "onPremisesObjectIdentifier": object_guid,
+             "onPremisesImmutableId": immutable_id or immutable_id_of(object_guid),
+             "onPremisesSecurityIdentifier": object_sid or "S-1-5-21-1000-2000-3000-%d" % (2000 + self._n),
+             "onPremisesSamAccountName": sam, "onPremisesDomainName": domain,
+             "onPremisesDistinguishedName": dn or "CN=%s,CN=Users,%s" % (sam, ",".join("DC=" + x for x in domain.split("."))),
+             "onPremisesUserPrincipalName": upn}
+        p.update(props)
+        return self.user(display_name or sam, upn=upn, id=id, **p)
+
+    def group(self, display_name, kind="security", members=(), description=None, id=None, **props):
+        gid = self._id(id)
+        g = {"id": gid, "displayName": display_name, "description": description, "groupTypes": [],
+             "securityEnabled": True, "mailEnabled": False, "mailNickname": display_name.replace(" ", "")[:20] or "g",
+             "onPremisesSyncEnabled": None}
+        if kind == "dynamic":
+            g["groupTypes"] = ["DynamicMembership"]
+            g["membershipRule"] = props.pop("membershipRule", '(user.department -eq "Sales")')
+            g["membershipRuleProcessingState"] = "On"
+        elif kind == "mail_security":
+            g["mailEnabled"] = True
+            g["mail"] = "%s@contoso.onmicrosoft.com" % g["mailNickname"]
+        elif kind == "unified":
+            g.update(groupTypes=["Unified"], mailEnabled=True, securityEnabled=False,
+                     mail="%s@contoso.onmicrosoft.com" % g["mailNickname"])
+        elif kind == "synced":
+            g.update(onPremisesSyncEnabled=True, onPremisesSamAccountName=display_name[:20],
+                     onPremisesSecurityIdentifier="S-1-5-21-1000-2000-3000-%d" % (9000 + self._n),
+                     onPremisesDomainName=self.onprem_domain)
+        elif kind != "security":
+            raise ValueError("unknown group kind %r" % kind)
+        g.update(props)
+        self.data["groups"].append(g)
+        if members:
+            self.data["memberships"].setdefault(gid, []).extend(members)
+        return gid
+
+    def add_members(self, group_id, member_ids):
+        self.data["memberships"].setdefault(group_id, []).extend(member_ids)
+
+    def device(self, display_name, id=None, **props):
+        oid = self._id(id)
+        self.data["devices"].append(dict({"id": oid, "displayName": display_name, "accountEnabled": True}, **props))
+        return oid
+
+    def contact(self, display_name, id=None, **props):
+        oid = self._id(id)
+        self.data["org_contacts"].append(dict({"id": oid, "displayName": display_name}, **props))
+        return oid
+
+    def service_principal(self, display_name, id=None, **props):
+        oid = self._id(id)
+        self.data["service_principals"].append(dict({"id": oid, "displayName": display_name,
+                                                     "appId": self._id(None)}, **props))
+        return oid
+
+    def build(self):
+        return self.data
+
+
 def start_with_credentials(tenant, **kw):
+    if hasattr(tenant, "build"):
+        tenant = tenant.build()
     emu = Emulator(tenant, **kw).start()
     cert, key, _, thumb = client_certificate()
     emu.tenant_id = emu.tenant.tenant_id
@@ -169,7 +281,12 @@ def graph_emulator_module():
 
 @pytest.fixture
 def graph_tenant():
-    return build_tenant
+    """``graph_tenant(**generate_kwargs) -> TenantBuilder``: with generator arguments (groups=,
+    users=, memberships=, big_group_members=, identities=, seed=...) it starts from a generated
+    tenant, without them from an empty one; both carry the standard apps. ``.build()`` -> dict."""
+    def make(**kw):
+        return TenantBuilder(base=build_tenant(**kw)) if kw else TenantBuilder()
+    return make
 
 
 @pytest.fixture

@@ -91,6 +91,7 @@ DEFAULT_SETTINGS = {
     "retry_after_format": "int",      # Retry-After of a bucket 429: "int" (ceil seconds) or "float"
     "latency": 0.0,                   # seconds added to every Graph request
     "seed": 0,
+    "identity_header": "emulator-identity-header",  # App Service managed identity: X-IDENTITY-HEADER
 }
 
 
@@ -191,6 +192,7 @@ class Emulator(object):
         self._imds_http = imds_http
         self.base_url = self.authority_url = self.graph_url = self.beta_url = self.authority = None
         self.imds_url = None
+        self.identity_endpoint = None
         self.ca_file = None
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -217,6 +219,7 @@ class Emulator(object):
             isrv = _Server((self.host, self._imds_port or 0), _Handler, self, None)
             self._servers.append(isrv)
             self.imds_url = "http://%s:%d" % (self.host, isrv.server_address[1])
+            self.identity_endpoint = self.imds_url + "/msi/token"
         for s in self._servers:
             threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
                              name="graph-emulator").start()
@@ -245,7 +248,9 @@ class Emulator(object):
     def info(self):
         return {"base_url": self.base_url, "graph_url": self.graph_url, "beta_url": self.beta_url,
                 "authority_url": self.authority_url, "authority": self.authority, "tenant_id": self.tenant.tenant_id,
-                "ca_file": self.ca_file, "imds_url": self.imds_url, "admin_url": self.admin_url, "pid": os.getpid()}
+                "ca_file": self.ca_file, "imds_url": self.imds_url,
+                "identity_endpoint": self.identity_endpoint, "identity_header": self.settings["identity_header"],
+                "admin_url": self.admin_url, "pid": os.getpid()}
 
     # -- request entry ---------------------------------------------------------------------------
     def handle(self, method, raw_path, headers, body, scheme_https):
@@ -264,7 +269,7 @@ class Emulator(object):
             if path.startswith("/_emulator/") or path == "/_emulator":
                 entry["kind"] = "admin"
                 reply = self.admin.http(method, path, parts.query, body)
-            elif path.startswith("/metadata/identity/"):
+            elif path.startswith("/metadata/identity/") or path.startswith("/msi/"):
                 entry["kind"] = "imds"
                 reply = self._imds(method, path, parts.query, headers, ctx)
             elif not scheme_https:
@@ -575,29 +580,42 @@ class Emulator(object):
 
     # -- IMDS ------------------------------------------------------------------------------------
     def _imds(self, method, path, query, headers, ctx):
+        """Azure VM IMDS (``/metadata/identity/oauth2/token``, api-version 2018-02-01, header
+        ``Metadata: true``) and App Service (``/msi/token``, api-version 2019-08-01, header
+        ``X-IDENTITY-HEADER`` = setting ``identity_header``)."""
         f = self._fault_for("imds", path, method)
         if f:
             r = self._apply_fault(f, ctx)
             if r is not None:
                 return r
         h = {"Content-Type": "application/json; charset=utf-8"}
-        if path.rstrip("/") != "/metadata/identity/oauth2/token" or method != "GET":
+        app_service = path.rstrip("/") == "/msi/token"
+        if (path.rstrip("/") != "/metadata/identity/oauth2/token" and not app_service) or method != "GET":
             return Reply(404, {"error": "not_found", "error_description": "Not found"}, h)
-        if (headers.get("metadata") or "").lower() != "true":
-            return Reply(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"}, h)
         params = dict(parse_qsl(query, keep_blank_values=True))
-        if params.get("api-version") != "2018-02-01":
-            return Reply(400, {"error": "invalid_request",
-                               "error_description": "Invalid or missing api-version (2018-02-01 expected)"}, h)
+        if app_service:
+            if headers.get("x-identity-header") != self.settings["identity_header"]:
+                return Reply(401, {"statusCode": 401, "message": "X-IDENTITY-HEADER missing or wrong"}, h)
+            if params.get("api-version") != "2019-08-01":
+                return Reply(400, {"statusCode": 400, "message": "api-version 2019-08-01 expected"}, h)
+        else:
+            if (headers.get("metadata") or "").lower() != "true":
+                return Reply(400, {"error": "invalid_request",
+                                   "error_description": "Required metadata header not specified"}, h)
+            if params.get("api-version") != "2018-02-01":
+                return Reply(400, {"error": "invalid_request",
+                                   "error_description": "Invalid or missing api-version (2018-02-01 expected)"}, h)
         resource = (params.get("resource") or "").rstrip("/")
         if not resource:
             return Reply(400, {"error": "invalid_request", "error_description": "Required audience parameter not specified"}, h)
         if resource.lower() not in GRAPH_RESOURCES:
             return Reply(400, {"error": "invalid_resource",
                                "error_description": "AADSTS500011: The resource principal named %s was not found in "
-                                                    "the tenant." % resource}, h)
+                                                    "the tenant." % resource,
+                               "statusCode": 400, "message": "resource not found: %s" % resource}, h)
         ident = None
-        sel = [(k, params[k].lower()) for k in ("client_id", "object_id", "msi_res_id", "mi_res_id") if params.get(k)]
+        keys = ("client_id", "object_id", "principal_id", "msi_res_id", "mi_res_id")
+        sel = [(k, params[k].lower()) for k in keys if params.get(k)]
         for mi in self.tenant.managed_identities:
             if not sel:
                 if mi.get("type", "system") == "system":
@@ -606,16 +624,22 @@ class Emulator(object):
                 continue
             k, v = sel[0]
             want = {"client_id": mi.get("client_id"), "object_id": mi.get("principal_id"),
-                    "msi_res_id": mi.get("resource_id"), "mi_res_id": mi.get("resource_id")}[k]
+                    "principal_id": mi.get("principal_id"), "msi_res_id": mi.get("resource_id"),
+                    "mi_res_id": mi.get("resource_id")}[k]
             if mi.get("type") == "user" and want and want.lower() == v:
                 ident = mi
                 break
         if ident is None:
-            return Reply(400, {"error": "invalid_request", "error_description": "Identity not found"}, h)
+            return Reply(400, {"error": "invalid_request", "error_description": "Identity not found",
+                               "statusCode": 400, "message": "Identity not found"}, h)
         ctx["entry"]["app"] = ident.get("client_id")
         tok, exp_in = self.issue_token(ident["principal_id"], ident.get("client_id", ""), ident.get("permissions") or [],
                                        resource)
         now = int(time.time())
+        if app_service:
+            return Reply(200, {"access_token": tok, "client_id": ident.get("client_id", ""),
+                               "expires_on": str(now + exp_in), "resource": params.get("resource"),
+                               "token_type": "Bearer"}, h)
         return Reply(200, {"access_token": tok, "client_id": ident.get("client_id", ""), "expires_in": str(exp_in),
                            "expires_on": str(now + exp_in), "ext_expires_in": str(exp_in), "not_before": str(now),
                            "resource": params.get("resource"), "token_type": "Bearer"}, h)

@@ -503,7 +503,8 @@ class Tenant(object):
         self.skus = data.get("skus") or []
         self.apps = {a["client_id"].lower(): a for a in data.get("apps") or []}
         self.managed_identities = data.get("managed_identities") or []
-        self.role_assignments = list(data.get("role_assignments") or [])
+        self.explicit_role_assignments = list(data.get("role_assignments") or [])
+        self.role_assignments = list(self.explicit_role_assignments)
         for a in list(self.apps.values()) + self.managed_identities:
             for role in a.get("directory_roles") or []:
                 self.role_assignments.append({"principalId": a["principal_id"], "roleDefinitionId": role})
@@ -731,7 +732,8 @@ class Tenant(object):
             out = {"tenant_id": self.tenant_id, "tenant_type": self.tenant_type,
                    "default_domain": self.default_domain, "organization": self.organization,
                    "skus": self.skus, "apps": list(self.apps.values()),
-                   "managed_identities": self.managed_identities, "settings": self.settings}
+                   "managed_identities": self.managed_identities, "settings": self.settings,
+                   "role_assignments": self.explicit_role_assignments}
             for key, t in OBJECT_COLLECTIONS:
                 out[key] = [{k: v for k, v in self.objects[i].items() if k != "_t"} for i in self.by_type[t]]
             out["memberships"] = {g: list(m) for g, m in self.members.items() if m}

@@ -742,3 +742,69 @@ def test_standalone_server(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_managed_identity_app_service_and_https_imds(graph_emulator_module, monkeypatch):
+    emu = graph_emulator_module
+    for var in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT",
+                "IDENTITY_SERVER_THUMBPRINT"):
+        monkeypatch.delenv(var, raising=False)
+    # IMDS on the HTTPS port: the msal http_client must trust the lab CA
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.base_url)
+    mi = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=session(emu))
+    assert "access_token" in mi.acquire_token_for_client(resource="https://graph.microsoft.com")
+    # App Service: IDENTITY_ENDPOINT + IDENTITY_HEADER
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emu.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", emu.settings["identity_header"])
+    http = requests.Session()
+    http.trust_env = False
+    user_mi = [m for m in emu.tenant.managed_identities if m["type"] == "user"][0]
+    mi = msal.ManagedIdentityClient(msal.UserAssignedManagedIdentity(resource_id=user_mi["resource_id"]), http_client=http)
+    result = mi.acquire_token_for_client(resource="https://graph.microsoft.com")
+    assert jwt.decode(result["access_token"], options={"verify_signature": False})["oid"] == user_mi["principal_id"]
+    monkeypatch.setenv("IDENTITY_HEADER", "wrong")
+    mi = msal.ManagedIdentityClient(msal.SystemAssignedManagedIdentity(), http_client=http)
+    assert "access_token" not in mi.acquire_token_for_client(resource="https://graph.microsoft.com")
+
+
+def test_tenant_builder_shapes(graph_tenant, graph_emulator_factory):
+    b = graph_tenant()
+    guid = str(uuid.uuid4())
+    alice = b.synced_user("alice", object_guid=guid, object_sid="S-1-5-21-1-2-3-1105",
+                          dn="CN=alice,CN=Users,DC=corp,DC=example,DC=test")
+    bob = b.user("Bob Cloud")
+    child = b.group("Child", members=[alice])
+    parent = b.group("Parent", members=[child, bob, b.device("PC-1"), b.contact("Ext"), b.service_principal("SP")],
+                     description="parent group")
+    b.group("M365", kind="unified")
+    b.group("From AD", kind="synced")
+    b.group("Dyn", kind="dynamic")
+    emu = graph_emulator_factory(b)
+    s = graph(emu)
+    members = s.get(emu.beta_url + "/groups/%s/transitiveMembers?$select=id,onPremisesObjectIdentifier" % parent).json()
+    by_id = {m["id"]: m for m in members["value"]}
+    assert by_id[alice]["onPremisesObjectIdentifier"] == guid
+    assert by_id[bob]["onPremisesObjectIdentifier"] is None
+    assert len(by_id) == 6
+    flt = "securityEnabled eq true and mailEnabled eq false"
+    names = {g["displayName"] for g in s.get(emu.graph_url + "/groups?$filter=" + flt).json()["value"]}
+    assert names == {"Child", "Parent", "From AD", "Dyn"}
+    org = s.get(emu.graph_url + "/organization").json()["value"][0]
+    assert org["tenantType"] == "AAD"
+
+
+def test_large_tenant_big_group_pages_completely(graph_emulator_factory):
+    tenant = generate_tenant(groups=2000, users=20000, memberships=200000, big_group_members=50001, seed=1,
+                             tenant_id="3f1c2b9a-5d6e-4f70-8a9b-0c1d2e3f4a5b",
+                             apps=__import__("emulator.fixtures", fromlist=["standard_apps"]).standard_apps())
+    emu = graph_emulator_factory(tenant, settings={"throttle_enabled": False})
+    s = graph(emu)
+    big = tenant["groups"][0]["id"]
+    pages = read_all(s, emu.graph_url + "/groups/%s/members?$select=id&$top=999" % big)
+    ids = [v["id"] for p in pages for v in p["value"]]
+    assert len(ids) == len(set(ids)) == 50001 and len(pages) == 51
+    h = {"ConsistencyLevel": "eventual"}
+    first = s.get(emu.graph_url + "/groups/%s/members?$count=true&$top=1" % big, headers=h).json()
+    assert first["@odata.count"] == 50001
+    groups = read_all(s, emu.graph_url + "/groups?$select=id&$top=999")
+    assert sum(len(p["value"]) for p in groups) == 2000
