@@ -23,6 +23,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError, first, values
 
 ENTRY_ALREADY_EXISTS = 68
+NO_SUCH_OBJECT = 32
 ANCHOR_ATTRIBUTE = 'msDS-ExternalDirectoryObjectId'
 
 
@@ -80,9 +81,17 @@ def _create(client, op, result):
     return 'adopted_concurrent'
 
 
+def _target(op):
+    """The object an op acts on: by objectGUID when the plan read it (``<GUID=...>``), so a write
+    can never land on another object that took the DN meanwhile; by DN otherwise."""
+    guid = op.get('object_guid')
+    return '<GUID=%s>' % guid if guid else op['dn']
+
+
 def _execute(client, op):
     kind = op['op']
     if kind == 'modify_dn':
+        # By DN: Samba (unlike Windows) does not resolve <GUID=...> in a modify DN request.
         client.modify_dn(op['dn'], op['new_rdn'], op.get('new_superior'))
     elif kind == 'modify':
         changes = {}
@@ -91,11 +100,16 @@ def _execute(client, op):
                 changes[attr] = ('replace', [])
             else:
                 changes[attr] = ('replace', value if isinstance(value, list) else [value])
-        client.modify(op['dn'], changes)
+        client.modify(_target(op), changes)
     elif kind == 'members':
-        client.modify(op['dn'], _members_change(op.get('add'), op.get('remove')))
+        client.modify(_target(op), _members_change(op.get('add'), op.get('remove')))
     elif kind == 'delete':
-        client.delete(op['dn'])
+        try:
+            client.delete(_target(op))
+        except ADError as err:
+            if err.result != NO_SUCH_OBJECT or not op.get('object_guid'):
+                raise
+            return 'already_gone'
     else:
         raise ValueError('Unknown plan operation %r' % (kind,))
     return 'done'
@@ -119,8 +133,9 @@ def apply_plan(client, ops, check_mode=False):
             if _fatal(err):
                 raise
             failed.add(gid)
-            result.errors[gid] = err.msg
-            result.executed.append(dict(op, outcome='error', error=err.msg))
+            msg = err.msg if op['dn'] in err.msg else '%s (group %s)' % (err.msg, op['dn'])
+            result.errors[gid] = msg
+            result.executed.append(dict(op, outcome='error', error=msg))
             continue
         result.changed = True
         result.executed.append(dict(op, outcome=outcome))

@@ -409,6 +409,31 @@ def test_create_that_meets_a_foreign_object_fails_for_that_group_only(corp, corp
     assert len(corp_dir.by_anchor(other['id'])) == 1
 
 
+def test_writes_land_on_the_object_that_was_read_not_on_whoever_took_its_dn(corp, corp_dir, sandbox):
+    """A stale plan (read, then someone renames our group and puts another object at its old DN)
+    must update and delete our group by objectGUID, never the object now holding the DN."""
+    group = entra_group('Target', description='v1')
+    in_box(corp, [group], sandbox)
+    ours = corp_dir.one(group['id'])
+    group['description'] = 'v2'
+    stale_update = in_box(corp, [group], sandbox, check=True)
+    stale_delete = in_box(corp, [], sandbox, check=True, prune=True)
+    assert [op['op'] for op in stale_update['plan']] == ['modify']
+    assert [op['op'] for op in stale_delete['plan']] == ['delete']
+    corp_dir.client.modify_dn(ours['dn'], 'CN=renamed by hand')
+    impostor = corp_dir.add_group(ours['dn'], description='impostor')
+    client = ADClient(ad_params(corp)).connect()
+    try:
+        assert apply_plan(client, stale_update['plan']).errors == {}
+        assert first(corp_dir.one(group['id']), 'description') == 'v2'
+        assert first(corp_dir.get(impostor), 'description') == 'impostor'
+        assert apply_plan(client, stale_delete['plan']).errors == {}
+    finally:
+        client.close()
+    assert corp_dir.by_anchor(group['id']) == []
+    assert corp_dir.get(impostor) is not None
+
+
 def test_schema_without_anchor_is_refused(lab):
     legacy = lab.up(forests=('legacy',), schema_extension=False)['legacy']
     with pytest.raises(CloudSyncError) as refused:
