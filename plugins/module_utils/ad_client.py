@@ -739,12 +739,27 @@ class ADClient(object):
                 cookie = result['controls'][OID_PAGED_RESULTS]['value']['cookie']
             except (KeyError, TypeError):
                 cookie = None
-            for item in response:
-                if item.get('type') != 'searchResEntry':
-                    continue
-                yield self._entry(item, binary, controls)
+            try:
+                for item in response:
+                    if item.get('type') != 'searchResEntry':
+                        continue
+                    yield self._entry(item, binary, controls)
+            except GeneratorExit:
+                if cookie:
+                    self._abandon_paged(base, ldap_filter, ldap_scope, cookie)
+                raise
             if not cookie:
                 break
+
+    def _abandon_paged(self, base, ldap_filter, ldap_scope, cookie):
+        """The caller stopped reading a paged search: release the server's result set (page size 0, RFC 2696).
+
+        Windows keeps at most MaxResultSetsPerConn (10) open result sets per connection.
+        """
+        try:
+            self.connection.search(base, ldap_filter, search_scope=ldap_scope, attributes=['1.1'], paged_size=0, paged_cookie=cookie)
+        except Exception:  # pylint: disable=broad-except
+            pass  # best effort: the server drops it with the connection anyway
 
     def _entry(self, item, binary, controls):
         dn = item.get('dn')

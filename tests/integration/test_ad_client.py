@@ -432,6 +432,24 @@ def test_paged_search_returns_every_entry_once(corp, test_ou):
     c.close()
 
 
+def test_abandoned_paged_searches_are_released(corp, test_ou):
+    """Stopping early after the first page, many times on one connection, leaves it usable.
+
+    The client then sends the RFC 2696 release (page size 0 with the cookie) because Windows
+    allows only 10 open paged result sets per connection. Samba has no such limit and answers
+    the release with unavailableCriticalExtension, which the client ignores: in this lab the test
+    proves the release never breaks the run, not that Windows frees the result set.
+    """
+    c = client(corp, ad_page_size=5)
+    c.connect()
+    for _i in range(15):
+        gen = c.search(test_ou['contacts_ou'], '(objectClass=contact)', ['cn'], scope='onelevel')
+        assert next(gen)['dn']
+        gen.close()
+    assert len(list(c.search(test_ou['contacts_ou'], '(displayName=Contact 001*)', ['cn'], scope='onelevel'))) == 10
+    c.close()
+
+
 def test_search_value_types_and_case_insensitive_access(admin, corp):
     entry = admin.get(corp.admin_dn, ['objectGUID', 'objectSid', 'sAMAccountName', 'nTSecurityDescriptor', 'memberOf'])
     guid = first(entry, 'objectguid')
