@@ -1,0 +1,192 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cloudsync_acl: the documented ACE sets, and the DACL algebra on descriptors read from the lab."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pathlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import cloudsync_acl as acl
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.security_descriptor import Ace, Acl, SecurityDescriptor
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
+CORP_SID = 'S-1-5-21-4053621970-426217385-1478750156'
+AGENT = CORP_SID + '-1105'
+OTHER = CORP_SID + '-1106'
+GROUP = 'bf967a9c-0de6-11d0-a285-00aa003049e2'
+USER = 'bf967aba-0de6-11d0-a285-00aa003049e2'
+
+
+def load(name):
+    return SecurityDescriptor.from_bytes((FIXTURES / name).read_bytes())
+
+
+def sddl_list(aces):
+    return [a.to_sddl(CORP_SID) for a in aces]
+
+
+# ------------------------------------------------------------------ the ACE sets
+
+def test_user_group_create_delete_aces():
+    assert sddl_list(acl.desired_aces('UserGroupCreateDelete', AGENT)) == [
+        '(OA;CIIO;WPRCSW;;%s;%s)' % (GROUP, AGENT),
+        '(OA;CI;CCDC;%s;;%s)' % (GROUP, AGENT),
+        '(OA;CIIO;WPRCSW;;%s;%s)' % (USER, AGENT),
+        '(OA;CI;CCDC;%s;;%s)' % (USER, AGENT),
+    ]
+    # on an OU it is the same set (nothing of it is domain-root only)
+    assert acl.desired_aces('UserGroupCreateDelete', AGENT, domain_root=False) == acl.desired_aces('UserGroupCreateDelete', AGENT)
+
+
+def test_generic_write_is_stored_mapped():
+    ace = acl.desired_aces('UserGroupCreateDelete', AGENT)[0]
+    assert ace.mask == 0x00020028  # RIGHT_DS_WRITE_PROPERTY | RIGHT_DS_SELF | READ_CONTROL
+
+
+def test_password_hash_sync_only_on_domain_root():
+    assert sddl_list(acl.desired_aces('PasswordHashSync', AGENT)) == [
+        '(OA;;CR;1131f6aa-9c07-11d1-f79f-00c04fc2dcd2;;%s)' % AGENT,
+        '(OA;;CR;1131f6ad-9c07-11d1-f79f-00c04fc2dcd2;;%s)' % AGENT,
+    ]
+    with pytest.raises(acl.CloudSyncPermissionError, match='only on the domain root'):
+        acl.desired_aces('PasswordHashSync', AGENT, domain_root=False)
+
+
+def test_password_writeback_aces():
+    root = sddl_list(acl.desired_aces('PasswordWriteBack', AGENT))
+    assert root == [
+        '(OA;CIIO;CR;00299570-246d-11d0-a768-00aa006e0529;%s;%s)' % (USER, AGENT),
+        '(OA;CIIO;WP;28630ebf-41d5-11d1-a9c1-0000f80367c1;%s;%s)' % (USER, AGENT),
+        '(OA;CIIO;WP;bf967a0a-0de6-11d0-a285-00aa003049e2;%s;%s)' % (USER, AGENT),
+        '(OA;;CR;ccc2dc7d-a6ad-4a7a-8846-c04e3cc53501;;%s)' % AGENT,
+    ]
+    assert sddl_list(acl.desired_aces('PasswordWriteBack', AGENT, domain_root=False)) == root[:3]
+
+
+def test_basic_read_and_exchange_sets():
+    basic = sddl_list(acl.desired_aces('BasicRead', AGENT))
+    assert len(basic) == 8 and basic[-1] == '(OA;;CR;1131f6aa-9c07-11d1-f79f-00c04fc2dcd2;;%s)' % AGENT
+    assert '(OA;CIIO;RP;;%s;%s)' % (GROUP, AGENT) in basic
+    hybrid = sddl_list(acl.desired_aces('HybridExchangePermissions', AGENT))
+    assert hybrid[0] == '(OA;CIIO;RPWP;;%s;%s)' % (USER, AGENT) and len(hybrid) == 4
+    assert sddl_list(acl.desired_aces('ExchangeMailPublicFolderPermissions', AGENT)) == [
+        '(OA;CIIO;RP;;f0f8ffac-1191-11d0-a060-00aa006c33ed;%s)' % AGENT]
+
+
+def test_all_is_the_union_without_duplicates():
+    everything = acl.desired_aces('All', AGENT)
+    keys = [a.key() for a in everything]
+    assert len(keys) == len(set(keys))
+    union = set()
+    for name in acl.PERMISSION_TYPES:
+        if name != 'All':
+            union.update(a.key() for a in acl.desired_aces(name, AGENT))
+    assert set(keys) == union
+    # PHS and BasicRead share "Replicating Directory Changes": counted once
+    assert len(everything) == sum(len(acl.desired_aces(n, AGENT)) for n in acl.PERMISSION_TYPES if n != 'All') - 1
+
+
+def test_unknown_type_and_bad_sid():
+    with pytest.raises(acl.CloudSyncPermissionError, match='Unknown permission type'):
+        acl.desired_aces('CloudHR2', AGENT)
+    with pytest.raises(ValueError):
+        acl.desired_aces('UserGroupCreateDelete', 'provAgentgMSA$')
+
+
+# ------------------------------------------------------------------ algebra on real descriptors
+
+@pytest.mark.parametrize('fixture', ['sd_domain_root_dacl.bin', 'sd_ou_delegated.bin', 'sd_adminsdholder.bin', 'sd_domain_root.bin'])
+def test_present_twice_is_one_set_and_absent_restores(fixture):
+    sd = load(fixture)
+    original = sd.to_bytes()
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
+    once, added = acl.apply_present(sd, desired)
+    assert len(added) == 4
+    assert sd.to_bytes() == original                      # input untouched
+    twice, added_again = acl.apply_present(once, desired)
+    assert added_again == []
+    assert twice.to_bytes() == once.to_bytes()
+    assert acl.missing_aces(once.dacl, desired) == []
+    # others untouched: removing what we added gives back the original bytes
+    back, removed = acl.apply_absent(once, desired)
+    assert sorted(sddl_list(removed)) == sorted(sddl_list(added))
+    assert back.to_bytes() == original
+    # canonical order kept, inherited ACEs unchanged and still last
+    assert once.dacl.is_canonical()
+    assert once.dacl.inherited() == sd.dacl.inherited()
+    # owner, group, SACL and control untouched
+    assert (once.owner, once.group, once.sacl, once.control) == (sd.owner, sd.group, sd.sacl, sd.control)
+
+
+def test_new_aces_go_after_explicit_allows_before_inherited():
+    sd = load('sd_ou_delegated.bin')
+    new, added = acl.apply_present(sd, acl.desired_aces('UserGroupCreateDelete', AGENT))
+    n_explicit = len(sd.dacl.explicit())
+    assert new.dacl.aces[:n_explicit] == sd.dacl.aces[:n_explicit]
+    assert new.dacl.aces[n_explicit:n_explicit + 4] == added
+    assert new.dacl.aces[n_explicit + 4:] == sd.dacl.inherited()
+
+
+def test_deny_goes_after_explicit_denies():
+    d_other = Ace(1, 0, 0x10, OTHER)
+    a_other = Ace(0, 0, 0x10, OTHER)
+    inh = Ace(0, 0x12, 0x10, 'S-1-5-11')
+    sd = SecurityDescriptor(dacl=Acl([d_other, a_other, inh]))
+    deny = Ace(6, 0, 3, AGENT, GROUP)
+    new, _added = acl.apply_present(sd, [deny])
+    assert new.dacl.aces == [d_other, deny, a_other, inh]
+
+
+def test_absent_removes_only_ours_never_foreign_or_inherited():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
+    ours = desired[1]
+    foreign_same_rights = Ace(ours.ace_type, ours.flags, ours.mask, OTHER, ours.object_type)      # other trustee
+    broader = Ace(ours.ace_type, ours.flags, ours.mask | 0x10, AGENT, ours.object_type)           # other rights
+    other_flags = Ace(ours.ace_type, 0, ours.mask, AGENT, ours.object_type)                      # other inheritance
+    inherited_copy = Ace(ours.ace_type, ours.flags | 0x10, ours.mask, AGENT, ours.object_type)  # inherited
+    deny_twin = Ace(6, ours.flags, ours.mask, AGENT, ours.object_type)                           # deny
+    sd = SecurityDescriptor(dacl=Acl([deny_twin, foreign_same_rights, ours, broader, other_flags, ours.copy(), inherited_copy]))
+    new, removed = acl.apply_absent(sd, desired)
+    assert removed == [ours, ours]                       # a duplicate of ours goes too
+    assert new.dacl.aces == [deny_twin, foreign_same_rights, broader, other_flags, inherited_copy]
+
+
+def test_inherited_copy_does_not_count_as_present():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
+    inherited = [Ace(a.ace_type, a.flags | 0x10, a.mask, a.sid, a.object_type, a.inherited_object_type) for a in desired]
+    sd = SecurityDescriptor(dacl=Acl(inherited))
+    assert len(acl.missing_aces(sd.dacl, desired)) == 4
+    new, added = acl.apply_present(sd, desired)
+    assert new.dacl.aces[:4] == added and new.dacl.aces[4:] == inherited
+
+
+def test_present_on_descriptor_without_dacl():
+    sd = SecurityDescriptor(owner='S-1-5-32-544')
+    new, added = acl.apply_present(sd, acl.desired_aces('UserGroupCreateDelete', AGENT))
+    assert len(added) == 4 and new.dacl.to_bytes()[0] == 4
+    assert acl.apply_absent(sd, added) == (sd, [])
+
+
+def test_desired_duplicates_added_once():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
+    sd = load('sd_domain_root_dacl.bin')
+    new, added = acl.apply_present(sd, desired + [a.copy() for a in desired])
+    assert len(added) == 4 and len(new.dacl) == len(sd.dacl) + 4
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(['UserGroupCreateDelete', 'BasicRead', 'PasswordWriteBack', 'HybridExchangePermissions']),
+                min_size=1, max_size=4), st.sampled_from([AGENT, OTHER]))
+def test_layered_grants_remove_independently(types, sid):
+    """Grant several types in turn, then remove them: the descriptor is the original again, byte for byte
+    (the ACE sets of these types do not overlap)."""
+    base = load('sd_ou_delegated.bin')
+    sd = base
+    for name in types:
+        sd, _added = acl.apply_present(sd, acl.desired_aces(name, sid))
+    for name in types:
+        sd, _removed = acl.apply_absent(sd, acl.desired_aces(name, sid))
+    assert sd.to_bytes() == base.to_bytes()
