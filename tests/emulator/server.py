@@ -91,6 +91,8 @@ DEFAULT_SETTINGS = {
     "retry_after_format": "int",      # Retry-After of a bucket 429: "int" (ceil seconds) or "float"
     "latency": 0.0,                   # seconds added to every Graph request
     "seed": 0,
+    "log_max": 500000,                # request-log entries kept (oldest dropped; counters stay exact)
+    "delta_max_rounds": 64,           # delta rounds whose nextLinks stay valid (older: syncStateNotFound)
     "identity_header": "emulator-identity-header",  # App Service managed identity: X-IDENTITY-HEADER
 }
 
@@ -175,6 +177,8 @@ class Emulator(object):
         self.faults = []
         self._fault_ids = 0
         self.log = []
+        self._log_base = 0
+        self._delta_rounds = []
         self.counters = {"requests": 0, "by_status": {}, "by_kind": {}, "throttled": 0, "faults": 0,
                          "tokens_issued": 0}
         self.cursors = {}              # $skiptoken -> (cursor dict, offset)
@@ -296,8 +300,12 @@ class Emulator(object):
 
     def _record(self, entry):
         with self._lock:
-            entry["n"] = len(self.log)
+            entry["n"] = self._log_base + len(self.log)
             self.log.append(entry)
+            if len(self.log) > self.settings["log_max"]:
+                drop = max(1, len(self.log) // 10)
+                del self.log[:drop]
+                self._log_base += drop
             c = self.counters
             c["requests"] += 1
             st = str(entry["status"])
@@ -1015,7 +1023,7 @@ class Emulator(object):
         if first and advanced:
             out["@odata.count"] = len(ids)
         nxt = offset + top
-        if nxt < len(ids) and "$expand" not in params:
+        if nxt < len(ids):
             with self._lock:
                 tok = cursor["next"].get(nxt)
                 if tok is None:
@@ -1106,6 +1114,7 @@ class Emulator(object):
                         mem.append(item)
                 units.append((gid, rec_obj, mem))
             dctx = {"units": units, "end_seq": tenant.seq, "rec": rec, "origin": rec["created"], "lazy": False}
+            self._new_round(dctx)
             return self._delta_page(version, dctx, -1 if s["delta_leading_empty_page"] else 0, 0, ctx, first=True)
         sel = parse_select(params.get("$select"), ["group"], version, extra=("members",))
         flt = None
@@ -1119,7 +1128,21 @@ class Emulator(object):
             for g in gids:
                 snap[g] = list(tenant.members.get(g, ()))
         dctx = {"units": gids, "snap": snap, "end_seq": tenant.seq, "rec": rec, "origin": now, "lazy": True}
+        self._new_round(dctx)
         return self._delta_page(version, dctx, -1 if s["delta_leading_empty_page"] else 0, 0, ctx, first=True)
+
+    def _new_round(self, dctx):
+        """Keep the page state of the last ``delta_max_rounds`` rounds (a round of a big tenant holds
+        a snapshot of its member lists); the nextLinks of older rounds answer syncStateNotFound."""
+        with self._lock:
+            dctx["next"] = {}
+            self._delta_rounds.append(dctx)
+            while len(self._delta_rounds) > self.settings["delta_max_rounds"]:
+                old = self._delta_rounds.pop(0)
+                for tok in old["next"].values():
+                    self.delta_cursors.pop(tok, None)
+                old["units"] = []
+                old["snap"] = {}
 
     def _check_delta_age(self, created, now, ctx, version, rec=None):
         if created < self.delta_reset_before:
@@ -1368,11 +1391,12 @@ class Admin(object):
         """Logged requests (dicts: n, t, t_end, method, path, status, app, kind, cost, retry_after,
         request_id, client_request_id, throttled, fault, priority), from index ``since``."""
         with self.emu._lock:
-            out = self.emu.log[since:]
+            out = self.emu.log[max(0, since - self.emu._log_base):]
             return [dict(e) for e in out if kind is None or e["kind"] == kind]
 
     def clear_log(self):
         with self.emu._lock:
+            self.emu._log_base += len(self.emu.log)
             self.emu.log = []
             self.emu.counters = {"requests": 0, "by_status": {}, "by_kind": {}, "throttled": 0, "faults": 0,
                                  "tokens_issued": 0}
