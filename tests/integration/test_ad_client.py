@@ -515,6 +515,18 @@ def test_global_catalog_lookup_by_object_guid(admin, corp):
     assert ad_codecs.guid_from_bytes(first(found[0], 'objectGUID')) == guid
 
 
+@pytest.mark.parametrize('auth', ['ntlm', 'kerberos'])
+def test_global_catalog_with_the_same_credentials(corp, kerberos_env, auth):
+    user = '%s\\%s' % (corp.netbios, sam_name(corp)) if auth == 'ntlm' else corp.admin_upn
+    c = client(corp, ad_auth=auth, ad_user=user)
+    c.connect()
+    gc = c.global_catalog()
+    assert gc.server == '%s:3269 (ldaps)' % corp.ip and gc.connection.bound
+    found = list(gc.search(corp.base_dn, '(sAMAccountName=%s)' % ad_codecs.escape_filter_value(sam_name(corp)), ['cn']))
+    assert [e['dn'].lower() for e in found] == [corp.admin_dn.lower()]
+    c.close()
+
+
 def test_global_catalog_option_and_starttls_port(corp):
     c = client(corp, ad_tls_mode='starttls')
     c.connect()
