@@ -31,11 +31,5 @@ for _p in (str(COLLECTIONS_ROOT), str(ROOT / "tests")):
 
 os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS_ROOT))
 
-# Fixture plug-ins: the AD lab (tests/lab/fixtures.py) and the Graph emulator
-# (tests/emulator/fixtures.py). Listed only once they exist, so a partial checkout still runs
-# the unit tests; a test that needs a missing fixture then fails with "fixture not found".
-pytest_plugins = [
-    _name for _name, _file in (("lab.fixtures", "lab/fixtures.py"), ("emulator.fixtures", "emulator/fixtures.py"),
-                         ("winrm_endpoint.fixtures", "winrm_endpoint/fixtures.py"))
-    if (ROOT / "tests" / _file).exists()
-]
+# Fixture plug-ins: the AD lab, the Graph emulator and the WinRM endpoint.
+pytest_plugins = ["lab.fixtures", "emulator.fixtures", "winrm_endpoint.fixtures"]

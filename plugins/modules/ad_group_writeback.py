@@ -124,8 +124,8 @@ options:
     default: false
   adopt_writeback_v2:
     description:
-      - Take over groups written by Connect Sync Group Writeback v2 (C(adminDescription=Group_<id>) and no anchor): copy the
-        anchor into C(msDS-ExternalDirectoryObjectId); from then on they are managed like any other.
+      - Take over groups written by Connect Sync Group Writeback v2 (C(adminDescription=Group_<id>) and no anchor) by copying
+        the anchor into C(msDS-ExternalDirectoryObjectId); from then on they are managed like any other.
     type: bool
     default: false
   adopt_rename:

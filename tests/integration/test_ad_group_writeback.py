@@ -363,7 +363,7 @@ def test_two_runs_at_once_make_no_duplicate(corp, corp_dir, sandbox):
         except Exception as exc:  # pylint: disable=broad-except
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    threads = [threading.Thread(target=worker), threading.Thread(target=worker)]
     for t in threads:
         t.start()
     for t in threads:
