@@ -670,16 +670,15 @@ class Emulator(object):
         return rec
 
     def _graph_top(self, method, path, query, headers, body, ctx):
-        f = self._fault_for("graph", path, method)
-        if f and not f.get("status"):
-            self._apply_fault(f, ctx)
-            f = None
         lat = self.settings["latency"]
         if lat:
             time.sleep(lat)
         principal = self._authenticate(headers, ctx)
+        f = self._fault_for("graph", path, method)
         if f:
-            return self._apply_fault(f, ctx)
+            r = self._apply_fault(f, ctx)
+            if r is not None:
+                return r
         version, _, rest = path[1:].partition("/")
         if rest == "$batch":
             if method != "POST":
@@ -1055,6 +1054,13 @@ class Emulator(object):
         now = time.time()
         s = self.settings
         tenant = self.tenant
+        if params.get("$deltatoken") == "latest" and "$skiptoken" not in params:
+            sel = parse_select(params.get("$select"), ["group"], version, extra=("members",))
+            flt = parse_id_filter(params["$filter"], s["delta_filter_max_ids"]) if params.get("$filter") is not None else None
+            rec = {"seq": tenant.seq, "select": sel, "select_raw": params.get("$select"), "filter": flt,
+                   "filter_raw": params.get("$filter"), "created": now}
+            return self._delta_page(version, {"units": [], "end_seq": tenant.seq, "rec": rec, "origin": now,
+                                              "lazy": False}, 0, 0, ctx)
         if "$skiptoken" in params or "$deltatoken" in params:
             if len(params) != 1:
                 raise GraphError(400, "Request_BadRequest",
@@ -1066,14 +1072,9 @@ class Emulator(object):
                     raise GraphError(400, "syncStateNotFound",
                                      "The sync state is not found or has expired. Start a new delta round.")
                 dctx, ui, mo = hit
-                self._check_delta_age(dctx["origin"], now, ctx, version)
+                self._check_delta_age(dctx["origin"], now, ctx, version, dctx["rec"])
                 return self._delta_page(version, dctx, ui, mo, ctx)
             tokv = params["$deltatoken"]
-            if tokv == "latest":
-                rec = {"seq": tenant.seq, "select": None, "select_raw": None, "filter": None, "filter_raw": None,
-                       "created": now}
-                return self._delta_page(version, {"units": [], "end_seq": tenant.seq, "rec": rec, "origin": now},
-                                        0, 0, ctx)
             with self._lock:
                 rec = self.delta_tokens.get(tokv)
             if rec is None:

@@ -808,3 +808,22 @@ def test_large_tenant_big_group_pages_completely(graph_emulator_factory):
     assert first["@odata.count"] == 50001
     groups = read_all(s, emu.graph_url + "/groups?$select=id&$top=999")
     assert sum(len(p["value"]) for p in groups) == 2000
+
+
+def test_delta_latest_and_split_continuations(graph_emulator):
+    emu = graph_emulator
+    s = graph(emu)
+    r = s.get(emu.graph_url + "/groups/delta?$select=displayName,members&$deltatoken=latest")
+    assert r.status_code == 200 and r.json()["value"] == [] and "@odata.deltaLink" in r.json()
+    emu.admin.update_settings(delta_page_links=100)
+    big = group_id(emu, PAGING_GROUP)
+    emu.admin.add_members(big, [u for u in emu.tenant.ids_of_type("user") if u not in emu.admin.members_of(big)][:30])
+    changes, _, pages = _delta_round(s, r.json()["@odata.deltaLink"])
+    assert set(changes) == {big} and len(changes[big]["members_added"]) == 30
+    emu.admin.update_settings(delta_page_links=7)
+    first_round = s.get(emu.graph_url + "/groups/delta?$select=displayName,members&$filter=id eq '%s'" % big).json()
+    _, _, pages = _delta_round(s, first_round["@odata.nextLink"])
+    items = [v for p in pages for v in p["value"]]
+    assert items[0]["displayName"] == "Paging Group"
+    assert all(set(v) == {"id", "members@delta"} for v in items[1:])  # continuations carry id + members only
+    assert sum(len(v["members@delta"]) for v in items) == 290
