@@ -10,7 +10,7 @@ build_root="${CLOUDSYNC_SANITY_DIR:-${TMPDIR:-/tmp}/cloud_sync-sanity-$(printf '
 dest="$build_root/ansible_collections/hybrid_identity/cloud_sync"
 mkdir -p "$dest"
 # Files git tracks, plus new files it does not ignore, exactly as in the work tree.
-git ls-files -z --cached --others --exclude-standard | rsync -a --delete --from0 --files-from=- ./ "$dest/"
+git ls-files -z --cached --others --exclude-standard | rsync -a --delete --ignore-missing-args --from0 --files-from=- ./ "$dest/"
 # rsync --delete only prunes inside the listed set; drop files removed from the tree since the last copy.
 (cd "$dest" && find . -type f -not -path './tests/output/*' -print0) | while IFS= read -r -d '' f; do
   [ -e "$here/$f" ] || rm -f "$dest/$f"
