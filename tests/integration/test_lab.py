@@ -234,6 +234,7 @@ def test_status_reports_running_forests(lab):
 
 def test_legacy_forest_lacks_schema_attribute_and_stops_and_starts(lab):
     # the legacy forest is this test's own (the shared tests never use it), so stopping it is safe
+    was_running = lab.status().get("legacy", {}).get("running", False)
     legacy = lab.up(("legacy",))["legacy"]
     assert legacy.schema_extended is False
     conn = ldaps(legacy)
@@ -251,3 +252,5 @@ def test_legacy_forest_lacks_schema_attribute_and_stops_and_starts(lab):
     conn.unbind()
     # a second Lab object on the same directory sees the same running lab
     assert Lab(lab.dir).status()["legacy"]["healthy"] is True
+    if not was_running:
+        lab.stop_forest("legacy")
