@@ -1,7 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """ADClient against the lab's real Samba AD DC (forest corp), certificate validation on.
 
-Run: .venv/bin/python -m pytest tests/integration/test_ad_client.py -q
+Run: .venv/bin/python -m pytest tests/integration/test_ad_client_lab.py -q
 The module creates its own OU (2,500 contacts and a few groups) and tree-deletes it at the end.
 """
 from __future__ import absolute_import, division, print_function
@@ -120,7 +120,7 @@ def contacts(corp, admin):
     """
     ou = 'OU=adclient-contacts,%s' % corp.base_dn
     if admin.get(ou, ['ou']) is None:
-        admin.add(ou, {'objectClass': ['top', 'organizationalUnit'], 'description': 'bulk read-only data of test_ad_client.py'})
+        admin.add(ou, {'objectClass': ['top', 'organizationalUnit'], 'description': 'bulk read-only data of test_ad_client_lab.py'})
     have = set(e['dn'].lower() for e in admin.search(ou, '(objectClass=contact)', ['cn'], scope='onelevel'))
     dns = []
     for i in range(CONTACTS):
