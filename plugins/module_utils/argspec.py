@@ -118,12 +118,16 @@ class ArgumentSpec(object):
         )
 
     def create_module(self, supports_check_mode=True):
+        rules = dict(
+            mutually_exclusive=self.mutually_exclusive,
+            required_together=self.required_together,
+            required_one_of=self.required_one_of,
+            required_if=self.required_if,
+            required_by=self.required_by,
+        )
+        # Only the rules that exist: sanity's validate-modules checks each one's type.
         return AnsibleModule(
             argument_spec=self.argument_spec,
-            mutually_exclusive=self.mutually_exclusive or None,
-            required_together=self.required_together or None,
-            required_one_of=self.required_one_of or None,
-            required_if=self.required_if or None,
-            required_by=self.required_by or None,
             supports_check_mode=supports_check_mode,
+            **dict((name, rule) for name, rule in rules.items() if rule)
         )

@@ -21,7 +21,7 @@ description:
   - Only objects carrying the anchor are ever modified or deleted; groups with C(adminCount=1) are refused unless
     O(allow_admin_count=true); a run that would delete more than O(deletion_threshold) groups deletes none.
 author:
-  - hybrid_identity.cloud_sync contributors
+  - hybrid_identity.cloud_sync maintainers (@hybrid-identity)
 extends_documentation_fragment:
   - hybrid_identity.cloud_sync.ad_connection
   - hybrid_identity.cloud_sync.graph_auth
