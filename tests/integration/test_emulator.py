@@ -23,8 +23,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from emulator.fixtures import (  # noqa: F401  (fixtures)
-    CLIENT_SECRET, graph_emulator, graph_emulator_factory, graph_emulator_module, graph_tenant, small_tenant)
+from emulator.fixtures import CLIENT_SECRET, standard_apps  # fixtures come from tests/conftest.py (pytest_plugins)
 from emulator.generate import generate_tenant, immutable_id_of
 from emulator.server import RemoteAdmin
 
@@ -796,7 +795,7 @@ def test_tenant_builder_shapes(graph_tenant, graph_emulator_factory):
 def test_large_tenant_big_group_pages_completely(graph_emulator_factory):
     tenant = generate_tenant(groups=2000, users=20000, memberships=200000, big_group_members=50001, seed=1,
                              tenant_id="3f1c2b9a-5d6e-4f70-8a9b-0c1d2e3f4a5b",
-                             apps=__import__("emulator.fixtures", fromlist=["standard_apps"]).standard_apps())
+                             apps=standard_apps())
     emu = graph_emulator_factory(tenant, settings={"throttle_enabled": False})
     s = graph(emu)
     big = tenant["groups"][0]["id"]

@@ -26,7 +26,7 @@ import ssl
 import httpx
 import pytest
 
-from emulator.fixtures import build_tenant, graph_emulator_factory  # noqa: F401  (fixture)
+from emulator.fixtures import build_tenant  # the graph_emulator_factory fixture comes from tests/conftest.py
 
 msgraph = pytest.importorskip("msgraph")
 
