@@ -897,7 +897,9 @@ class Emulator(object):
                                  "$filter on a relationship needs the advanced query capabilities: add $count=true "
                                  "and the header ConsistencyLevel: eventual.")
             return self._list(version, types, src, params, headers, advanced, principal, ctx,
-                              "directoryObjects" if len(types) > 1 else "%ss" % types[0], with_type=True)
+                              "directoryObjects" if len(types) > 1 else "%ss" % types[0],
+                              # minimal metadata: @odata.type only where it differs from the collection's type
+                              with_type=len(types) > 1)
         if coll == "user" and rel in ("memberOf", "transitiveMemberOf"):
             self._require(principal, "user")
             uid = obj["id"]
