@@ -296,6 +296,25 @@ def test_failed_prerequisite_stops_before_writing(play, sandbox):
     assert report is None
 
 
+def test_grant_permissions_is_idempotent_and_check_mode_safe(play, sandbox):
+    rc, out, _ = play("grant_permissions.yml")
+    assert rc == 0, out[-4000:]
+    assert "corp / svc-writeback / UserGroupCreateDelete: changed" in out, out[-3000:]
+    assert "fabrikam / svc-writeback / UserGroupCreateDelete: changed" in out, out[-3000:]
+    assert sandbox["ous"]["corp"] in out
+    rc, out, _ = play("grant_permissions.yml")
+    assert rc == 0, out[-4000:]
+    assert _recap_changed(out) == 0, out[-4000:]
+    assert "corp / svc-writeback / UserGroupCreateDelete: unchanged (0 ACE(s) added, 0 removed" in out
+    # removal in check mode: reported, not done (a real run afterwards still finds the ACEs)
+    rc, out, _ = play("grant_permissions.yml", "--check", cloudsync_grant_state="absent")
+    assert rc == 0, out[-4000:]
+    assert "corp / svc-writeback / UserGroupCreateDelete: would change" in out
+    assert re.search(r"corp / svc-writeback / UserGroupCreateDelete: would change \(0 ACE\(s\) added, [1-9]\d* removed", out), out
+    rc, out, _ = play("grant_permissions.yml")
+    assert _recap_changed(out) == 0, out[-4000:]
+
+
 # ----------------------------------------------------------------------- Windows role, no Windows
 
 @pytest.fixture(scope="module")
