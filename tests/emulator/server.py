@@ -685,9 +685,9 @@ class Emulator(object):
                 raise GraphError(405, "Request_BadRequest", "The $batch endpoint only accepts POST.")
             ctx["entry"]["kind"] = "batch"
             return self._batch(version, headers, body, principal, ctx)
-        return self._graph_one(method, version, rest, query, headers, principal, ctx)
+        return self._graph_one(method, version, rest, query, headers, principal, ctx, body)
 
-    def _graph_one(self, method, version, rest, query, headers, principal, ctx):
+    def _graph_one(self, method, version, rest, query, headers, principal, ctx, body=b""):
         """One Graph request (top level or a $batch item): cost, throttle, permission, handler."""
         segs = [s for s in rest.split("/") if s]
         try:
@@ -703,6 +703,16 @@ class Emulator(object):
         ctx["entry"]["cost"] = cost
         hdrs = {}
         self._throttle(principal, cost, headers, ctx, hdrs)
+        if method == "POST" and [x.lower() for x in segs] == ["directoryobjects", "getbyids"]:
+            try:
+                reply = self._get_by_ids(version, headers, body, principal, ctx)
+            except QueryError as e:
+                raise GraphError(e.status, e.code, e.message, hdrs)
+            except GraphError as e:
+                e.headers.update(hdrs)
+                raise
+            reply.headers.update(hdrs)
+            return reply
         if method != "GET":
             raise GraphError(405, "Request_BadRequest",
                              "The emulator serves reads only; change state through /_emulator.", hdrs)
@@ -844,6 +854,37 @@ class Emulator(object):
             raise GraphError(400, "BadRequest", "Resource not found for the segment '%s'." % head)
         with self.tenant.lock:
             return self._collection_route(version, coll, head, segs, params, headers, principal, ctx)
+
+    def _get_by_ids(self, version, headers, body, principal, ctx):
+        """POST /directoryObjects/getByIds {"ids": [...], "types": [...]}: at most 1,000 ids;
+        unknown ids are left out; needs Directory.Read.All (as documented)."""
+        if not (principal["permissions"] & _DIR):
+            raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        if (headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
+            raise GraphError(400, "Request_BadRequest", "A JSON body is required.")
+        try:
+            doc = json.loads(body.decode("utf-8"))
+            ids = doc["ids"]
+            types = doc.get("types") or list(ODATA_TYPES)
+            if not isinstance(ids, list) or not isinstance(types, list):
+                raise ValueError
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise GraphError(400, "Request_BadRequest", "Invalid request body: expected {\"ids\": [...]}.")
+        if not ids or len(ids) > 1000:
+            raise GraphError(400, "Request_BadRequest", "The ids list must hold 1 to 1000 ids.")
+        tset = set()
+        for t in types:
+            t2 = t.split(".")[-1]
+            if t2 not in ODATA_TYPES:
+                raise GraphError(400, "Request_BadRequest", "Invalid type '%s'." % t)
+            tset.add(t2)
+        value = []
+        with self.tenant.lock:
+            for i in ids:
+                o = self.tenant.objects.get(str(i).lower())
+                if o is not None and o["_t"] in tset:
+                    value.append(render(o, None, version, with_type=True))
+        return self._json({"@odata.context": "%s/%s/$metadata#directoryObjects" % (ctx["base"], version), "value": value})
 
     def _not_found(self, oid):
         return GraphError(404, "Request_ResourceNotFound",
@@ -1292,7 +1333,12 @@ class Emulator(object):
                 rep = self._apply_fault(f, ctx)
                 if rep is not None:
                     raise GraphError(rep.status, rep.body["error"]["code"], rep.body["error"]["message"], rep.headers)
-            reply = self._graph_one(entry["method"], version, path[1:], parts.query, sub_headers, principal, ctx)
+            sub_body = r.get("body")
+            sub_body = json.dumps(sub_body).encode() if sub_body is not None else b""
+            if sub_body and "content-type" not in sub_headers:
+                sub_headers["content-type"] = "application/json"
+            reply = self._graph_one(entry["method"], version, path[1:], parts.query, sub_headers, principal, ctx,
+                                    sub_body)
         except GraphError as e:
             reply = self.error_reply(e.status, e.code, e.message, ctx, e.headers)
         except QueryError as e:

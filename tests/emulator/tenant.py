@@ -377,7 +377,7 @@ def _check(node, type_name, advanced, props):
         prop = node[1]
         if props.get(prop) not in ("id", "str"):
             raise _unsupported(prop, type_name)
-        if len(node[2]) > 15 and not advanced and prop != "id":
+        if len(node[2]) > 15 and not advanced:
             raise _unsupported(prop, type_name)
         return
     if kind == "func":

@@ -23,7 +23,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from emulator.fixtures import CLIENT_SECRET, standard_apps  # fixtures come from tests/conftest.py (pytest_plugins)
+from emulator.fixtures import CLIENT_SECRET, small_tenant, standard_apps  # fixtures come from tests/conftest.py (pytest_plugins)
 from emulator.generate import generate_tenant, immutable_id_of
 from emulator.server import RemoteAdmin
 
@@ -827,3 +827,22 @@ def test_delta_latest_and_split_continuations(graph_emulator):
     assert items[0]["displayName"] == "Paging Group"
     assert all(set(v) == {"id", "members@delta"} for v in items[1:])  # continuations carry id + members only
     assert sum(len(v["members@delta"]) for v in items) == 290
+
+
+def test_get_by_ids_and_in_limit(graph_emulator_factory):
+    apps = standard_apps()
+    apps[0]["permissions"].append("Directory.Read.All")
+    emu = graph_emulator_factory(dict(small_tenant(), apps=apps))
+    s = graph(emu)
+    users = list(emu.tenant.ids_of_type("user"))[:3]
+    r = s.post(emu.graph_url + "/directoryObjects/getByIds", json={"ids": users + [str(uuid.uuid4()), FINANCE],
+                                                                   "types": ["user"]})
+    assert r.status_code == 200, r.text
+    assert sorted(v["id"] for v in r.json()["value"]) == sorted(users)
+    assert all(v["@odata.type"] == "#microsoft.graph.user" for v in r.json()["value"])
+    assert graph(emu, emu.limited_client_id).post(emu.graph_url + "/directoryObjects/getByIds",
+                                                  json={"ids": users}).status_code == 403
+    ids = ",".join("'%s'" % u for u in list(emu.tenant.ids_of_type("user"))[:16])
+    assert s.get(emu.graph_url + "/users?$filter=id in (%s)" % ids).status_code == 400
+    ids15 = ",".join("'%s'" % u for u in list(emu.tenant.ids_of_type("user"))[:15])
+    assert len(s.get(emu.graph_url + "/users?$filter=id in (%s)" % ids15).json()["value"]) == 15
