@@ -8,7 +8,8 @@
 #    (tests/lab/lab.py up; reused when already running);
 # 3. starts the Graph emulator (tests/emulator/server.py) with a demo tenant whose synced users
 #    are the lab's own AD users (same objectGUID/objectSid/immutable id, so members resolve);
-# 4. runs playbooks/group_writeback.yml with playbooks/inventory/lab.yml: one Entra read, a
+# 4. grants the writeback account its AD permissions (playbooks/grant_permissions.yml), then
+#    runs playbooks/group_writeback.yml with playbooks/inventory/lab.yml: one Entra read, a
 #    writeback to each forest; prints what it did per domain;
 # 5. runs it again and shows that nothing changed;
 # 6. stops the emulator. The lab keeps running for reuse: `.venv/bin/python tests/lab/lab.py down`
@@ -43,7 +44,8 @@ if [ ! -e "$link" ]; then
 fi
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
-export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-}"
+verbosity=()
+if [ -n "${DEMO_VERBOSITY:-}" ]; then verbosity=("$DEMO_VERBOSITY"); fi
 
 say "Lab: Samba AD forests corp (127.0.0.2) and fabrikam (127.0.0.3)"
 "$PY" tests/lab/lab.py up
@@ -151,10 +153,14 @@ PYEOF
 }
 
 run_writeback() {
-  # shellcheck disable=SC2086
   ansible-playbook -i playbooks/inventory/lab.yml playbooks/group_writeback.yml \
-    -e cloudsync_report=always -e "cloudsync_report_dir=$reports" -e "group_provisioning_report_name=$1" ${DEMO_VERBOSITY:-}
+    -e cloudsync_report=always -e "cloudsync_report_dir=$reports" -e "group_provisioning_report_name=$1" "${verbosity[@]}"
 }
+
+say "Permissions: let the writeback account (svc-writeback) manage groups in OU=CloudGroups"
+# As each forest's Administrator, the ACEs of Set-AADCloudSyncPermissions -PermissionType
+# UserGroupCreateDelete; the writeback itself then binds as the unprivileged svc-writeback.
+ansible-playbook -i playbooks/inventory/lab.yml playbooks/grant_permissions.yml "${verbosity[@]}"
 
 say "Run 1: write Entra cloud groups back to both forests"
 run_writeback run1

@@ -170,7 +170,28 @@ def _ad_group(sandbox, forest, gid):
 
 
 # ------------------------------------------------------------------------------------------ tests
-# The tests below are one sequence (check, real, again, drift); pytest runs them in file order.
+# The tests below are one sequence (grant, check, real, again, drift); pytest runs them in file
+# order. The lab inventory binds as the unprivileged svc-writeback, so the writeback only works
+# once grant_permissions.yml gave it the UserGroupCreateDelete rights on the sandbox OU.
+
+def test_grant_permissions_is_idempotent_and_check_mode_safe(play, sandbox):
+    rc, out, _ = play("grant_permissions.yml")
+    assert rc == 0, out[-4000:]
+    assert "corp / svc-writeback / UserGroupCreateDelete: changed" in out, out[-3000:]
+    assert "fabrikam / svc-writeback / UserGroupCreateDelete: changed" in out, out[-3000:]
+    assert sandbox["ous"]["corp"] in out
+    rc, out, _ = play("grant_permissions.yml")
+    assert rc == 0, out[-4000:]
+    assert _recap_changed(out) == 0, out[-4000:]
+    assert "corp / svc-writeback / UserGroupCreateDelete: unchanged (0 ACE(s) added, 0 removed" in out
+    # removal in check mode: reported, not done (a real run afterwards still finds the ACEs)
+    rc, out, _ = play("grant_permissions.yml", "--check", cloudsync_grant_state="absent")
+    assert rc == 0, out[-4000:]
+    assert "corp / svc-writeback / UserGroupCreateDelete: would change" in out
+    assert re.search(r"corp / svc-writeback / UserGroupCreateDelete: would change \(0 ACE\(s\) added, [1-9]\d* removed", out), out
+    rc, out, _ = play("grant_permissions.yml")
+    assert _recap_changed(out) == 0, out[-4000:]
+
 
 def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
     _, facts = tenant
@@ -294,25 +315,6 @@ def test_failed_prerequisite_stops_before_writing(play, sandbox):
     assert rc != 0
     assert "Prerequisites not met" in out, out[-3000:]
     assert report is None
-
-
-def test_grant_permissions_is_idempotent_and_check_mode_safe(play, sandbox):
-    rc, out, _ = play("grant_permissions.yml")
-    assert rc == 0, out[-4000:]
-    assert "corp / svc-writeback / UserGroupCreateDelete: changed" in out, out[-3000:]
-    assert "fabrikam / svc-writeback / UserGroupCreateDelete: changed" in out, out[-3000:]
-    assert sandbox["ous"]["corp"] in out
-    rc, out, _ = play("grant_permissions.yml")
-    assert rc == 0, out[-4000:]
-    assert _recap_changed(out) == 0, out[-4000:]
-    assert "corp / svc-writeback / UserGroupCreateDelete: unchanged (0 ACE(s) added, 0 removed" in out
-    # removal in check mode: reported, not done (a real run afterwards still finds the ACEs)
-    rc, out, _ = play("grant_permissions.yml", "--check", cloudsync_grant_state="absent")
-    assert rc == 0, out[-4000:]
-    assert "corp / svc-writeback / UserGroupCreateDelete: would change" in out
-    assert re.search(r"corp / svc-writeback / UserGroupCreateDelete: would change \(0 ACE\(s\) added, [1-9]\d* removed", out), out
-    rc, out, _ = play("grant_permissions.yml")
-    assert _recap_changed(out) == 0, out[-4000:]
 
 
 # ----------------------------------------------------------------------- Windows role, no Windows
