@@ -31,7 +31,7 @@ description:
     registry key exists, and Connect Sync (C(miiserver.exe)), where installed on that host, is at least
     O(min_connect_sync_version)."
 author:
-  - hybrid_identity.cloud_sync contributors
+  - hybrid_identity.cloud_sync maintainers (@hybrid-identity)
 extends_documentation_fragment:
   - hybrid_identity.cloud_sync.ad_connection
   - hybrid_identity.cloud_sync.graph_auth
@@ -189,7 +189,7 @@ ansible_facts:
           type: list
           elements: str
         advisories:
-          description: Names of failed recommendations (they do not affect O(ready)).
+          description: Names of failed recommendations (they do not affect RV(ansible_facts.cloudsync_prereqs.ready)).
           type: list
           elements: str
         checks:
@@ -238,7 +238,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.winrm_c
 
 try:
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import (
-        ADClient, ADError, LDAP3_IMPORT_ERROR, first, parse_server, values,
+        ADClient, ADError, LDAP3_IMPORT_ERROR, first, parse_server,
     )
     AD_CLIENT_IMPORT_ERROR = None
 except ImportError:
@@ -261,10 +261,10 @@ except ImportError:
     ACL_IMPORT_ERROR = traceback.format_exc()
 
 try:
-    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient, GraphError
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
     GRAPH_CLIENT_IMPORT_ERROR = None
 except ImportError:
-    GraphClient = GraphError = None
+    GraphClient = None
     GRAPH_CLIENT_IMPORT_ERROR = traceback.format_exc()
 
 PERMISSION_TYPE = 'UserGroupCreateDelete'
