@@ -106,7 +106,7 @@ def _rules(permission_type):
                 out.extend(_rules(name))
         return out
     raise CloudSyncPermissionError('Unknown permission type %r (expected one of %s)' % (permission_type, ', '.join(PERMISSION_TYPES)),
-                           permission_type=permission_type)
+                                   permission_type=permission_type)
 
 
 def desired_aces(permission_type, principal_sid, domain_root=True):
@@ -132,7 +132,7 @@ def desired_aces(permission_type, principal_sid, domain_root=True):
         out.append(ace)
     if not out and skipped_root_only:
         raise CloudSyncPermissionError('Permission type %s is granted only on the domain root object, not on an OU or other object'
-                               % permission_type, permission_type=permission_type)
+                                       % permission_type, permission_type=permission_type)
     return out
 
 

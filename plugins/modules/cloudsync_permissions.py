@@ -31,7 +31,7 @@ description:
   - "V(All): all of the above."
   - ACEs documented as applying to the domain root only are written only when the target is the domain root.
 author:
-  - hybrid_identity.cloud_sync contributors
+  - hybrid_identity.cloud_sync maintainers (@hybrid-identity)
 extends_documentation_fragment:
   - hybrid_identity.cloud_sync.ad_connection
 attributes:
