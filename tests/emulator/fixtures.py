@@ -84,7 +84,7 @@ def client_certificate(name="emulator-client"):
 
 
 def standard_apps():
-    _, _, pem, _ = client_certificate()
+    pem = client_certificate()[2]
     return [
         {"client_id": CLIENT_ID, "display_name": "cloud_sync writeback", "principal_id": "aaaaaaaa-0000-4000-8000-000000000001",
          "secrets": [CLIENT_SECRET], "certificates": [pem], "permissions": list(DEFAULT_PERMISSIONS),
@@ -249,7 +249,7 @@ def start_with_credentials(tenant, **kw):
     if hasattr(tenant, "build"):
         tenant = tenant.build()
     emu = Emulator(tenant, **kw).start()
-    cert, key, _, thumb = client_certificate()
+    cert, key, unused_pem, thumb = client_certificate()
     emu.tenant_id = emu.tenant.tenant_id
     emu.client_id = CLIENT_ID
     emu.client_secret = CLIENT_SECRET

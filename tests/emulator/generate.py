@@ -150,7 +150,7 @@ def generate_tenant(groups=50, users=200, memberships=1000, nesting_depth=3, big
              "securityEnabled": True, "mailEnabled": False, "mailNickname": "group%05d" % i, "mail": None,
              "createdDateTime": "2026-0%d-%02dT08:00:00Z" % (1 + i % 9, 1 + i % 28), "visibility": None,
              "onPremisesSyncEnabled": None, "securityIdentifier": "S-1-12-1-%d-%d-%d-%d" % tuple(
-                 rng.randrange(2 ** 32) for _ in range(4))}
+                 rng.randrange(2 ** 32) for unused in range(4))}
         if rng.random() < 0.5:
             g["description"] = "Description of group %05d" % i
         if kind == "dynamic":

@@ -203,7 +203,7 @@ class Emulator(object):
     def start(self):
         from lab.pki import default_lab_dir, ensure_ca, issue_cert
         lab_dir = self._lab_dir or default_lab_dir()
-        ca_cert, _ = ensure_ca(lab_dir)
+        ca_cert, unused = ensure_ca(lab_dir)
         cert, key = issue_cert(lab_dir, self._cert_name, ["localhost"], [self.host, "127.0.0.1"])
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -451,7 +451,7 @@ class Emulator(object):
         auth = headers.get("authorization") or ""
         if auth.lower().startswith("basic "):
             try:
-                cid, _, sec = base64.b64decode(auth[6:]).decode("utf-8").partition(":")
+                cid, unused, sec = base64.b64decode(auth[6:]).decode("utf-8").partition(":")
                 form.setdefault("client_id", cid)
                 form.setdefault("client_secret", sec)
             except (ValueError, UnicodeDecodeError):
@@ -547,7 +547,7 @@ class Emulator(object):
                                    "registered on application. [Reason - The key was not found., Thumbprint of key "
                                    "used by client: '%s']" % (x5t or x5t256), ctx)
         root = ctx["base"]
-        auds = ["%s/%s/oauth2/v2.0/token" % (root, t) for t in {tseg, self.tenant.tenant_id}]
+        auds = ["%s/%s/oauth2/v2.0/token" % (root, t) for t in sorted({tseg, self.tenant.tenant_id})]
         try:
             claims = jwt.decode(assertion, cert.public_key(), algorithms=[alg], audience=auds,
                                 options={"require": ["exp", "aud", "iss", "sub", "jti"]}, leeway=300)
@@ -679,7 +679,7 @@ class Emulator(object):
             r = self._apply_fault(f, ctx)
             if r is not None:
                 return r
-        version, _, rest = path[1:].partition("/")
+        version, unused, rest = path[1:].partition("/")
         if rest == "$batch":
             if method != "POST":
                 raise GraphError(405, "Request_BadRequest", "The $batch endpoint only accepts POST.")
@@ -1084,7 +1084,7 @@ class Emulator(object):
 
     def _prune_cursors(self):
         cutoff = time.time() - 3600
-        for k in [k for k, (c, _) in self.cursors.items() if c["created"] < cutoff]:
+        for k in [k for k, (c, unused) in self.cursors.items() if c["created"] < cutoff]:
             del self.cursors[k]
 
     # -- delta -----------------------------------------------------------------------------------
@@ -1343,7 +1343,7 @@ class Emulator(object):
             reply = self.error_reply(e.status, e.code, e.message, ctx, e.headers)
         except QueryError as e:
             reply = self.error_reply(e.status, e.code, e.message, ctx)
-        h = {k: v for k, v in reply.headers.items()}
+        h = dict(reply.headers)
         h.setdefault("request-id", rid)
         h.setdefault("client-request-id", octx["crid"])
         entry["status"] = reply.status
@@ -1798,7 +1798,7 @@ def _parse_generate(spec):
     for part in (spec or "").split(","):
         if not part.strip():
             continue
-        k, _, v = part.partition("=")
+        k, unused, v = part.partition("=")
         k = k.strip()
         kw[{"big": "big_group_members", "depth": "nesting_depth"}.get(k, k)] = int(v)
     return kw

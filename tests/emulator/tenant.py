@@ -708,7 +708,7 @@ class Tenant(object):
         """
         start = bisect.bisect_right(self.change_seqs, seq)
         groups = {}
-        for _, kind, gid, payload in self.changes[start:]:
+        for unused, kind, gid, payload in self.changes[start:]:
             e = groups.get(gid)
             if e is None:
                 e = groups[gid] = {"created": False, "deleted": False, "props": set(), "members": {}}

@@ -167,8 +167,8 @@ def test_certificate_assertion_checked_for_real(graph_emulator_module):
     assert r.status_code == 401 and r.json()["error_codes"] == [700027], r.text
     r = _post_assertion(emu, _assertion(emu, real_key, header={"x5t": "AAAA"}))
     assert r.status_code == 401 and r.json()["error_codes"] == [700027]
-    r = _post_assertion(emu, _assertion(emu, real_key, {"exp": time.time() - 3600, "iat": time.time() - 7200,
-                                                         "nbf": time.time() - 7200}))
+    past = {"exp": time.time() - 3600, "iat": time.time() - 7200, "nbf": time.time() - 7200}
+    r = _post_assertion(emu, _assertion(emu, real_key, past))
     assert r.status_code == 401 and r.json()["error_codes"] == [700024]
     r = _post_assertion(emu, _assertion(emu, real_key, {"aud": "https://login.microsoftonline.com/x/oauth2/v2.0/token"}))
     assert r.status_code == 401
@@ -476,7 +476,7 @@ def test_delta_full_round_then_incremental(graph_emulator):
     assert delta_link.startswith(emu.graph_url + "/groups/delta?$deltatoken=")
 
     # nothing changed: an empty incremental round
-    again, delta_link, _ = _delta_round(s, delta_link)
+    again, delta_link, unused = _delta_round(s, delta_link)
     assert again == {}
 
     # mutations feed the change log
@@ -488,7 +488,7 @@ def test_delta_full_round_then_incremental(graph_emulator):
     new = emu.admin.create_group(displayName="Brand New", description="d", members=[user["id"]])
     doomed = group_id(emu, "Dynamic Engineers")
     emu.admin.delete_group(doomed)
-    changes, delta_link2, _ = _delta_round(s, delta_link)
+    changes, delta_link2, unused = _delta_round(s, delta_link)
     assert set(changes) == {FINANCE, AUDITORS, new["id"], doomed}
     assert changes[FINANCE]["displayName"] == "Finance & Control"
     assert changes[FINANCE]["members_added"] == {user["id"]} and not changes[FINANCE]["members_removed"]
@@ -498,7 +498,7 @@ def test_delta_full_round_then_incremental(graph_emulator):
     assert changes[doomed]["@removed"] == {"reason": "deleted"}
 
     # the old deltaLink still returns the same changes (no state consumed), the new one nothing
-    replay, _, _ = _delta_round(s, delta_link)
+    replay = _delta_round(s, delta_link)[0]
     assert set(replay) == set(changes)
     assert _delta_round(s, delta_link2)[0] == {}
 
@@ -506,10 +506,10 @@ def test_delta_full_round_then_incremental(graph_emulator):
 def test_delta_filter_and_options(graph_emulator):
     emu = graph_emulator
     s = graph(emu)
-    groups, _, _ = _delta_round(s, emu.graph_url + "/groups/delta?$select=displayName,members&$filter=id eq '%s' or "
-                                                   "id eq '%s'" % (FINANCE, AUDITORS))
+    url = emu.graph_url + "/groups/delta?$select=displayName,members&$filter=id eq '%s' or id eq '%s'" % (FINANCE, AUDITORS)
+    groups = _delta_round(s, url)[0]
     assert set(groups) == {FINANCE, AUDITORS}
-    too_many = " or ".join("id eq '%s'" % uuid.uuid4() for _ in range(51))
+    too_many = " or ".join("id eq '%s'" % uuid.uuid4() for unused in range(51))
     assert s.get(emu.graph_url + "/groups/delta", params={"$filter": too_many}).status_code == 400
     assert s.get(emu.graph_url + "/groups/delta", params={"$filter": "displayName eq 'x'"}).status_code == 400
     for opt in ("$top=10", "$expand=members", "$orderby=displayName"):
@@ -522,20 +522,20 @@ def test_delta_filter_and_options(graph_emulator):
 def test_delta_token_expired_and_reset(graph_emulator):
     emu = graph_emulator
     s = graph(emu)
-    _, delta_link, _ = _delta_round(s, emu.graph_url + "/groups/delta?$select=displayName,members")
+    delta_link = _delta_round(s, emu.graph_url + "/groups/delta?$select=displayName,members")[1]
     first = s.get(emu.graph_url + "/groups/delta?$select=displayName").json()
     emu.admin.expire_delta_tokens()
     r = s.get(delta_link)
     assert r.status_code == 400 and r.json()["error"]["code"] == "syncStateNotFound"
     assert s.get(first["@odata.nextLink"]).status_code == 400
-    _, delta_link, _ = _delta_round(s, emu.graph_url + "/groups/delta?$select=displayName,members")
+    delta_link = _delta_round(s, emu.graph_url + "/groups/delta?$select=displayName,members")[1]
     assert s.get(delta_link).status_code == 200
     emu.admin.reset_delta_tokens()
     r = s.get(delta_link, allow_redirects=False)
     assert r.status_code == 410
     loc = r.headers["Location"]
     assert loc.startswith(emu.graph_url + "/groups/delta") and "$select=displayName,members" in loc
-    groups, _, _ = _delta_round(s, loc)
+    groups = _delta_round(s, loc)[0]
     assert set(groups) == set(emu.tenant.ids_of_type("group"))
     r = s.get(delta_link.replace("?", "?$select=id&"))
     assert r.status_code == 400  # a deltaLink is used unmodified
@@ -565,7 +565,7 @@ def test_throttling_bucket_headers(graph_emulator):
     gid = group_id(emu, PAGING_GROUP)
     statuses = []
     seen_pct = False
-    for _ in range(12):
+    for unused in range(12):
         r = s.get(emu.graph_url + "/groups/%s/members" % gid)  # 3 units each
         statuses.append(r.status_code)
         seen_pct |= "x-ms-throttle-limit-percentage" in r.headers
@@ -588,7 +588,7 @@ def test_low_priority_is_throttled_first(graph_emulator):
     emu.admin.set_throttle(limit=10, window=600)
     s = graph(emu)
     url = emu.graph_url + "/groups/%s/members" % FINANCE
-    for _ in range(2):
+    for unused in range(2):
         assert s.get(url).status_code == 200  # 6 of 10 used
     assert s.get(url, headers={"x-ms-throttle-priority": "low"}).status_code == 429
     assert s.get(url).status_code == 200
@@ -598,7 +598,7 @@ def test_throttle_off(graph_emulator):
     emu = graph_emulator
     emu.admin.set_throttle(enabled=False, limit=1)
     s = graph(emu)
-    for _ in range(5):
+    for unused in range(5):
         r = s.get(emu.graph_url + "/groups/%s/members" % FINANCE)
         assert r.status_code == 200 and r.headers["x-ms-resource-unit"] == "3"
 
@@ -654,7 +654,7 @@ def test_fault_injection_and_request_log(graph_emulator):
     url = emu.graph_url + "/groups/%s/members" % FINANCE
     emu.admin.clear_log()
     emu.admin.add_fault(status=503, count=2)
-    assert [s.get(url).status_code for _ in range(3)] == [503, 503, 200]
+    assert [s.get(url).status_code for unused in range(3)] == [503, 503, 200]
     emu.admin.add_fault(status=504, count=1, retry_after=0.5)
     r = s.get(url)
     assert r.status_code == 504 and r.headers["Retry-After"] == "0.5"
@@ -818,11 +818,11 @@ def test_delta_latest_and_split_continuations(graph_emulator):
     emu.admin.update_settings(delta_page_links=100)
     big = group_id(emu, PAGING_GROUP)
     emu.admin.add_members(big, [u for u in emu.tenant.ids_of_type("user") if u not in emu.admin.members_of(big)][:30])
-    changes, _, pages = _delta_round(s, r.json()["@odata.deltaLink"])
+    changes, unused, pages = _delta_round(s, r.json()["@odata.deltaLink"])
     assert set(changes) == {big} and len(changes[big]["members_added"]) == 30
     emu.admin.update_settings(delta_page_links=7)
     first_round = s.get(emu.graph_url + "/groups/delta?$select=displayName,members&$filter=id eq '%s'" % big).json()
-    _, _, pages = _delta_round(s, first_round["@odata.nextLink"])
+    pages = _delta_round(s, first_round["@odata.nextLink"])[2]
     items = [v for p in pages for v in p["value"]]
     assert items[0]["displayName"] == "Paging Group"
     assert all(set(v) == {"id", "members@delta"} for v in items[1:])  # continuations carry id + members only
