@@ -62,7 +62,7 @@ def test_ldaps_wrong_password_refused(forest):
 
 
 def test_ldaps_with_unrelated_ca_fails_validation(forest, lab_dir):
-    wrong_ca, _ = pki.other_ca(lab_dir)
+    wrong_ca = pki.other_ca(lab_dir)[0]
     conn = ldaps(forest, ca_file=wrong_ca)
     with pytest.raises(LDAPSocketOpenError) as info:
         conn.open()
@@ -74,10 +74,10 @@ def test_dc_certificate_names_its_ip_and_host(forest):
     conn = ldaps(forest)
     conn.open()
     peer = conn.socket.getpeercert()
-    sans = {(kind, value) for kind, value in peer["subjectAltName"]}
+    sans = set(peer["subjectAltName"])
     assert ("IP Address", forest.ip) in sans
     assert ("DNS", forest.dc_hostname) in sans
-    assert not any(value == "dc9.elsewhere.test" for _, value in sans)
+    assert not any(pair[1] == "dc9.elsewhere.test" for pair in sans)
     conn.unbind()
 
 

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """pytest fixtures for the AD lab (use with ``-p lab.fixtures`` or ``pytest_plugins = ["lab.fixtures"]``).
 
 ``lab`` brings corp and fabrikam up once per session, reusing a healthy running lab (the lab

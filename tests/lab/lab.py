@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The AD lab: real Samba AD domain controllers on loopback addresses, one per forest.
 
 CLI (run with the project's virtualenv python, as root)::
@@ -60,7 +61,7 @@ USER_PASSWORD = "Lab-User-Pass1!"
 WRITEBACK_USER = "svc-writeback"
 WRITEBACK_PASSWORD = "Lab-Writeback-Pass1!"
 DEFAULT_USERS = 40
-SEED_BATCH = 500  # one ldbadd transaction each: keeps the DC's write lock short
+SEED_BATCH = 2000  # one ldbadd transaction each (a few seconds): keeps the DC's write lock short
 START_TIMEOUT = 90.0
 
 UAC_NORMAL = 0x200
@@ -106,8 +107,8 @@ def _run(args, input_text=None, env=None, check=True, timeout=600):
     proc = subprocess.run(args, input=input_text, capture_output=True, text=True, env=env or _system_env(),
                           timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise LabError("%s failed (rc=%s): %s%s" % (" ".join(str(a) for a in args[:3]), proc.returncode,
-                                                   proc.stdout[-2000:], proc.stderr[-2000:]))
+        command = " ".join(str(a) for a in args[:3])
+        raise LabError("%s failed (rc=%s): %s%s" % (command, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
     return proc
 
 
@@ -129,7 +130,7 @@ def parse_ldif(text):
             continue
         if line.startswith("#") or ":" not in line:
             continue
-        key, _, value = line.partition(":")
+        key, dummy, value = line.partition(":")
         if value.startswith(":"):
             value = base64.b64decode(value[1:].strip()).decode("utf-8", "replace")
         else:
@@ -382,44 +383,44 @@ class Lab:
             (fdir / sub).mkdir(parents=True, exist_ok=True)
         conf = """# Written by tests/lab/lab.py: a throw-away lab DC; every path stays under this folder.
 [global]
-	netbios name = DC1
-	realm = {realm}
-	workgroup = {netbios}
-	server role = active directory domain controller
-	server services = rpc, ldap, cldap, kdc
-	prefork children = 2
-	interfaces = {ip}
-	bind interfaces only = yes
-	private dir = {d}/private
-	lock directory = {d}
-	state directory = {d}/state
-	cache directory = {d}/cache
-	binddns dir = {d}/bind-dns
-	pid directory = {d}/run
-	ncalrpc dir = {d}/run/ncalrpc
-	winbindd socket directory = {d}/run/winbindd
-	ntp signd socket directory = {d}/run/ntp_signd
-	smb passwd file = {d}/private/smbpasswd
-	usershare path = {d}/state/usershares
-	log file = {d}/log/samba.log
-	logging = file
-	max log size = 10000
-	panic action =
-	# ldap3 has no SASL sign/seal layer: without this, GSSAPI binds are refused (spec ad-lab.md).
-	# It also makes Samba accept plaintext simple binds on 389: refusing those is the collection's job.
-	ldap server require strong auth = no
-	tls enabled = yes
-	tls keyfile = {key}
-	tls certfile = {cert}
-	tls cafile = {ca}
+    netbios name = DC1
+    realm = {realm}
+    workgroup = {netbios}
+    server role = active directory domain controller
+    server services = rpc, ldap, cldap, kdc
+    prefork children = 2
+    interfaces = {ip}
+    bind interfaces only = yes
+    private dir = {d}/private
+    lock directory = {d}
+    state directory = {d}/state
+    cache directory = {d}/cache
+    binddns dir = {d}/bind-dns
+    pid directory = {d}/run
+    ncalrpc dir = {d}/run/ncalrpc
+    winbindd socket directory = {d}/run/winbindd
+    ntp signd socket directory = {d}/run/ntp_signd
+    smb passwd file = {d}/private/smbpasswd
+    usershare path = {d}/state/usershares
+    log file = {d}/log/samba.log
+    logging = file
+    max log size = 10000
+    panic action =
+    # ldap3 has no SASL sign/seal layer: without this, GSSAPI binds are refused (spec ad-lab.md).
+    # It also makes Samba accept plaintext simple binds on 389: refusing those is the collection's job.
+    ldap server require strong auth = no
+    tls enabled = yes
+    tls keyfile = {key}
+    tls certfile = {cert}
+    tls cafile = {ca}
 
 [sysvol]
-	path = {d}/state/sysvol
-	read only = No
+    path = {d}/state/sysvol
+    read only = No
 
 [netlogon]
-	path = {d}/state/sysvol/{dns}/scripts
-	read only = No
+    path = {d}/state/sysvol/{dns}/scripts
+    read only = No
 """.format(realm=meta["realm"], netbios=meta["netbios"], ip=meta["ip"], d=fdir, key=key, cert=cert, ca=ca,
            dns=meta["dns_domain"])
         (fdir / "etc" / "smb.conf").write_text(conf)
@@ -428,25 +429,25 @@ class Lab:
         realm, ip, dns = meta["realm"], meta["ip"], meta["dns_domain"]
         text = """# Written by tests/lab/lab.py: this forest's KDC only, no DNS.
 [libdefaults]
-	default_realm = {realm}
-	dns_lookup_kdc = false
-	dns_lookup_realm = false
-	rdns = false
-	dns_canonicalize_hostname = false
-	udp_preference_limit = 0
-	default_ccache_name = FILE:{d}/ccache-default
+    default_realm = {realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+    udp_preference_limit = 0
+    default_ccache_name = FILE:{d}/ccache-default
 
 [realms]
-	{realm} = {{
-		kdc = {ip}
-		admin_server = {ip}
-		kpasswd_server = {ip}
-	}}
+    {realm} = {{
+        kdc = {ip}
+        admin_server = {ip}
+        kpasswd_server = {ip}
+    }}
 
 [domain_realm]
-	.{dns} = {realm}
-	{dns} = {realm}
-	{ip} = {realm}
+    .{dns} = {realm}
+    {dns} = {realm}
+    {ip} = {realm}
 """.format(realm=realm, ip=ip, dns=dns, d=self._fdir(name))
         (self._fdir(name) / "krb5.conf").write_text(text)
 
@@ -462,12 +463,18 @@ class Lab:
         finally:
             path.unlink()
 
-    def _ldbadd(self, name, ldif):
+    def _ldbadd(self, name, ldif, batch=False):
+        """ldbadd of a whole LDIF in one transaction against sam.ldb (the DC may be running).
+
+        batch: ldb's batch_mode (no per-operation sub-transaction; any failure cancels the whole
+        transaction): 4-5x faster for bulk seeding; `samba-tool dbcheck` finds no errors after it.
+        """
         fdir = self._fdir(name)
         path = fdir / "tmp-add.ldif"
         path.write_text(ldif)
+        args = ["ldbadd", "-H", str(fdir / "private" / "sam.ldb")] + (["-o", "batch_mode:1"] if batch else [])
         try:
-            return _run(["ldbadd", "-H", str(fdir / "private" / "sam.ldb"), str(path)])
+            return _run(args + [str(path)])
         finally:
             path.unlink()
 
@@ -493,7 +500,7 @@ class Lab:
                               "add: mayContain\nmayContain: msDS-ExternalDirectoryObjectId\n-" % base + update_now, schema=True)
 
     def _provision(self, name, schema_extension):
-        realm, netbios, _, _ = FORESTS[name]
+        realm, netbios = FORESTS[name][:2]
         ip = forest_ip(name)
         dns = realm.lower()
         base = ",".join("DC=" + p for p in dns.split("."))
@@ -587,7 +594,7 @@ unicodePwd:: {pw}
             raise LabError("forest %s is not provisioned" % name)
         base, dns = meta["base_dn"], meta["dns_domain"]
         staff = "OU=Staff," + base
-        existing = {attrs["samaccountname"][0].lower() for _, attrs in
+        existing = {attrs["samaccountname"][0].lower() for dummy, attrs in
                     self._ldbsearch(name, staff, "(objectClass=user)", ["sAMAccountName"], scope="one")}
         missing = [i for i in range(1, users + 1) if ("%s-user%04d" % (name, i)) not in existing]
         ident_path = self._fdir(name) / "identities.json"
@@ -612,7 +619,7 @@ unicodePwd:: {pw}
                 else:
                     entry += "userAccountControl: %d\n" % (UAC_NORMAL | UAC_DISABLED)
                 chunk.append(entry)
-            self._ldbadd(name, "\n".join(chunk))
+            self._ldbadd(name, "\n".join(chunk), batch=True)
         added_seconds = time.monotonic() - started
         identities = self._read_identities(name, meta)
         tmp = ident_path.with_name("identities.json.tmp")

@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The lab's own certificate authority.
 
 Every TLS server of the test lab (the Samba DCs, the Graph emulator) presents a certificate
