@@ -1443,6 +1443,28 @@ class Admin(object):
             out = self.emu.log[max(0, since - self.emu._log_base):]
             return [dict(e) for e in out if kind is None or e["kind"] == kind]
 
+    def retry_delays(self, statuses=(429, 503, 504)):
+        """How clients honoured Retry-After: for each logged response with one of ``statuses``
+        that was retried (a later request of the same app, method and path; batch items by
+        their own url), a dict ``{path, status, retry_after, delay, n, retry_n}`` where ``delay``
+        is the seconds from the end of the refused response to the start of the retry.
+        ``retry_after`` is the header as sent (None when there was none)."""
+        with self.emu._lock:
+            log = list(self.emu.log)
+        pending = {}
+        out = []
+        for e in log:
+            if e["kind"] not in ("graph", "batch_item", "token", "imds"):
+                continue
+            key = (e["app"], e["method"], e["path"])
+            prev = pending.pop(key, None)
+            if prev is not None:
+                out.append({"path": prev["path"], "status": prev["status"], "retry_after": prev["retry_after"],
+                            "delay": e["t"] - prev["t_end"], "n": prev["n"], "retry_n": e["n"]})
+            if e["status"] in statuses:
+                pending[key] = e
+        return out
+
     def clear_log(self):
         with self.emu._lock:
             self.emu._log_base += len(self.emu.log)
@@ -1524,6 +1546,8 @@ class Admin(object):
             return self.clear_log()
         if m == "GET" and route == "counters":
             return self.counters()
+        if m == "GET" and route == "retries":
+            return {"value": self.retry_delays()}
         if route == "faults":
             if m == "POST":
                 return {"id": self.add_fault(**data)}
@@ -1641,6 +1665,9 @@ class RemoteAdmin(object):
 
     def clear_log(self):
         self._call("DELETE", "log")
+
+    def retry_delays(self):
+        return self._call("GET", "retries")["value"]
 
     def counters(self):
         return self._call("GET", "counters")

@@ -672,6 +672,11 @@ def test_fault_injection_and_request_log(graph_emulator):
     assert [e["status"] for e in log] == [503, 503, 200, 504, 429, 200, 200]
     assert all(e["app"] == emu.client_id and e["method"] == "GET" and e["t_end"] >= e["t"] for e in log)
     assert emu.admin.counters()["by_status"] == {"503": 2, "200": 3, "504": 1, "429": 1}
+    delays = emu.admin.retry_delays()
+    assert [(d["status"], d["retry_after"]) for d in delays[:3]] == [(503, None), (503, None), (504, "0.5")]
+    assert delays[3]["status"] == 429 and email.utils.parsedate_to_datetime(delays[3]["retry_after"]) == when
+    assert all(d["delay"] >= 0 for d in delays)
+    assert delays[0]["retry_n"] == delays[1]["n"]
     emu.admin.add_fault(status=503, count=1, target="token", retry_after=1)
     r = session(emu).post(emu.authority + "/oauth2/v2.0/token", data={
         "grant_type": "client_credentials", "client_id": emu.client_id, "client_secret": CLIENT_SECRET,
