@@ -28,8 +28,7 @@ __metaclass__ = type
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.security_descriptor import (
     ACCESS_ALLOWED_OBJECT_ACE_TYPE, CONTAINER_INHERIT_ACE, DS_GENERIC_WRITE, INHERIT_ONLY_ACE, RIGHT_DS_CONTROL_ACCESS,
-    RIGHT_DS_CREATE_CHILD, RIGHT_DS_DELETE_CHILD, RIGHT_DS_READ_PROPERTY, RIGHT_DS_WRITE_PROPERTY, Ace, Acl,
-    SE_DACL_PRESENT,
+    RIGHT_DS_CREATE_CHILD, RIGHT_DS_DELETE_CHILD, RIGHT_DS_READ_PROPERTY, RIGHT_DS_WRITE_PROPERTY, SE_DACL_PRESENT, Ace,
 )
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import sid_to_bytes
 
@@ -136,8 +135,16 @@ def desired_aces(permission_type, principal_sid, domain_root=True):
     return out
 
 
-def _dacl_of(sd):
-    return sd.dacl if sd.dacl is not None else Acl(revision=Acl.ACL_REVISION_DS)
+def _require_dacl(sd):
+    """Refuse a descriptor without a DACL. Writing one back would replace whatever DACL the object has
+    with only our ACEs (when the DACL was simply not read), or turn a NULL DACL (everyone may do
+    everything) into a restrictive one: neither is a change this module may make."""
+    if sd.dacl is None:
+        if sd.control & SE_DACL_PRESENT:
+            raise CloudSyncPermissionError('The security descriptor has a NULL DACL (no access control at all); refusing to change it')
+        raise CloudSyncPermissionError('The security descriptor holds no DACL (was it read without the DACL part?); refusing to '
+                                       'change it')
+    return sd.dacl
 
 
 def missing_aces(dacl, desired):
@@ -167,9 +174,9 @@ def apply_present(sd, desired):
     """Add the missing ACEs of ``desired`` to a copy of ``sd``; returns (new_sd, added).
 
     Other ACEs are not touched; nothing is reordered. When nothing is missing, ``new_sd`` equals
-    ``sd`` byte for byte."""
+    ``sd`` byte for byte. A descriptor without a DACL raises ``CloudSyncPermissionError``."""
     new_sd = sd.copy()
-    dacl = _dacl_of(new_sd)
+    dacl = _require_dacl(new_sd)
     added = missing_aces(dacl, desired)
     if not added:
         return new_sd, []
@@ -177,8 +184,6 @@ def apply_present(sd, desired):
     for ace in added:
         aces.insert(_insert_position(aces, ace), ace.copy())
     dacl.aces = aces
-    new_sd.dacl = dacl
-    new_sd.control |= SE_DACL_PRESENT
     return new_sd, added
 
 
@@ -186,8 +191,7 @@ def apply_absent(sd, desired):
     """Remove from a copy of ``sd`` every explicit ACE equal to one of ``desired``; returns
     (new_sd, removed). Inherited ACEs and every other ACE stay as they are."""
     new_sd = sd.copy()
-    if new_sd.dacl is None:
-        return new_sd, []
+    _require_dacl(new_sd)
     keys = set(a.key() for a in desired)
     kept, removed = [], []
     for ace in new_sd.dacl.aces:

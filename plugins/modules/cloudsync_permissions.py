@@ -270,7 +270,7 @@ def _looks_like_dn(text):
 
 def sddl_lines(sddl):
     """An SDDL string with one ACE per line, for diffs."""
-    return sddl.replace(')(', ')\n(').replace(':AI(', ':AI\n(').replace(':P(', ':P\n(').replace(':PAI(', ':PAI\n(') + '\n'
+    return sddl.replace('(', '\n(').lstrip('\n') + '\n'
 
 
 def process_target(client, dn, domain_dn, principal_sid, permission_type, state, check_mode, domain_sid):

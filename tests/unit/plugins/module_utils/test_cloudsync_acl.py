@@ -163,11 +163,24 @@ def test_inherited_copy_does_not_count_as_present():
     assert new.dacl.aces[:4] == added and new.dacl.aces[4:] == inherited
 
 
-def test_present_on_descriptor_without_dacl():
-    sd = SecurityDescriptor(owner='S-1-5-32-544')
+def test_descriptor_without_dacl_or_with_null_dacl_is_refused():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
+    no_dacl = SecurityDescriptor(owner='S-1-5-32-544')
+    null_dacl = SecurityDescriptor.from_bytes(bytes.fromhex('0100048000000000000000000000000000000000'))
+    assert null_dacl.dacl is None and null_dacl.to_sddl() == 'D:NO_ACCESS_CONTROL'
+    for sd in (no_dacl, null_dacl):
+        with pytest.raises(acl.CloudSyncPermissionError, match='DACL'):
+            acl.apply_present(sd, desired)
+        with pytest.raises(acl.CloudSyncPermissionError, match='DACL'):
+            acl.apply_absent(sd, desired)
+
+
+def test_empty_dacl_gets_ours():
+    sd = SecurityDescriptor(dacl=Acl([], revision=2))
     new, added = acl.apply_present(sd, acl.desired_aces('UserGroupCreateDelete', AGENT))
-    assert len(added) == 4 and new.dacl.to_bytes()[0] == 4
-    assert acl.apply_absent(sd, added) == (sd, [])
+    assert len(added) == 4 and new.dacl.to_bytes()[0] == 4  # ACL revision raised for object ACEs
+    back, removed = acl.apply_absent(new, added)
+    assert len(removed) == 4 and back.dacl.aces == []
 
 
 def test_desired_duplicates_added_once():
