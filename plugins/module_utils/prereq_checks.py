@@ -268,7 +268,7 @@ def _target_ous_check(facts):
         return not_checked(name, part, 'no target_ous were given.')
     if not ous:
         return not_checked(name, part, 'target_ous is empty.')
-    missing = [o['dn'] for o in ous if not o.get('exists')]
+    missing = ['%s (%s)' % (o['dn'], o['error']) if o.get('error') else o['dn'] for o in ous if not o.get('exists')]
     if missing:
         return make_check(name, part, False, 'Target containers not found: %s.' % '; '.join(missing),
                           'Create the OUs (or correct target_ous / ou_map) before provisioning groups into them.')

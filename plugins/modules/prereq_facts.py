@@ -247,7 +247,7 @@ except ImportError:
 
 try:
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
-        escape_filter_value, sid_from_bytes, sid_to_filter,
+        dn_key, escape_filter_value, sid_from_bytes, sid_to_filter,
     )
 except ImportError:
     pass
@@ -352,7 +352,7 @@ def check_permissions(client, account, targets, domain_dn):
                 % ACL_IMPORT_ERROR.strip().splitlines()[-1]}
     out = {'checked': True, 'permission_type': PERMISSION_TYPE, 'targets': []}
     for dn in targets:
-        is_root = dn.lower().replace(' ', '') == domain_dn.lower().replace(' ', '')
+        is_root = dn_key(dn) == dn_key(domain_dn)
         item = {'dn': dn, 'missing': [], 'error': None}
         try:
             desired = cloudsync_acl.desired_aces(PERMISSION_TYPE, account['sid'], domain_root=is_root)
@@ -370,6 +370,13 @@ def check_permissions(client, account, targets, domain_dn):
         item['missing'] = [a.to_sddl(domain_sid) for a in missing]
         out['targets'].append(item)
     return out
+
+
+def _container(client, dn):
+    try:
+        return {'dn': dn, 'exists': client.get(dn, ['objectClass']) is not None}
+    except ADError as exc:   # e.g. invalidDNSyntax
+        return {'dn': dn, 'exists': False, 'error': exc.msg}
 
 
 def gather_ad(params):
@@ -404,7 +411,7 @@ def gather_ad(params):
         facts['nt_mixed_domain'] = int(mixed) if mixed is not None else None
         targets = params.get('target_ous')
         if targets is not None:
-            facts['target_ous'] = [{'dn': dn, 'exists': client.get(dn, ['objectClass']) is not None} for dn in targets]
+            facts['target_ous'] = [_container(client, dn) for dn in targets]
         name = params.get('agent_account')
         if name:
             try:

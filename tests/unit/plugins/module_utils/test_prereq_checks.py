@@ -148,8 +148,9 @@ def test_ports():
 
 
 def test_target_ous():
-    c = _ad(target_ous=[{'dn': 'OU=A,DC=x', 'exists': True}, {'dn': 'OU=Missing,DC=x', 'exists': False}])['ad_target_ous']
-    assert c['ok'] is False and 'OU=Missing,DC=x' in c['detail']
+    c = _ad(target_ous=[{'dn': 'OU=A,DC=x', 'exists': True}, {'dn': 'OU=Missing,DC=x', 'exists': False},
+                        {'dn': 'bogus', 'exists': False, 'error': 'invalidDNSyntax'}])['ad_target_ous']
+    assert c['ok'] is False and 'OU=Missing,DC=x' in c['detail'] and 'bogus (invalidDNSyntax)' in c['detail']
     assert _ad(target_ous=None)['ad_target_ous']['ok'] is None
     assert _ad(target_ous=[])['ad_target_ous']['ok'] is None
 
