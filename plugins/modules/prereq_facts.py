@@ -45,7 +45,7 @@ attributes:
 requirements:
   - ldap3 >= 2.9.1 (for the AD part)
   - msal >= 1.28.0 and requests (for the Entra part)
-  - pywinrm >= 0.4.3 (for the agent part; requests-ntlm for NTLM, requests-credssp for CredSSP, pykerberos or gssapi for Kerberos)
+  - pywinrm >= 0.4.3 (for the agent part; requests-ntlm for NTLM, requests-credssp for CredSSP, pykerberos for Kerberos)
 notes:
   - O(domain_controllers) is optional here (unlike the other modules); without it the AD part is not checked.
   - The TCP probes of ports 389 and 3268 run from the host that runs the module, which may see the network differently from the

@@ -145,6 +145,8 @@ class WinRMEndpoint(object):
             self._server = None
         if self.ntlm_user_file and os.path.exists(self.ntlm_user_file):
             os.unlink(self.ntlm_user_file)
+        if self.ntlm_user_file and os.environ.get("NTLM_USER_FILE") == self.ntlm_user_file:
+            del os.environ["NTLM_USER_FILE"]
 
     def __enter__(self):
         return self.start()
