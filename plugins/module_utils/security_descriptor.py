@@ -490,9 +490,10 @@ class SecurityDescriptor(object):
         return sd
 
     def to_bytes(self):
+        # A PRESENT flag without an ACL (a NULL DACL or SACL) is kept as read.
         control = self.control | SE_SELF_RELATIVE
         control = (control | SE_DACL_PRESENT) if self.dacl is not None else control
-        control = (control | SE_SACL_PRESENT) if self.sacl is not None else (control & ~SE_SACL_PRESENT)
+        control = (control | SE_SACL_PRESENT) if self.sacl is not None else control
         blobs = {
             'owner': sid_to_bytes(self.owner) if self.owner else b'',
             'group': sid_to_bytes(self.group) if self.group else b'',

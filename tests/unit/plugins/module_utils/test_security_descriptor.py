@@ -252,6 +252,15 @@ def test_object_ace_with_unknown_object_flags_kept_opaque():
     assert sd.to_bytes() == data
 
 
+def test_null_acls_round_trip():
+    for control in (0x8004, 0x8014, 0x8010):
+        data = struct.pack('<BBHIIII', 1, 0, control, 0, 0, 0, 0)
+        sd = SecurityDescriptor.from_bytes(data)
+        assert sd.dacl is None and sd.sacl is None
+        assert sd.to_bytes() == data
+    assert SecurityDescriptor.from_bytes(struct.pack('<BBHIIII', 1, 0, 0x8004, 0, 0, 0, 0)).to_sddl() == 'D:NO_ACCESS_CONTROL'
+
+
 def test_acl_revision_raised_for_object_aces():
     acl = Acl([Ace(5, 0, 1, 'S-1-5-11', 'bf967a9c-0de6-11d0-a285-00aa003049e2')], revision=2)
     assert acl.to_bytes()[0] == 4
