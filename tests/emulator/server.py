@@ -180,7 +180,7 @@ class Emulator(object):
         self._log_base = 0
         self._delta_rounds = []
         self.counters = {"requests": 0, "by_status": {}, "by_kind": {}, "throttled": 0, "faults": 0,
-                         "tokens_issued": 0}
+                         "tokens_issued": 0, "emulator_errors": 0}
         self.cursors = {}              # $skiptoken -> (cursor dict, offset)
         self.delta_tokens = {}         # $deltatoken -> record
         self.delta_cursors = {}        # delta $skiptoken -> (context, unit index, member offset)
@@ -289,6 +289,8 @@ class Emulator(object):
         except Exception as e:  # pragma: no cover - an emulator bug must be visible, not a hang
             import traceback
             traceback.print_exc()
+            with self._lock:
+                self.counters["emulator_errors"] += 1
             reply = self.error_reply(500, "InternalServerError", "emulator bug: %r" % (e,), ctx)
         reply.headers.setdefault("request-id", rid)
         reply.headers.setdefault("client-request-id", crid)
@@ -901,7 +903,7 @@ class Emulator(object):
         if len(segs) == 2 and segs[1] == "$count":
             self._require(principal, coll)
             return self._count_only(coll, [coll], lambda: self.tenant.ids_of_type(coll), params, headers)
-        if coll == "group" and len(segs) == 2 and segs[1] == "delta":
+        if coll == "group" and len(segs) == 2 and segs[1] in ("delta", "delta()"):
             self._require(principal, "group")
             return self._delta(version, params, ctx)
         obj = self.tenant.get(segs[1], coll)
@@ -1470,7 +1472,7 @@ class Admin(object):
             self.emu._log_base += len(self.emu.log)
             self.emu.log = []
             self.emu.counters = {"requests": 0, "by_status": {}, "by_kind": {}, "throttled": 0, "faults": 0,
-                                 "tokens_issued": 0}
+                                 "tokens_issued": 0, "emulator_errors": 0}
 
     def counters(self):
         with self.emu._lock:
