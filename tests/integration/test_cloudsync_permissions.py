@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import contextlib
 import json
+import os
 import uuid
 
 import pytest
@@ -284,18 +285,43 @@ def test_adminsdholder_and_domain_root_in_check_mode(corp, tmp_path):
     assert read_dacl(corp, holder).to_bytes() == holder_before
 
 
-def test_adminsdholder_grant_and_revoke(tmp_path):
-    """Real writes on AdminSDHolder happen only in a private lab (CLOUDSYNC_LAB_DIR), never the shared one."""
-    pytest.importorskip('lab.lab')
-    import os
-    if not os.environ.get('CLOUDSYNC_PERMISSIONS_PRIVATE_LAB'):
+def test_private_lab_domain_root_and_adminsdholder(tmp_path):
+    """Real writes on the domain root and AdminSDHolder happen only in a private lab
+    (CLOUDSYNC_PERMISSIONS_PRIVATE_LAB=1 with CLOUDSYNC_LAB_DIR / CLOUDSYNC_LAB_IPS), never in the shared one."""
+    if not os.environ.get('CLOUDSYNC_PERMISSIONS_PRIVATE_LAB') or not os.environ.get('CLOUDSYNC_LAB_DIR'):
         pytest.skip('set CLOUDSYNC_PERMISSIONS_PRIVATE_LAB=1 with CLOUDSYNC_LAB_DIR/CLOUDSYNC_LAB_IPS of a private lab')
     from lab.lab import Lab
     forest = Lab().up(('corp',))['corp']
     holder = 'CN=AdminSDHolder,CN=System,' + forest.base_dn
-    before = read_dacl(forest, holder).to_bytes()
-    rc, out, r = grant_permissions(forest, tmp_path / 'a', [holder], principal=forest.unprivileged_user)
+    root_before = read_dacl(forest, forest.base_dn).to_bytes()
+    holder_before = read_dacl(forest, holder).to_bytes()
+
+    # default target (the domain root), every permission type, and AdminSDHolder
+    rc, out, r = grant_permissions(forest, tmp_path / 'a', principal=forest.unprivileged_user, permission_type='All',
+                                   include_adminsdholder=True)
     assert rc == 0 and r['changed'], out
-    rc, out, r = grant_permissions(forest, tmp_path / 'b', [holder], principal=forest.unprivileged_user, state='absent')
+    assert [t['dn'] for t in r['targets']] == [forest.base_dn, holder]
+    assert len(r['targets'][0]['aces_added']) == len(desired_aces('All', r['principal']['sid']))
+    rc, out, r = grant_permissions(forest, tmp_path / 'b', principal=forest.unprivileged_user, permission_type='All',
+                                   include_adminsdholder=True)
+    assert rc == 0 and not r['changed'], out
+
+    # granted at the root, inherited everywhere: the account now manages groups in OU=CloudGroups
+    client = bind_as_unprivileged(forest)
+    try:
+        assert exercise_group_lifecycle(client, forest.groups_ou) == ['create', 'modify', 'rename', 'delete']
+    finally:
+        client.close()
+
+    rc, out, r = grant_permissions(forest, tmp_path / 'c', principal=forest.unprivileged_user, permission_type='All',
+                                   include_adminsdholder=True, state='absent')
     assert rc == 0 and r['changed'], out
-    assert read_dacl(forest, holder).to_bytes() == before
+    assert read_dacl(forest, forest.base_dn).to_bytes() == root_before
+    assert read_dacl(forest, holder).to_bytes() == holder_before
+    client = bind_as_unprivileged(forest)
+    try:
+        with pytest.raises(ADError) as err:
+            exercise_group_lifecycle(client, forest.groups_ou)
+        assert err.value.result_name == 'insufficientAccessRights', err.value.msg
+    finally:
+        client.close()
