@@ -254,7 +254,7 @@ class Emulator(object):
                 "authority_url": self.authority_url, "authority": self.authority, "tenant_id": self.tenant.tenant_id,
                 "ca_file": self.ca_file, "imds_url": self.imds_url,
                 "identity_endpoint": self.identity_endpoint, "identity_header": self.settings["identity_header"],
-                "admin_url": self.admin_url, "pid": os.getpid()}
+                "admin_url": self.admin_url, "pid": os.getpid(), "client_ids": sorted(self.tenant.apps)}
 
     # -- request entry ---------------------------------------------------------------------------
     def handle(self, method, raw_path, headers, body, scheme_https):
@@ -1838,6 +1838,10 @@ def main(argv=None):
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--tenant", help="tenant JSON file (see tests/emulator/README.md)")
     src.add_argument("--generate", help="generate a tenant: groups=N,users=M,memberships=K,big=B,depth=D,seed=S")
+    ap.add_argument("--identities", help="JSON file: list of the lab's AD users (object_guid, object_sid, immutable_id, "
+                                         "user_principal_name, sam_account_name, domain, dn) for --generate")
+    ap.add_argument("--standard-apps", action="store_true",
+                    help="with --generate: the fixed tenant id and apps of fixtures.py (client id/secret/certificate)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--imds-port", type=int, default=0)
@@ -1854,7 +1858,15 @@ def main(argv=None):
             tenant = json.load(fh)
     else:
         from emulator.generate import generate_tenant
-        tenant = generate_tenant(**_parse_generate(args.generate)) if args.generate else None
+        gen_kw = _parse_generate(args.generate)
+        if args.identities:
+            with open(args.identities) as fh:
+                gen_kw["identities"] = json.load(fh)
+        if args.standard_apps:
+            from emulator.fixtures import build_tenant
+            tenant = build_tenant(**gen_kw)
+        else:
+            tenant = generate_tenant(**gen_kw) if (args.generate or args.identities) else None
         if tenant is None:
             from emulator.fixtures import small_tenant
             tenant = small_tenant()
