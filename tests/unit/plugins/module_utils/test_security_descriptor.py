@@ -158,8 +158,8 @@ def aces(draw, audit=False):
 
 @st.composite
 def descriptors(draw):
-    dacl = draw(st.one_of(st.none(), st.lists(aces(), max_size=8).map(lambda a: Acl(a))))
-    sacl = draw(st.one_of(st.none(), st.lists(aces(audit=True), max_size=3).map(lambda a: Acl(a))))
+    dacl = draw(st.one_of(st.none(), st.lists(aces(), max_size=8).map(Acl)))
+    sacl = draw(st.one_of(st.none(), st.lists(aces(audit=True), max_size=3).map(Acl)))
     control = sdm.SE_SELF_RELATIVE | draw(st.sampled_from([0, sdm.SE_DACL_AUTO_INHERITED, sdm.SE_DACL_PROTECTED | 0x100]))
     if sacl is not None:
         control |= draw(st.sampled_from([0, sdm.SE_SACL_AUTO_INHERITED]))
