@@ -88,7 +88,7 @@ DEFAULT_SETTINGS = {
     "throttle_limit": None,           # explicit budget per window, overrides size and scale
     "throttle_window": 10.0,          # seconds
     "throttle_low_priority_reserve": 0.2,  # low-priority requests may not use the last 20% of the bucket
-    "retry_after_format": "int",      # Retry-After of a bucket 429: "int" (ceil seconds) or "float"
+    "retry_after_format": "int",      # Retry-After of a bucket 429: "int" (ceil seconds), "float" or "http-date"
     "latency": 0.0,                   # seconds added to every Graph request
     "seed": 0,
     "log_max": 500000,                # request-log entries kept (oldest dropped; counters stay exact)
@@ -775,7 +775,13 @@ class Emulator(object):
             hdrs["x-ms-throttle-limit-percentage"] = "%.2f" % min(used, 1.8)
         if ok:
             return
-        ra = str(int(math.ceil(wait))) if s["retry_after_format"] == "int" else "%.3f" % wait
+        fmt = s["retry_after_format"]
+        if fmt == "http-date":
+            ra = email.utils.formatdate(time.time() + math.ceil(wait), usegmt=True)
+        elif fmt == "float":
+            ra = "%.3f" % wait
+        else:
+            ra = str(int(math.ceil(wait)))
         ctx["entry"]["throttled"] = True
         ctx["entry"]["retry_after"] = ra
         hdrs.update({"Retry-After": ra, "x-ms-throttle-scope": "Tenant_Application/Read/%s/%s" % key,

@@ -583,6 +583,21 @@ def test_throttling_bucket_headers(graph_emulator):
     assert graph(emu, emu.limited_client_id).get(emu.graph_url + "/groups/%s/members" % gid).status_code == 200
 
 
+def test_bucket_retry_after_formats(graph_emulator):
+    emu = graph_emulator
+    s = graph(emu)
+    url = emu.graph_url + "/groups/%s/members" % FINANCE
+    emu.admin.set_throttle(limit=4, window=600, retry_after_format="float")
+    assert s.get(url).status_code == 200
+    r = s.get(url)
+    assert r.status_code == 429 and "." in r.headers["Retry-After"] and float(r.headers["Retry-After"]) > 1
+    emu.admin.set_throttle(limit=4, window=600, retry_after_format="http-date")
+    assert s.get(url).status_code == 200
+    r = s.get(url)
+    assert r.status_code == 429
+    assert email.utils.parsedate_to_datetime(r.headers["Retry-After"]) > datetime.datetime.now(datetime.timezone.utc)
+
+
 def test_low_priority_is_throttled_first(graph_emulator):
     emu = graph_emulator
     emu.admin.set_throttle(limit=10, window=600)
