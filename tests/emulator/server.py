@@ -76,6 +76,7 @@ DEFAULT_SETTINGS = {
     "token_lifetime": 3599,           # expires_in of issued access tokens
     "page_default": 100,
     "page_max": 999,
+    "list_trailing_empty_page": False,  # a full last page carries a nextLink to an empty page
     "delta_page_objects": 100,        # group objects per delta page
     "delta_page_links": 1000,         # member links per delta page (a larger group is split)
     "delta_leading_empty_page": True,  # a delta round starts with an empty page that has a nextLink
@@ -1073,7 +1074,8 @@ class Emulator(object):
         if first and advanced:
             out["@odata.count"] = len(ids)
         nxt = offset + top
-        if nxt < len(ids):
+        # list_trailing_empty_page: a full last page still has a nextLink, to an empty page (Graph does this)
+        if nxt < len(ids) or (self.settings["list_trailing_empty_page"] and ids and nxt == len(ids)):
             with self._lock:
                 tok = cursor["next"].get(nxt)
                 if tok is None:

@@ -228,6 +228,15 @@ def test_paging_returns_every_member_exactly_once(graph_emulator_module):
     assert s.get(emu.graph_url + "/groups?$skip=5").status_code == 400
 
 
+def test_trailing_empty_page(graph_emulator):
+    emu = graph_emulator
+    emu.admin.update_settings(list_trailing_empty_page=True)
+    s = graph(emu)
+    gid = group_id(emu, PAGING_GROUP)
+    pages = read_all(s, emu.graph_url + "/groups/%s/members?$select=id&$top=130" % gid)
+    assert [len(p["value"]) for p in pages] == [130, 130, 0]
+
+
 def test_next_link_must_be_followed_unmodified(graph_emulator_module):
     emu = graph_emulator_module
     s = graph(emu)
