@@ -333,10 +333,21 @@ def run(module):
             if key not in seen:
                 seen.add(key)
                 unique.append(dn)
+        # Every target must accept the permission type before anything is written anywhere.
+        for dn in unique:
+            try:
+                desired_aces(params['permission_type'], principal['sid'], domain_root=dn_key(dn) == dn_key(domain_dn))
+            except CloudSyncError as err:
+                raise PermissionsError('%s: %s' % (dn, err.msg), details=err.details, dn=dn)
         results = []
         for dn in unique:
-            results.append(process_target(client, dn, domain_dn, principal['sid'], params['permission_type'], params['state'],
-                                          module.check_mode, domain_sid))
+            try:
+                results.append(process_target(client, dn, domain_dn, principal['sid'], params['permission_type'], params['state'],
+                                              module.check_mode, domain_sid))
+            except CloudSyncError as err:
+                # say what was already done on the targets before this one
+                err.details['targets'] = results
+                raise
         out = dict(
             changed=any(r['changed'] for r in results),
             targets=results,

@@ -140,6 +140,14 @@ def explicit_keys(sd):
     return set(a.key() for a in sd.dacl.aces if not a.is_inherited)
 
 
+def acl_keys_of(forest, dn):
+    return explicit_keys(read_dacl(forest, dn))
+
+
+def unprivileged_sid(forest):
+    return object_sid(forest, forest.unprivileged_dn)
+
+
 # ------------------------------------------------------------------ tests
 
 def test_check_then_apply_then_idempotent_then_absent(corp, tmp_path):
@@ -312,6 +320,14 @@ def test_private_lab_domain_root_and_adminsdholder(tmp_path):
         assert exercise_group_lifecycle(client, forest.groups_ou) == ['create', 'modify', 'rename', 'delete']
     finally:
         client.close()
+
+    # a type the second target does not accept: refused before the first target is written
+    staff_before = read_dacl(forest, forest.staff_ou).to_bytes()
+    rc, out, r = grant_permissions(forest, tmp_path / 'phs', [forest.base_dn, forest.staff_ou], principal=forest.unprivileged_user,
+                                   permission_type='PasswordHashSync', state='absent')
+    assert r['failed'] and forest.staff_ou in r['msg'] and 'only on the domain root' in r['msg'], r
+    assert read_dacl(forest, forest.staff_ou).to_bytes() == staff_before
+    assert len(acl_keys_of(forest, forest.base_dn) & set(a.key() for a in desired_aces('PasswordHashSync', unprivileged_sid(forest)))) == 2
 
     rc, out, r = grant_permissions(forest, tmp_path / 'c', principal=forest.unprivileged_user, permission_type='All',
                                    include_adminsdholder=True, state='absent')
