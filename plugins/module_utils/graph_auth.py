@@ -1,0 +1,354 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Tokens for Microsoft Graph (msal): client secret, certificate, managed identity; clouds.
+
+``GraphAuth(params)`` takes the options of ``GRAPH_AUTH_ARGSPEC`` (documented by the
+``hybrid_identity.cloud_sync.graph_auth`` doc fragment) and gives ``get_token(force_refresh)``.
+It owns the one ``requests.Session`` that msal and ``GraphClient`` share, so the login host and
+Graph are reached with the same trust settings (``graph_ca_bundle`` / ``graph_validate_certs``).
+
+Choices made here:
+
+* The token audience is the Graph resource of ``cloud`` (``https://graph.microsoft.com`` in the
+  public cloud) even when ``graph_endpoint`` is overridden: an override (a proxy, a test
+  emulator) changes where requests go, not which resource the token is for.
+* Certificates: a PEM file holding the certificate and its private key (optionally encrypted with
+  ``client_certificate_password``), or a PKCS#12 file (``.pfx``/``.p12``). The SHA-1 and SHA-256
+  thumbprints are computed with ``cryptography``; msal is given the certificate so that it signs
+  the client assertion with PS256 and names the certificate by ``x5t#S256`` (SHA-1 is deprecated).
+* Tokens are cached for the run (msal's in-memory cache plus a copy here); ``force_refresh`` (used
+  once after a 401 ``InvalidAuthenticationToken``) builds a fresh msal application, which is the
+  only way to bypass msal's cache for the client-credential and managed-identity flows.
+* Secrets never appear in messages: errors name the tenant, client id, method and authority.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import threading
+import time
+import traceback
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError:
+    requests = HTTPAdapter = None
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    import msal
+    HAS_MSAL = True
+    MSAL_IMPORT_ERROR = None
+except ImportError:
+    msal = None
+    HAS_MSAL = False
+    MSAL_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError:
+    x509 = hashes = serialization = pkcs12 = None
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+
+
+# cloud -> (login host, Graph endpoint); the token resource is the Graph endpoint.
+CLOUDS = {
+    'public': ('https://login.microsoftonline.com', 'https://graph.microsoft.com'),
+    'usgov': ('https://login.microsoftonline.us', 'https://graph.microsoft.us'),
+    'usgov_dod': ('https://login.microsoftonline.us', 'https://dod-graph.microsoft.us'),
+    'china': ('https://login.partner.microsoftonline.cn', 'https://microsoftgraph.chinacloudapi.cn'),
+}
+
+AUTH_METHODS = ('client_secret', 'certificate', 'managed_identity')
+
+# Renew a cached token this many seconds before it expires.
+EXPIRY_MARGIN = 300
+
+USER_AGENT = 'hybrid_identity.cloud_sync (Ansible)'
+
+
+class GraphAuthError(CloudSyncError):
+    """A token could not be obtained (bad options, unreadable certificate, login host refused)."""
+
+
+def missing_library():
+    """(library name, traceback) of the first missing third-party library, or (None, None)."""
+    if not HAS_REQUESTS:
+        return 'requests', REQUESTS_IMPORT_ERROR
+    if not HAS_MSAL:
+        return 'msal', MSAL_IMPORT_ERROR
+    if not HAS_CRYPTOGRAPHY:
+        return 'cryptography', CRYPTOGRAPHY_IMPORT_ERROR
+    return None, None
+
+
+def _https_url(value, option):
+    url = str(value).strip().rstrip('/')
+    if not url.lower().startswith('https://') or len(url) <= len('https://'):
+        raise GraphAuthError('%s must be an https:// URL, not %r' % (option, value))
+    return url
+
+
+def endpoints(params):
+    """(authority host, Graph endpoint, token resource) from ``cloud`` and the overrides."""
+    cloud = params.get('cloud') or 'public'
+    if cloud not in CLOUDS:
+        raise GraphAuthError('Unknown cloud %r (expected one of %s)' % (cloud, ', '.join(sorted(CLOUDS))))
+    login, graph = CLOUDS[cloud]
+    authority_host = _https_url(params['authority_host'], 'authority_host') if params.get('authority_host') else login
+    endpoint = _https_url(params['graph_endpoint'], 'graph_endpoint') if params.get('graph_endpoint') else graph
+    for version in ('/v1.0', '/beta'):
+        if endpoint.lower().endswith(version):
+            raise GraphAuthError('graph_endpoint must not include the API version (%s): give %s'
+                                 % (version, endpoint[:-len(version)]))
+    return authority_host, endpoint, graph
+
+
+def choose_method(params):
+    """The auth method ``auto`` resolves to: certificate, else client secret, else managed identity."""
+    method = params.get('auth_method') or 'auto'
+    if method == 'auto':
+        if params.get('client_certificate_path'):
+            return 'certificate'
+        if params.get('client_secret'):
+            return 'client_secret'
+        return 'managed_identity'
+    if method not in AUTH_METHODS:
+        raise GraphAuthError('Unknown auth_method %r' % method)
+    return method
+
+
+class _Session(requests.Session if HAS_REQUESTS else object):
+    """A requests.Session whose ``verify`` is not silently replaced by ``REQUESTS_CA_BUNDLE``.
+
+    requests lets that environment variable override ``session.verify`` for every request that
+    does not pass ``verify=`` (msal never does). When a CA bundle was given (or validation was
+    turned off) it is passed on each request; with the default trust store the environment still
+    applies, as users of requests expect. Proxies from the environment keep working."""
+
+    def request(self, method, url, *args, **kwargs):  # pylint: disable=arguments-differ
+        if self.verify is not True and 'verify' not in kwargs:
+            kwargs['verify'] = self.verify
+        return super(_Session, self).request(method, url, *args, **kwargs)
+
+
+def make_session(params, pool_size=None, warn=None):
+    """The shared session: CA bundle or default trust, TLS validation, connection pool size."""
+    if not HAS_REQUESTS:
+        raise GraphAuthError('The Python library requests is required to talk to Microsoft Graph')
+    session = _Session()
+    session.headers['User-Agent'] = USER_AGENT
+    if params.get('graph_validate_certs') is False:
+        session.verify = False
+        if warn is not None:
+            warn('graph_validate_certs=false: TLS certificates of the login host and Microsoft Graph are not validated; '
+                 'anyone on the network path can read the token and the directory data')
+        try:
+            import urllib3
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        except (ImportError, AttributeError):
+            pass
+    elif params.get('graph_ca_bundle'):
+        session.verify = params['graph_ca_bundle']
+    else:
+        session.verify = True
+    size = max(int(pool_size or params.get('graph_parallelism') or 4), 1) + 2
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size)
+    session.mount('https://', adapter)
+    session.mount('http://', HTTPAdapter(pool_connections=2, pool_maxsize=2))
+    return session
+
+
+def load_certificate(path, password=None):
+    """Read a PEM (certificate + private key) or PKCS#12 file.
+
+    Returns dict(private_key_pem (unencrypted PKCS#8, str), certificate_pem (str),
+    thumbprint_sha1, thumbprint_sha256 (upper-case hex), subject, not_after)."""
+    if not HAS_CRYPTOGRAPHY:
+        raise GraphAuthError('The Python library cryptography is required for certificate credentials')
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except (IOError, OSError) as exc:
+        raise GraphAuthError('Cannot read client_certificate_path %s: %s' % (path, exc.strerror or exc))
+    pwd = password.encode('utf-8') if password else None
+    key = cert = None
+    if b'-----BEGIN' in data:
+        blocks = data.split(b'-----END ')
+        for block in blocks:
+            start = block.find(b'-----BEGIN ')
+            if start < 0:
+                continue
+            label = block[start + len(b'-----BEGIN '):].split(b'-----', 1)[0]
+            pem = block[start:] + b'-----END ' + label + b'-----\n'
+            if label == b'CERTIFICATE' and cert is None:
+                cert = x509.load_pem_x509_certificate(pem)
+            elif label.endswith(b'PRIVATE KEY') and key is None:
+                try:
+                    key = serialization.load_pem_private_key(pem, password=pwd)
+                except TypeError as exc:
+                    # The key is encrypted and no password was given, or the reverse.
+                    if pwd:
+                        raise GraphAuthError('The private key in %s is not encrypted: leave client_certificate_password empty' % path)
+                    raise GraphAuthError('The private key in %s is encrypted: give client_certificate_password (%s)' % (path, exc))
+                except ValueError:
+                    raise GraphAuthError('Cannot load the private key in %s: wrong client_certificate_password, '
+                                         'or not a supported key' % path)
+    else:
+        try:
+            key, cert, unused_chain = pkcs12.load_key_and_certificates(data, pwd)
+        except ValueError:
+            raise GraphAuthError('Cannot read %s as PEM or PKCS#12 (wrong client_certificate_password?)' % path)
+    if cert is None:
+        raise GraphAuthError('No certificate (-----BEGIN CERTIFICATE-----) found in client_certificate_path %s' % path)
+    if key is None:
+        raise GraphAuthError('No private key found in client_certificate_path %s: the file must hold the certificate '
+                             'and its private key' % path)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode('ascii')
+    try:
+        not_after = cert.not_valid_after_utc.isoformat()
+    except AttributeError:  # cryptography < 42
+        not_after = cert.not_valid_after.isoformat()
+    return dict(
+        private_key_pem=key_pem,
+        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode('ascii'),
+        thumbprint_sha1=cert.fingerprint(hashes.SHA1()).hex().upper(),  # nosec: a name, not a signature
+        thumbprint_sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
+        subject=cert.subject.rfc4514_string(),
+        not_after=not_after,
+    )
+
+
+def _msal_error_text(result):
+    """'invalid_client: AADSTS7000215: ... (correlation id ..., trace id ...)' from an msal error dict."""
+    text = '%s: %s' % (result.get('error'), (result.get('error_description') or '').split('\r\n')[0].strip())
+    ids = []
+    for key, label in (('correlation_id', 'correlation id'), ('trace_id', 'trace id')):
+        if result.get(key):
+            ids.append('%s %s' % (label, result[key]))
+    if ids:
+        text += ' (%s)' % ', '.join(ids)
+    return text
+
+
+class GraphAuth(object):
+    """Token provider for one run. ``get_token(force_refresh=False) -> access token (str)``."""
+
+    def __init__(self, params, session=None, warn=None):
+        missing, unused_tb = missing_library()
+        if missing:
+            raise GraphAuthError('The Python library %s is required to talk to Microsoft Graph' % missing)
+        self.params = params
+        self.method = choose_method(params)
+        self.authority_host, self.graph_endpoint, self.resource = endpoints(params)
+        self.scope = self.resource + '/.default'
+        self.session = session if session is not None else make_session(params, warn=warn)
+        self.tenant_id = (params.get('tenant_id') or '').strip() or None
+        self.client_id = (params.get('client_id') or '').strip() or None
+        self.certificate = None
+        self._lock = threading.Lock()
+        self._token = None
+        self._expires = 0
+        self._app = None
+        self.tokens_acquired = 0
+        if self.method in ('client_secret', 'certificate'):
+            missing_opts = [name for name in ('tenant_id', 'client_id') if not (params.get(name) or '').strip()]
+            if self.method == 'client_secret' and not params.get('client_secret'):
+                missing_opts.append('client_secret')
+            if missing_opts:
+                raise GraphAuthError('auth_method %s needs %s' % (self.method, ', '.join(missing_opts)))
+            if self.method == 'certificate':
+                self.certificate = load_certificate(params['client_certificate_path'],
+                                                    params.get('client_certificate_password'))
+        self.authority = '%s/%s' % (self.authority_host, self.tenant_id) if self.tenant_id else None
+
+    def describe(self):
+        """Who we authenticate as, for messages (never a secret)."""
+        if self.method == 'managed_identity':
+            mi = self.params.get('managed_identity_client_id')
+            return ('user-assigned managed identity %s' % mi) if mi else 'system-assigned managed identity'
+        text = 'client %s in tenant %s with a %s' % (
+            self.client_id, self.tenant_id, 'client secret' if self.method == 'client_secret' else 'certificate')
+        if self.certificate:
+            text += ' (SHA-1 thumbprint %s)' % self.certificate['thumbprint_sha1']
+        return text
+
+    def _build_app(self):
+        if self.method == 'managed_identity':
+            mi_client_id = self.params.get('managed_identity_client_id')
+            identity = (msal.UserAssignedManagedIdentity(client_id=mi_client_id) if mi_client_id
+                        else msal.SystemAssignedManagedIdentity())
+            return msal.ManagedIdentityClient(identity, http_client=self.session)
+        if self.method == 'certificate':
+            credential = {'private_key': self.certificate['private_key_pem'],
+                          'public_certificate': self.certificate['certificate_pem']}
+        else:
+            credential = self.params['client_secret']
+        return msal.ConfidentialClientApplication(
+            self.client_id, client_credential=credential, authority=self.authority,
+            http_client=self.session, instance_discovery=self.params.get('authority_host') is None,
+            timeout=self.params.get('graph_timeout') or 60)
+
+    def _acquire(self, force_refresh):
+        if self._app is None or force_refresh:
+            self._app = self._build_app()
+        if self.method == 'managed_identity':
+            return self._app.acquire_token_for_client(resource=self.resource)
+        return self._app.acquire_token_for_client(scopes=[self.scope])
+
+    def get_token(self, force_refresh=False, stale_token=None):
+        """A valid access token; ``force_refresh`` gets a new one even when the cached one looks
+        valid (after Graph answered 401 InvalidAuthenticationToken). ``stale_token`` is the token
+        that was refused: when another thread already replaced it, that newer token is returned."""
+        with self._lock:
+            if force_refresh and stale_token and self._token and self._token != stale_token:
+                return self._token
+            if not force_refresh and self._token and time.time() < self._expires - EXPIRY_MARGIN:
+                return self._token
+            where = self.authority or 'the managed identity endpoint'
+            try:
+                result = self._acquire(force_refresh)
+            except GraphAuthError:
+                raise
+            except ValueError as exc:
+                # msal: bad authority, unreadable key, openid configuration not found
+                raise GraphAuthError('Cannot get a Microsoft Graph token for %s from %s: %s' % (self.describe(), where, exc))
+            except Exception as exc:  # pylint: disable=broad-except
+                if HAS_REQUESTS and isinstance(exc, requests.exceptions.SSLError):
+                    raise GraphAuthError('Cannot get a Microsoft Graph token for %s: TLS error talking to %s: %s '
+                                         '(set graph_ca_bundle to the CA that issued its certificate)'
+                                         % (self.describe(), where, exc))
+                if HAS_REQUESTS and isinstance(exc, requests.exceptions.RequestException):
+                    raise GraphAuthError('Cannot get a Microsoft Graph token for %s: cannot reach %s: %s'
+                                         % (self.describe(), where, exc))
+                if self.method == 'managed_identity':
+                    raise GraphAuthError('Cannot get a Microsoft Graph token for the %s: %s: %s (is this an Azure VM or '
+                                         'App Service with a managed identity?)' % (self.describe(), type(exc).__name__, exc))
+                raise GraphAuthError('Cannot get a Microsoft Graph token for %s from %s: %s: %s'
+                                     % (self.describe(), where, type(exc).__name__, exc))
+            if not isinstance(result, dict) or 'access_token' not in result:
+                result = result if isinstance(result, dict) else {}
+                raise GraphAuthError(
+                    'Cannot get a Microsoft Graph token for %s from %s: %s' % (self.describe(), where, _msal_error_text(result)),
+                    details=dict(auth_error=result.get('error'), auth_error_codes=result.get('error_codes'),
+                                 correlation_id=result.get('correlation_id')))
+            self.tokens_acquired += 1
+            self._token = result['access_token']
+            try:
+                lifetime = int(float(result.get('expires_in') or 3599))
+            except (TypeError, ValueError):
+                lifetime = 3599
+            self._expires = time.time() + lifetime
+            return self._token
