@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import bisect
+import collections
 import copy
 import re
 import threading
@@ -573,9 +574,9 @@ class Tenant(object):
         """Unique transitive members, breadth first; nested groups themselves are included."""
         seen = {gid}
         out = {}
-        queue = [gid]
+        queue = collections.deque([gid])
         while queue:
-            g = queue.pop(0)
+            g = queue.popleft()
             for mid in self.members.get(g, ()):
                 if mid not in out:
                     out[mid] = None
