@@ -1142,7 +1142,7 @@ class Emulator(object):
                 if rec["filter"] is not None and gid not in rec["filter"]:
                     continue
                 if e["deleted"]:
-                    units.append((gid, {"id": gid, "@removed": {"reason": "deleted"}}, []))
+                    units.append((gid, {"id": gid, "@removed": {"reason": e.get("reason", "deleted")}}, []))
                     continue
                 obj = tenant.objects.get(gid)
                 if obj is None:

@@ -633,7 +633,9 @@ class Tenant(object):
                     if s:
                         s.discard(oid)
                 del self.members[oid]
-                self._log("group_deleted", oid)
+                # Microsoft 365 groups are soft-deleted (restorable): delta says "changed";
+                # security groups are deleted for good: "deleted".
+                self._log("group_deleted", oid, "changed" if "Unified" in (obj.get("groupTypes") or []) else "deleted")
             if t == "user" and obj.get("userPrincipalName"):
                 self.upn_index.pop(obj["userPrincipalName"].lower(), None)
             del self.objects[oid]
@@ -718,6 +720,7 @@ class Tenant(object):
                 e["deleted"] = False
             elif kind == "group_deleted":
                 e["deleted"] = True
+                e["reason"] = payload or "deleted"
                 e["members"] = {}
             elif kind == "group_updated":
                 e["props"] |= payload

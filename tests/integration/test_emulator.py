@@ -497,8 +497,11 @@ def test_delta_full_round_then_incremental(graph_emulator):
     new = emu.admin.create_group(displayName="Brand New", description="d", members=[user["id"]])
     doomed = group_id(emu, "Dynamic Engineers")
     emu.admin.delete_group(doomed)
+    m365 = group_id(emu, "All Sales (M365)")
+    emu.admin.delete_group(m365)
     changes, delta_link2, unused = _delta_round(s, delta_link)
-    assert set(changes) == {FINANCE, AUDITORS, new["id"], doomed}
+    assert set(changes) == {FINANCE, AUDITORS, new["id"], doomed, m365}
+    assert changes[m365]["@removed"] == {"reason": "changed"}
     assert changes[FINANCE]["displayName"] == "Finance & Control"
     assert changes[FINANCE]["members_added"] == {user["id"]} and not changes[FINANCE]["members_removed"]
     assert "description" not in changes[FINANCE]  # only changed properties
@@ -509,6 +512,7 @@ def test_delta_full_round_then_incremental(graph_emulator):
     # the old deltaLink still returns the same changes (no state consumed), the new one nothing
     replay = _delta_round(s, delta_link)[0]
     assert set(replay) == set(changes)
+    assert replay[FINANCE]["members_added"] == {user["id"]}
     assert _delta_round(s, delta_link2)[0] == {}
 
 
