@@ -47,8 +47,9 @@ requirements:
 options:
   principal:
     description:
-      - The account the permissions are granted to (or revoked from), as C(sAMAccountName) (optionally C(DOMAIN\name)),
-        user principal name, distinguished name or SID (C(S-1-5-21-...)).
+      - The account the permissions are granted to (or revoked from), as C(sAMAccountName) (optionally C(DOMAIN\name); a gMSA
+        or computer account is also found without its trailing C($)), user principal name, distinguished name or SID
+        (C(S-1-5-21-...)).
       - It is looked up in the domain; a name that matches no object or several objects is an error.
     type: str
     default: provAgentgMSA$
@@ -242,11 +243,15 @@ def resolve_principal(client, name, domain_dn, config_dn):
         sam = text.split('\\', 1)[1] if '\\' in text else text
         ldap_filter = '(sAMAccountName=%s)' % escape_filter_value(sam)
         what = 'sAMAccountName'
+        if not sam.endswith('$'):
+            # a gMSA or computer account given without its trailing $: tried only when the name itself matches nothing
+            bases = [(domain_dn, ldap_filter), (domain_dn, '(sAMAccountName=%s$)' % escape_filter_value(sam))]
     found = []
     for base in bases:
+        base, flt = base if isinstance(base, tuple) else (base, ldap_filter)
         if not base:
             continue
-        for entry in client.search(base, ldap_filter, ['objectSid'], scope='subtree', binary_attributes=['objectSid']):
+        for entry in client.search(base, flt, ['objectSid'], scope='subtree', binary_attributes=['objectSid']):
             sid = _sid_of(entry)
             if sid:
                 found.append({'name': text, 'dn': entry['dn'], 'sid': sid})

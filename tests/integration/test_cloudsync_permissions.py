@@ -264,6 +264,17 @@ def test_principal_resolution_and_errors(corp, tmp_path):
         for i, principal in enumerate([agent_sid, corp.unprivileged_dn, 'CORP\\' + corp.unprivileged_user]):
             rc, out, r = grant_permissions(corp, tmp_path / str(i), [ou], principal=principal, check=True)
             assert rc == 0 and r['principal']['sid'] == agent_sid, out
+        # a computer (or gMSA) account named without its trailing $
+        pc = 'permpc-%s' % uuid.uuid4().hex[:6]
+        admin = admin_client(corp)
+        try:
+            admin.add('CN=%s,%s' % (pc, ou), {'objectClass': 'computer', 'sAMAccountName': pc + '$'})
+        finally:
+            admin.close()
+        pc_sid = object_sid(corp, 'CN=%s,%s' % (pc, ou))
+        for i, principal in enumerate([pc, pc + '$']):
+            rc, out, r = grant_permissions(corp, tmp_path / ('pc%d' % i), [ou], principal=principal, check=True)
+            assert rc == 0 and r['principal']['sid'] == pc_sid, out
         rc, out, r = grant_permissions(corp, tmp_path / 'missing', [ou], principal='no-such-account-x1')
         assert r['failed'] and 'no-such-account-x1' in r['msg'] and 'no account or group' in r['msg'], r
         assert 'Traceback' not in out
