@@ -4,64 +4,33 @@ If the SDK cannot read what the emulator serves (tokens, collections, @odata.nex
 errors), the emulator is wrong, not the SDK. TLS validation is on: both the token credential
 and the SDK's httpx client trust only the lab CA.
 
-How the SDK is pointed at the emulator (read from msgraph/graph_request_adapter.py,
-msgraph_core/graph_client_factory.py, kiota_http/httpx_request_adapter.py):
-* the request adapter takes its base URL from ``httpx.AsyncClient.base_url``, so we build the
-  client ourselves (``base_url=emu.graph_url``, ``verify=<SSLContext with the lab CA>``) and let
-  ``GraphClientFactory.create_with_default_middleware(client=...)`` add the Graph middleware
-  (retry, redirect, telemetry); the adapter's ``base_url`` is set too, because httpx stores
-  ``base_url`` with a trailing slash and the SDK would then request ``/v1.0//groups``;
-* the azure-identity credential gets ``authority=emu.authority_url`` (the login host),
-  ``disable_instance_discovery=True`` (no call to login.microsoftonline.com) and
-  ``connection_verify=emu.ca_file``;
-* scopes are given explicitly (``https://graph.microsoft.com/.default``); otherwise kiota
-  derives ``https://<graph host>/.default`` from the request URL.
+How the SDK is pointed at the emulator: see tests/emulator/sdk.py (``sdk_client``).
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import asyncio
-import ssl
 
-import httpx
 import pytest
 
 from emulator.fixtures import build_tenant  # the graph_emulator_factory fixture comes from tests/conftest.py
+from emulator.sdk import sdk_client
 
 msgraph = pytest.importorskip("msgraph")
 
-from azure.identity.aio import ClientSecretCredential  # noqa: E402
 from kiota_abstractions.base_request_configuration import RequestConfiguration  # noqa: E402
-from kiota_authentication_azure.azure_identity_authentication_provider import (  # noqa: E402
-    AzureIdentityAuthenticationProvider)
-from msgraph import GraphRequestAdapter, GraphServiceClient  # noqa: E402
 from msgraph.generated.groups.delta.delta_request_builder import DeltaRequestBuilder  # noqa: E402
 from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder  # noqa: E402
 from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder  # noqa: E402
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError  # noqa: E402
 from msgraph.generated.models.user import User  # noqa: E402
-from msgraph_core import GraphClientFactory  # noqa: E402
 from msgraph_core.tasks.page_iterator import PageIterator  # noqa: E402
 
 BIG = 3000
 
 
-def _client(emu):
-    credential = ClientSecretCredential(emu.tenant_id, emu.client_id, emu.client_secret,
-                                        authority=emu.authority_url, disable_instance_discovery=True,
-                                        connection_verify=emu.ca_file)
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=["https://graph.microsoft.com/.default"],
-                                               allowed_hosts=["127.0.0.1"])
-    http = httpx.AsyncClient(base_url=emu.graph_url, verify=ssl.create_default_context(cafile=emu.ca_file),
-                             timeout=60)
-    http = GraphClientFactory.create_with_default_middleware(client=http)
-    adapter = GraphRequestAdapter(auth, client=http)
-    adapter.base_url = emu.graph_url  # httpx normalises base_url with a trailing slash: ".../v1.0//groups"
-    return GraphServiceClient(request_adapter=adapter), credential, http
-
-
 async def _read(emu, big_id):
-    client, credential, http = _client(emu)
+    client, close = sdk_client(emu, emu.client_id, emu.client_secret)
     try:
         # groups, first page of 5 then every page through the SDK's PageIterator
         cfg = RequestConfiguration(query_parameters=GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
@@ -112,8 +81,7 @@ async def _read(emu, big_id):
             err = e
         return groups, members, pages, err, delta
     finally:
-        await credential.close()
-        await http.aclose()
+        await close()
 
 
 def test_msgraph_sdk_lists_groups_and_pages_through_a_large_group(graph_emulator_factory):
