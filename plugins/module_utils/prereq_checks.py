@@ -429,7 +429,8 @@ def _groups_check(facts, errors):
             skipped.append((group, reasons))
         else:
             eligible.append(group)
-    lines = ['%s (%s): %s' % (g.get('display_name'), g.get('id'), ' '.join(reason_text(r) for r in rs)) for g, rs in skipped[:20]]
+    lines = ['%s (%s): %s' % (g.get('display_name'), g.get('id'), ' '.join(reason_text(r) for r in rs).rstrip('.'))
+             for g, rs in skipped[:20]]
     more = ' and %d more' % (len(skipped) - 20) if len(skipped) > 20 else ''
     detail = '%d group(s) examined, %d would be written back, %d would be skipped' % (len(groups), len(eligible), len(skipped))
     if lines:

@@ -224,6 +224,8 @@ ansible_facts:
               required: true
 '''
 
+import base64
+import json
 import socket
 import traceback
 
@@ -261,10 +263,10 @@ except ImportError:
     ACL_IMPORT_ERROR = traceback.format_exc()
 
 try:
-    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphAuthError, GraphClient
     GRAPH_CLIENT_IMPORT_ERROR = None
 except ImportError:
-    GraphClient = None
+    GraphClient = GraphAuthError = None
     GRAPH_CLIENT_IMPORT_ERROR = traceback.format_exc()
 
 PERMISSION_TYPE = 'UserGroupCreateDelete'
@@ -433,15 +435,24 @@ def _error_text(exc):
     return getattr(exc, 'msg', None) or str(exc)
 
 
+def _token_claims(token):
+    """Claims of a JWT access token, read without verifying it (only to learn who we are)."""
+    try:
+        payload = token.split('.')[1]
+        payload += '=' * (-len(payload) % 4)
+        return json.loads(base64.urlsafe_b64decode(payload.encode('ascii')).decode('utf-8'))
+    except (AttributeError, IndexError, ValueError, TypeError):
+        return {}
+
+
 def _caller_principal_id(graph, params):
-    """Object id of the calling principal: the ``oid`` claim of its token when the client exposes
-    the claims, else the service principal of ``client_id``."""
-    for attr in ('token_claims', 'claims'):
-        getter = getattr(graph, attr, None)
-        if callable(getter):
-            claims = getter() or {}
-            if claims.get('oid'):
-                return claims['oid']
+    """Object id of the calling principal: the ``oid`` claim of its access token, else the
+    service principal whose appId is ``client_id``."""
+    auth = getattr(graph, 'auth', None)
+    if auth is not None and hasattr(auth, 'get_token'):
+        oid = _token_claims(auth.get_token()).get('oid')
+        if oid:
+            return oid
     client_id = params.get('client_id') or params.get('managed_identity_client_id')
     if not client_id:
         return None
@@ -479,19 +490,22 @@ def _read_groups(graph, params, facts):
             missing.append(ref)
         for item in items:
             group = _to_group(item)
-            count = graph.get('/groups/%s/members' % item['id'], {'$select': 'id', '$top': '999'})
-            members = (count or {}).get('value') or []
-            if len(members) >= 999 or (count or {}).get('@odata.nextLink'):
-                members = list(graph.iter_pages('/groups/%s/members' % item['id'], {'$select': 'id', '$top': '999'}))
-            group['member_count'] = len(members)
+            group['member_count'] = sum(1 for _ in graph.iter_pages('/groups/%s/members' % item['id'], {'$select': 'id'}))
             found.append(group)
     facts['groups'] = found
     facts['groups_not_found'] = missing
     facts['groups_selected'] = True
 
 
+def _is_connect_failure(exc):
+    """No token, or Graph refused the token itself: nothing of the tenant can be read."""
+    status = getattr(exc, 'status', None)
+    return GraphAuthError is not None and isinstance(exc, GraphAuthError) or status in (None, 401)
+
+
 def gather_entra(params):
-    """Entra facts for prereq_checks.entra_checks; a fact that cannot be read is left out with its error."""
+    """Entra facts for prereq_checks.entra_checks; a fact that cannot be read (e.g. 403) is left
+    out with its error, so its check is "not checked"."""
     facts = {'errors': {}, 'max_members': params.get('max_members')}
     if GRAPH_CLIENT_IMPORT_ERROR is not None:
         facts['connect_error'] = 'the graph_client module_utils could not be imported: %s' % GRAPH_CLIENT_IMPORT_ERROR.strip().splitlines()[-1]
@@ -500,13 +514,11 @@ def gather_entra(params):
         graph = GraphClient(params)
         org = graph.get('/organization', {'$select': 'id,tenantType'})
     except CloudSyncError as exc:
-        if getattr(exc, 'status', None) == 403 or 'Authorization_RequestDenied' in _error_text(exc):
-            facts['errors']['tenant_type'] = _error_text(exc)
-            graph = GraphClient(params) if 'graph' not in locals() else graph
-            org = None
-        else:
+        if 'graph' not in locals() or _is_connect_failure(exc):
             facts['connect_error'] = _error_text(exc)
             return facts
+        facts['errors']['tenant_type'] = _error_text(exc)
+        org = None
     if org is not None:
         orgs = org.get('value') or []
         facts['tenant_type'] = orgs[0].get('tenantType') if orgs else None
@@ -536,7 +548,7 @@ def gather_entra(params):
         return [str(a.get('roleDefinitionId')).lower() for a in items]
 
     def synced_users():
-        page = graph.get('/beta/users', {
+        page = graph.get('/users', version='beta', params={
             '$select': 'id,userPrincipalName,onPremisesSyncEnabled,onPremisesObjectIdentifier,onPremisesSecurityIdentifier,'
                        'onPremisesImmutableId',
             '$top': str(max(1, min(int(params.get('synced_user_sample') or 100), 999)))})
@@ -555,6 +567,8 @@ def gather_entra(params):
     except CloudSyncError as exc:
         facts.pop('groups', None)
         facts['errors']['groups'] = _error_text(exc)
+    finally:
+        graph.close()
     return facts
 
 

@@ -270,7 +270,9 @@ def test_entra_part_through_ansible(graph_emulator, tmp_path):
     assert [checks[n]['ok'] for n in prereq_checks.ENTRA_CHECKS] == [True] * 6, [checks[n] for n in prereq_checks.ENTRA_CHECKS]
     assert 'Hybrid Identity Administrator' in checks['entra_caller_role']['detail']
     assert 'AAD_PREMIUM' in checks['entra_licence']['detail']
-    assert 'Microsoft 365' in checks['entra_groups_in_scope']['detail']     # "All Sales (M365)" would be skipped
+    # security groups are examined: the small tenant's group synced from AD would be skipped
+    assert 'would be skipped: AD Group' in checks['entra_groups_in_scope']['detail']
+    assert 'mastered in AD.' in checks['entra_groups_in_scope']['detail'] and '..' not in checks['entra_groups_in_scope']['detail']
     assert graph_emulator.client_secret not in output
 
 
