@@ -78,7 +78,8 @@ options:
       - Objects protected by AdminSDHolder (C(adminCount=1)) do not inherit ACEs from their parents; the SDProp process copies
         the DACL of AdminSDHolder onto them instead. Granting there extends the agent's rights to privileged accounts and groups,
         so it is a separate, explicit choice. Microsoft does not document a different ACE set for AdminSDHolder; the ACEs written
-        are the ones of the permission type, unchanged.
+        are the ones of the permission type, unchanged. Inherit-only ACEs (those for descendant objects) that SDProp copies onto a
+        protected object do not apply to that object itself, so they give no rights on protected objects; a warning says so.
     type: bool
     default: false
 notes:
@@ -190,7 +191,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.cloudsy
     PERMISSION_TYPES, apply_absent, apply_present, desired_aces, missing_aces,
 )
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.security_descriptor import SecurityDescriptor
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.security_descriptor import INHERIT_ONLY_ACE, SecurityDescriptor
 
 _SID_RE = re.compile(r'^S-1-\d+(-\d+)*$', re.IGNORECASE)
 
@@ -328,6 +329,12 @@ def run(module):
         targets = list(params['targets'] or [domain_dn])
         if params['include_adminsdholder']:
             targets.append('CN=AdminSDHolder,CN=System,%s' % domain_dn)
+            inherit_only = [a for a in desired_aces(params['permission_type'], principal['sid'], domain_root=False)
+                            if a.flags & INHERIT_ONLY_ACE]
+            if inherit_only:
+                module.warn('On CN=AdminSDHolder, %d of the ACEs of %s are inherit-only (for descendant objects): SDProp copies '
+                            'them onto protected objects, where they do not apply to the protected object itself.'
+                            % (len(inherit_only), params['permission_type']))
         seen = set()
         unique = []
         for dn in targets:

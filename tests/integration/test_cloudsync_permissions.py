@@ -302,6 +302,7 @@ def test_adminsdholder_and_domain_root_in_check_mode(corp, tmp_path):
     assert not any('1131f6ad-9c07-11d1-f79f-00c04fc2dcd2' in a for a in r['targets'][1]['aces_added'])
     assert read_dacl(corp, corp.base_dn).to_bytes() == root_before
     assert read_dacl(corp, holder).to_bytes() == holder_before
+    assert any('inherit-only' in w for w in r.get('warnings', [])), r
 
 
 def test_private_lab_domain_root_and_adminsdholder(tmp_path):
