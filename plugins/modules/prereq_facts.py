@@ -490,7 +490,7 @@ def _read_groups(graph, params, facts):
             missing.append(ref)
         for item in items:
             group = _to_group(item)
-            group['member_count'] = sum(1 for _ in graph.iter_pages('/groups/%s/members' % item['id'], {'$select': 'id'}))
+            group['member_count'] = sum(1 for unused_member in graph.iter_pages('/groups/%s/members' % item['id'], {'$select': 'id'}))
             found.append(group)
     facts['groups'] = found
     facts['groups_not_found'] = missing
