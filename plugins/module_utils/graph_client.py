@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover
     ThreadPoolExecutor = None
 
 __all__ = ['GraphClient', 'GraphError', 'GraphAuthError', 'DeltaResyncRequired', 'parse_retry_after', 'backoff_delay',
-           'merge_delta_pages', 'format_graph_error', 'odata_quote']
+           'merge_delta_pages', 'format_graph_error', 'odata_quote', 'relative_url']
 
 RETRY_STATUSES = (429, 503, 504)
 BATCH_SIZE = 20
@@ -142,6 +142,15 @@ def format_graph_error(method, url, status, code=None, message=None, request_id=
     if ids:
         text += ' (%s)' % ', '.join(ids)
     return text
+
+
+def relative_url(path, params=None):
+    """``path?query`` with the query encoded as ``GraphClient`` encodes it (for ``$batch`` urls)."""
+    if not params:
+        return path
+    query = urlencode([(k, v if isinstance(v, str) else str(v)) for k, v in params.items() if v is not None],
+                      quote_via=quote, safe=QUERY_SAFE)
+    return path + ('&' if '?' in path else '?') + query if query else path
 
 
 def _error_body(body):
@@ -283,12 +292,7 @@ class GraphClient(object):
             if not (path.startswith('/v1.0/') or path.startswith('/beta/') or path in ('/v1.0', '/beta')):
                 path = '/%s%s' % (version, path)
             url = self.endpoint + path
-        if params:
-            query = urlencode([(k, v if isinstance(v, str) else str(v)) for k, v in params.items() if v is not None],
-                              quote_via=quote, safe=QUERY_SAFE)
-            if query:
-                url += ('&' if '?' in url else '?') + query
-        return url
+        return relative_url(url, params)
 
     def _own_url(self, url):
         """A nextLink/deltaLink: used whole; only its origin is mapped onto an overridden endpoint,
@@ -409,7 +413,9 @@ class GraphClient(object):
         """GET one resource or one page; returns the JSON body."""
         return self.request('GET', path, params=params, headers=headers, version=version)
 
-    def _collection_params(self, path, params, headers):
+    def collection_params(self, path, params=None, headers=None):
+        """(params, headers) for a collection read: $top=999 on directory collections, advanced query
+        (ConsistencyLevel: eventual + $count=true) when the query needs it."""
         params = dict(params or {})
         headers = dict(headers or {})
         last = path.split('?')[0].rstrip('/').rsplit('/', 1)[-1].lower()
@@ -428,7 +434,7 @@ class GraphClient(object):
     def pages(self, path, params=None, headers=None, version='v1.0'):
         """Yield the page bodies of a collection, following @odata.nextLink whole; request headers
         (ConsistencyLevel in particular) are re-sent on every page."""
-        params, headers = self._collection_params(path, params, headers)
+        params, headers = self.collection_params(path, params, headers)
         body = self.request('GET', path, params=params, headers=headers, version=version)
         while True:
             self._count('pages')
@@ -502,7 +508,10 @@ class GraphClient(object):
                     sub_headers = (sub or {}).get('headers') or {}
                     if sub is not None and status is not None and int(status) < 300:
                         self._count('pages')
-                        results[key].extend((sub_body or {}).get('value') or [])
+                        if isinstance(sub_body, dict) and 'value' in sub_body:
+                            results[key].extend(sub_body.get('value') or [])
+                        elif isinstance(sub_body, dict) and sub_body:
+                            results[key].append(sub_body)  # a single resource (GET /groups/{id})
                         link = (sub_body or {}).get('@odata.nextLink')
                         if link:
                             pending.append((key, self._relative(link, version)))
