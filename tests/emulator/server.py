@@ -69,6 +69,25 @@ READ_PERMS = {
                               "RoleManagement.ReadWrite.Directory"},
 }
 
+# Built-in directory roles (template ids); roleDefinitionId of a built-in role is its template id.
+BUILTIN_ROLES = {
+    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
+    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2": "Hybrid Identity Administrator",
+    "fe930be7-5e62-47db-91af-98c3a49a38b1": "User Administrator",
+    "fdd7a751-b60b-444a-984c-02652fe8fa1c": "Groups Administrator",
+    "88d8e3e3-8f55-4a1e-953a-9b9898b8876b": "Directory Readers",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": "Application Administrator",
+    "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
+    "f2ef992c-3afb-46b9-b7cf-a126ee74c451": "Global Reader",
+}
+
+
+def _role_definition(rid):
+    name = BUILTIN_ROLES.get(rid)
+    return {"id": rid, "templateId": rid, "displayName": name or "Custom role", "isBuiltIn": name is not None,
+            "isEnabled": True, "description": name or "Custom role"}
+
+
 # Resource-unit base costs (spec "Errors and throttling"); anything not listed costs 1.
 BASE_COSTS = {"members": 3, "transitiveMembers": 5, "users": 2, "subscribedSkus": 3}
 
@@ -827,28 +846,21 @@ class Emulator(object):
                 sku.setdefault("id", "%s_%s" % (self.tenant.tenant_id, sku.get("skuId")))
                 skus.append(sku)
             return self._json({"@odata.context": "%s/%s/$metadata#subscribedSkus" % (ctx["base"], version), "value": skus})
-        if segs[:3] == ["roleManagement", "directory", "roleAssignments"] and len(segs) == 3:
+        if segs[:2] == ["roleManagement", "directory"] and len(segs) in (3, 4) and \
+                segs[2] in ("roleAssignments", "roleDefinitions"):
             self._require(principal, "roleManagement")
-            items = []
-            flt = params.get("$filter")
-            want = None
-            if flt:
-                import re
-                m = re.match(r"^\s*(principalId|roleDefinitionId)\s+eq\s+'([^']*)'\s*$", flt)
-                if not m:
-                    raise GraphError(400, "Request_UnsupportedQuery",
-                                     "Unsupported filter on roleAssignments: %s" % flt)
-                want = (m.group(1), m.group(2).lower())
-            for ra in self.tenant.role_assignments:
-                item = {"id": ra.get("id") or _b64url(hashlib.sha1(("%s|%s" % (ra["principalId"], ra["roleDefinitionId"]))
-                                                                   .encode()).digest()),
-                        "principalId": ra["principalId"], "roleDefinitionId": ra["roleDefinitionId"],
-                        "directoryScopeId": ra.get("directoryScopeId", "/")}
-                if want and str(item[want[0]]).lower() != want[1]:
-                    continue
-                items.append(item)
-            return self._json({"@odata.context": "%s/%s/$metadata#roleManagement/directory/roleAssignments"
-                               % (ctx["base"], version), "value": items})
+            return self._roles(version, segs, params, ctx)
+        # servicePrincipals(appId='...') -> servicePrincipals/{id}
+        import re
+        m = re.match(r"^servicePrincipals\(appId='([0-9A-Fa-f-]+)'\)$", head)
+        if m:
+            sp = next((self.tenant.objects[i] for i in self.tenant.ids_of_type("servicePrincipal")
+                       if (self.tenant.objects[i].get("appId") or "").lower() == m.group(1).lower()), None)
+            if sp is None:
+                self._require(principal, "servicePrincipal")
+                raise self._not_found(m.group(1))
+            segs = ["servicePrincipals", sp["id"]] + segs[1:]
+            head, lower = "servicePrincipals", "serviceprincipals"
         coll = {"users": "user", "groups": "group", "devices": "device", "contacts": "orgContact",
                 "serviceprincipals": "servicePrincipal"}.get(lower)
         if coll is None and lower == "directoryobjects" and len(segs) == 2:
@@ -894,6 +906,50 @@ class Emulator(object):
                 if o is not None and o["_t"] in tset:
                     value.append(render(o, None, version, with_type=True))
         return self._json({"@odata.context": "%s/%s/$metadata#directoryObjects" % (ctx["base"], version), "value": value})
+
+    def _roles(self, version, segs, params, ctx):
+        import re
+        for k in params:
+            if k not in ("$filter", "$expand", "$select"):
+                raise GraphError(400, "Request_BadRequest", "Query option '%s' is not supported here." % k)
+        if segs[2] == "roleDefinitions":
+            if len(segs) == 4:
+                rd = BUILTIN_ROLES.get(segs[3].lower())
+                if rd is None:
+                    raise self._not_found(segs[3])
+                return self._json(dict({"@odata.context": "%s/%s/$metadata#roleManagement/directory/roleDefinitions/$entity"
+                                                          % (ctx["base"], version)}, **_role_definition(segs[3].lower())))
+            return self._json({"@odata.context": "%s/%s/$metadata#roleManagement/directory/roleDefinitions"
+                               % (ctx["base"], version), "value": [_role_definition(r) for r in BUILTIN_ROLES]})
+        want = None
+        flt = params.get("$filter")
+        if flt:
+            m = re.match(r"^\s*(principalId|roleDefinitionId)\s+eq\s+'([^']*)'\s*$", flt)
+            if not m:
+                raise GraphError(400, "Request_UnsupportedQuery", "Unsupported filter on roleAssignments: %s" % flt)
+            want = (m.group(1), m.group(2).lower())
+        expand = params.get("$expand")
+        if expand not in (None, "roleDefinition"):
+            raise GraphError(400, "Request_BadRequest", "Could not find a property named '%s' on type "
+                             "'microsoft.graph.unifiedRoleAssignment'." % expand)
+        items = []
+        for ra in self.tenant.role_assignments:
+            item = {"id": ra.get("id") or _b64url(hashlib.sha1(("%s|%s" % (ra["principalId"], ra["roleDefinitionId"]))
+                                                               .encode()).digest()),
+                    "principalId": ra["principalId"], "roleDefinitionId": ra["roleDefinitionId"],
+                    "directoryScopeId": ra.get("directoryScopeId", "/")}
+            if want and str(item[want[0]]).lower() != want[1]:
+                continue
+            if expand:
+                item["roleDefinition"] = _role_definition(ra["roleDefinitionId"].lower())
+            items.append(item)
+        if len(segs) == 4:
+            hit = [i for i in items if i["id"] == segs[3]]
+            if not hit:
+                raise self._not_found(segs[3])
+            return self._json(hit[0])
+        return self._json({"@odata.context": "%s/%s/$metadata#roleManagement/directory/roleAssignments"
+                           % (ctx["base"], version), "value": items})
 
     def _not_found(self, oid):
         return GraphError(404, "Request_ResourceNotFound",

@@ -521,6 +521,14 @@ class Tenant(object):
         for key, t in OBJECT_COLLECTIONS:
             for o in data.get(key) or []:
                 self._put(dict(o), t)
+        # Each app and managed identity has its service principal (id = principal id, appId = client id).
+        for a in list(self.apps.values()) + self.managed_identities:
+            pid = (a.get("principal_id") or "").lower()
+            if pid and pid not in self.objects:
+                self._put({"id": pid, "appId": a.get("client_id"), "accountEnabled": True,
+                           "displayName": a.get("display_name") or ("managed identity %s" % a.get("client_id")),
+                           "servicePrincipalType": "ManagedIdentity" if "type" in a and a in self.managed_identities
+                           else "Application", "appOwnerOrganizationId": self.tenant_id}, "servicePrincipal")
         for gid, mids in (data.get("memberships") or {}).items():
             gid = gid.lower()
             if gid not in self.members:

@@ -401,6 +401,17 @@ def test_tenant_facts(graph_emulator_module):
     ras = s.get(emu.graph_url + "/roleManagement/directory/roleAssignments",
                 params={"$filter": "principalId eq '%s'" % app["principal_id"]}).json()["value"]
     assert [ra["roleDefinitionId"] for ra in ras] == ["8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2"]
+    # the app's own service principal, found by appId, carries the principal id the roles name
+    sp = s.get(emu.graph_url + "/servicePrincipals(appId='%s')?$select=id,appId" % emu.client_id).json()
+    assert sp["id"] == app["principal_id"] and sp["appId"] == emu.client_id
+    sps = s.get(emu.graph_url + "/servicePrincipals?$filter=appId eq '%s'" % emu.client_id).json()["value"]
+    assert [x["id"] for x in sps] == [app["principal_id"]]
+    ras = s.get(emu.graph_url + "/roleManagement/directory/roleAssignments",
+                params={"$filter": "principalId eq '%s'" % app["principal_id"], "$expand": "roleDefinition"}).json()
+    assert ras["value"][0]["roleDefinition"]["displayName"] == "Hybrid Identity Administrator"
+    none = s.get(emu.graph_url + "/roleManagement/directory/roleAssignments",
+                 params={"$filter": "principalId eq '%s'" % uuid.uuid4()}).json()["value"]
+    assert none == []
 
 
 def test_request_and_client_request_ids(graph_emulator_module):
