@@ -819,6 +819,8 @@ class Emulator(object):
             raise GraphError(400, "BadRequest", "Invalid request URL.")
         head = segs[0]
         lower = head.lower()
+        if lower == "me":
+            raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         if lower == "organization":
             self._require(principal, "organization")
             org = dict(self.tenant.organization)

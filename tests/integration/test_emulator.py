@@ -420,6 +420,7 @@ def test_request_and_client_request_ids(graph_emulator_module):
     r = s.get(emu.graph_url + "/groups?$top=1", headers={"client-request-id": "my-id-1"})
     assert r.headers["client-request-id"] == "my-id-1"
     uuid.UUID(r.headers["request-id"])
+    assert s.get(emu.graph_url + "/me").status_code == 400  # an app token has no /me
     r = s.get(emu.graph_url + "/nonsense")
     assert r.status_code == 400 and r.headers["request-id"] == r.json()["error"]["innerError"]["request-id"]
 
