@@ -422,8 +422,15 @@ def gather_ad(params):
                 facts['agent_account'] = {'name': name, 'error': str(exc)}
             account = facts['agent_account']
             if account.get('found'):
-                perm_targets = [t['dn'] for t in facts.get('target_ous') or [] if t['exists']] or [domain_dn]
-                facts['permissions'] = check_permissions(client, account, perm_targets, domain_dn)
+                if targets:
+                    perm_targets = [t['dn'] for t in facts['target_ous'] if t['exists']]
+                else:
+                    perm_targets = [domain_dn]
+                if perm_targets:
+                    facts['permissions'] = check_permissions(client, account, perm_targets, domain_dn)
+                else:
+                    facts['permissions'] = {'checked': False, 'reason': 'none of the target_ous exists, so there is nowhere to '
+                                                                        'check the permissions.'}
     finally:
         client.close()
     return facts

@@ -227,9 +227,12 @@ def test_ad_account_by_sid_dn_and_upn(corp):
 
 
 def test_ad_missing_ou_and_bad_password(corp):
-    checks = by_name(prereq_facts.run(module_params(**ad_args(corp, target_ous=['OU=Does-Not-Exist,' + corp.base_dn, 'not a dn']))))
+    checks = by_name(prereq_facts.run(module_params(**ad_args(corp, target_ous=['OU=Does-Not-Exist,' + corp.base_dn, 'not a dn'],
+                                                                 agent_account=corp.unprivileged_user))))
     assert checks['ad_target_ous']['ok'] is False and 'OU=Does-Not-Exist' in checks['ad_target_ous']['detail']
     assert 'not a dn (' in checks['ad_target_ous']['detail']
+    # no existing target: the permissions are not checked (not silently checked elsewhere)
+    assert checks['ad_agent_permissions']['ok'] is None and 'none of the target_ous' in checks['ad_agent_permissions']['detail']
     checks = by_name(prereq_facts.run(module_params(**ad_args(corp, ad_password='Wrong-Password-1'))))
     assert checks['ad_connection']['ok'] is False
     assert 'Wrong-Password-1' not in json.dumps(checks)
