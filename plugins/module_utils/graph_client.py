@@ -23,7 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import email.utils
-import json
+import math
 import random
 import re
 import threading
@@ -102,7 +102,7 @@ def parse_retry_after(value, now=None):
         return None
     try:
         seconds = float(text)
-        if seconds != seconds or seconds in (float('inf'), float('-inf')):
+        if math.isnan(seconds) or math.isinf(seconds):
             return None
         return max(0.0, seconds)
     except ValueError:
@@ -447,8 +447,7 @@ class GraphClient(object):
     def iter_pages(self, path, params=None, headers=None, version='v1.0'):
         """Yield every item of a collection (all pages)."""
         for page in self.pages(path, params, headers, version):
-            for item in page.get('value') or []:
-                yield item
+            yield from page.get('value') or []
 
     def count(self, path, params=None):
         """``@odata.count`` of a collection (advanced query), reading one item."""
