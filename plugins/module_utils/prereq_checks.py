@@ -388,8 +388,9 @@ def _role_check(facts, errors):
     if held:
         return make_check(name, part, True, '%s holds %s.' % (principal, ', '.join(sorted(set(held)))))
     return make_check(name, part, False,
-                      '%s holds neither Hybrid Identity Administrator (%s) nor Global Administrator (%s); it holds %d other role(s).'
-                      % (principal, HYBRID_IDENTITY_ADMINISTRATOR, GLOBAL_ADMINISTRATOR, len(roles)),
+                      '%s holds neither Hybrid Identity Administrator (%s) nor Global Administrator (%s); it holds %d other role(s). '
+                      'Only active role assignments made to the principal itself are read (not roles through a role-assignable '
+                      'group, nor PIM-eligible ones).' % (principal, HYBRID_IDENTITY_ADMINISTRATOR, GLOBAL_ADMINISTRATOR, len(roles)),
                       'Assign the Hybrid Identity Administrator role to the principal that configures provisioning.')
 
 
