@@ -254,3 +254,11 @@ def test_legacy_forest_lacks_schema_attribute_and_stops_and_starts(lab):
     assert Lab(lab.dir).status()["legacy"]["healthy"] is True
     if not was_running:
         lab.stop_forest("legacy")
+
+
+def test_seeding_is_incremental(lab, corp):
+    # everything asked for already exists: nothing is added and the identities stay the same
+    result = lab.seed("corp", users=40)
+    assert result["added"] == 0
+    assert result["users"] == len(corp.identities)
+    assert [i["object_guid"] for i in lab.forest("corp").identities] == [i["object_guid"] for i in corp.identities]
