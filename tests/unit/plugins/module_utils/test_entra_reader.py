@@ -1,0 +1,96 @@
+"""Pure parts of entra_reader: Graph objects to contract dicts, selection parsing, eligibility and
+member support, the limited-permission guard, and the incremental state round trip."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+
+import pytest
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
+
+
+def test_split_selection_ids_lowercased_names_kept():
+    ids, names = er.split_selection(['6F1C2B9A-5D6E-4F70-8A9B-0C1D2E3F4A5B', ' Finance ', 'Finance',
+                                     '6f1c2b9a-5d6e-4f70-8a9b-0c1d2e3f4a5b', 'not-a-guid', ''])
+    assert ids == ['6f1c2b9a-5d6e-4f70-8a9b-0c1d2e3f4a5b']
+    assert names == ['Finance', 'not-a-guid']
+
+
+@pytest.mark.parametrize('odata,expected', [
+    ('#microsoft.graph.user', 'user'), ('#microsoft.graph.group', 'group'), ('#microsoft.graph.device', 'device'),
+    ('#microsoft.graph.orgContact', 'org_contact'), ('#microsoft.graph.servicePrincipal', 'service_principal'),
+    ('#microsoft.graph.someNewThing', 'some_new_thing'), (None, 'unknown'),
+])
+def test_member_type(odata, expected):
+    assert er.member_type({'@odata.type': odata} if odata else {}) == expected
+
+
+def test_to_member_and_to_group_shapes():
+    m = er.to_member({'@odata.type': '#microsoft.graph.user', 'id': 'ABC', 'displayName': 'Alice',
+                      'userPrincipalName': 'alice@corp', 'onPremisesObjectIdentifier': 'AAAA-BBBB',
+                      'onPremisesSecurityIdentifier': 'S-1-5-21-1', 'onPremisesImmutableId': 'x==',
+                      'onPremisesDomainName': 'corp', 'onPremisesSyncEnabled': True})
+    assert m == {'id': 'abc', 'type': 'user', 'display_name': 'Alice', 'user_principal_name': 'alice@corp',
+                 'on_premises_object_identifier': 'aaaa-bbbb', 'on_premises_security_identifier': 'S-1-5-21-1',
+                 'on_premises_immutable_id': 'x==', 'on_premises_domain_name': 'corp', 'on_premises_sync_enabled': True}
+    g = er.to_group({'id': 'G', 'displayName': 'Fin', 'securityEnabled': True, 'mailEnabled': False, 'groupTypes': None})
+    assert g == {'id': 'g', 'display_name': 'Fin', 'description': None, 'security_enabled': True, 'mail_enabled': False,
+                 'group_types': [], 'membership_rule': None, 'on_premises_sync_enabled': None}
+
+
+def _group(gid, members=(), **kw):
+    g = {'id': gid, 'display_name': gid, 'description': None, 'security_enabled': True, 'mail_enabled': False,
+         'group_types': [], 'membership_rule': None, 'on_premises_sync_enabled': None, 'members': list(members)}
+    g.update(kw)
+    return g
+
+
+def _m(mid, mtype='user', **kw):
+    m = {'id': mid, 'type': mtype, 'display_name': mid, 'user_principal_name': None,
+         'on_premises_object_identifier': None, 'on_premises_security_identifier': None, 'on_premises_immutable_id': None,
+         'on_premises_domain_name': None, 'on_premises_sync_enabled': None}
+    m.update(kw)
+    return m
+
+
+def test_evaluate_groups_and_members():
+    child = _group('child')
+    m365 = _group('m365', group_types=['Unified'], mail_enabled=True)
+    parent = _group('parent', [_m('u1', on_premises_security_identifier='S-1-5-21-9'), _m('u2'), _m('child', 'group'),
+                               _m('m365', 'group'), _m('pc', 'device')])
+    big = _group('big', [_m('x%d' % i, on_premises_sync_enabled=True) for i in range(6)])
+    er.evaluate([child, m365, parent, big], max_members=5)
+    assert (parent['eligible'], m365['eligible'], big['eligible']) == (True, False, False)
+    assert m365['ineligible_reasons'] == ['mail_enabled', 'microsoft_365']
+    assert big['ineligible_reasons'] == ['too_many_members']
+    reasons = dict((m['id'], (m['supported'], m['reason'])) for m in parent['members'])
+    assert reasons == {'u1': (True, None), 'u2': (False, 'cloud_only_user'), 'child': (True, None),
+                       'm365': (False, 'group_not_in_scope'), 'pc': (False, 'unsupported_type_device')}
+
+
+def test_limited_member_data_is_refused():
+    er._check_limited('g', [{'@odata.type': '#microsoft.graph.user', 'id': 'u', 'userPrincipalName': None},
+                            {'@odata.type': '#microsoft.graph.device', 'id': 'd'}])
+    with pytest.raises(er.EntraReadError, match='User.Read.All'):
+        er._check_limited('g', [{'@odata.type': '#microsoft.graph.user', 'id': 'u'}])
+
+
+def test_state_round_trip_is_json_and_rebuilds_groups():
+    groups = er.evaluate([_group('g1', [_m('u1', on_premises_sync_enabled=True), _m('g2', 'group')]), _group('g2')])
+    state = er._state_from_groups(groups, 'https://graph/delta?$deltatoken=x', None, True, 'no_state')
+    again = json.loads(json.dumps(state))
+    rebuilt = er._groups_from_state(again, 50000)
+    by_id = dict((g['id'], g) for g in rebuilt)
+    assert [m['id'] for m in by_id['g1']['members']] == ['u1', 'g2']
+    assert by_id['g1']['member_count'] == 2 and by_id['g1']['eligible']
+    assert by_id['g1']['members'][1]['supported'] is True
+    assert 'supported' not in again['objects']['u1']
+    assert again['delta_link'].endswith('$deltatoken=x') and again['last_run']['mode'] == 'full'
+
+
+def test_read_groups_report_refuses_empty_selection_and_bad_members():
+    with pytest.raises(er.EntraReadError, match='Nothing selected'):
+        er.read_groups_report(None)
+    with pytest.raises(er.EntraReadError, match='members'):
+        er.read_groups_report(None, all_groups=True, members='all')

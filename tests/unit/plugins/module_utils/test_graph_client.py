@@ -1,0 +1,257 @@
+"""Pure helpers of graph_client and graph_auth: Retry-After parsing, backoff bounds, delta page
+merging, error formatting, URL building, clouds and certificate loading (no network)."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import email.utils
+import json
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import graph_auth
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import (
+    GraphError, DeltaResyncRequired, backoff_delay, format_graph_error, merge_delta_pages, odata_quote,
+    parse_retry_after, relative_url,
+)
+
+
+# -- Retry-After -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('value,expected', [
+    ('5', 5.0), ('0', 0.0), ('2.5', 2.5), (' 7 ', 7.0), ('0.25', 0.25), (3, 3.0), ('-4', 0.0),
+])
+def test_retry_after_seconds(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+@pytest.mark.parametrize('value', [None, '', 'soon', 'nan', 'inf', 'Mon, 99 Foo 2026'])
+def test_retry_after_unparsable_is_none(value):
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_http_date_in_future_and_past():
+    now = 1_800_000_000.0
+    future = email.utils.formatdate(now + 30, usegmt=True)
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert parse_retry_after(future, now=now) == pytest.approx(30.0, abs=1.0)
+    assert parse_retry_after(past, now=now) == 0.0
+
+
+def test_retry_after_http_date_rfc850_and_asctime_forms():
+    when = datetime.datetime(2026, 11, 23, 22, 0, 10, tzinfo=datetime.timezone.utc)
+    now = when.timestamp() - 10
+    assert parse_retry_after('Monday, 23-Nov-26 22:00:10 GMT', now=now) == pytest.approx(10.0, abs=1.0)
+    assert parse_retry_after('Mon Nov 23 22:00:10 2026', now=now) == pytest.approx(10.0, abs=1.0)
+
+
+# -- backoff -----------------------------------------------------------------------------------
+
+@given(attempt=st.integers(min_value=0, max_value=40), base=st.floats(min_value=0.01, max_value=5),
+       cap=st.floats(min_value=0.1, max_value=120), r=st.floats(min_value=0, max_value=1))
+def test_backoff_within_half_and_full_ceiling(attempt, base, cap, r):
+    delay = backoff_delay(attempt, base=base, cap=cap, rand=lambda: r)
+    ceiling = min(cap, base * 2 ** attempt)
+    assert ceiling / 2 - 1e-9 <= delay <= ceiling + 1e-9
+    assert delay <= cap + 1e-9
+
+
+def test_backoff_grows_and_has_jitter():
+    rng = random.Random(1)
+    firsts = set(round(backoff_delay(0, rand=rng.random), 6) for _ in range(20))
+    assert len(firsts) > 1, 'no jitter'
+    assert backoff_delay(3, rand=lambda: 0.0) == 4.0   # ceiling 8, lower half bound
+    assert backoff_delay(3, rand=lambda: 1.0) == 8.0
+    assert backoff_delay(30, cap=60, rand=lambda: 1.0) == 60.0
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def test_format_graph_error_names_request_code_message_and_ids():
+    text = format_graph_error('GET', '/v1.0/groups/x/members', 404, 'Request_ResourceNotFound',
+                              "Resource 'x' does not exist.", 'rid-1', 'crid-2', '2026-11-23T22:00:00')
+    assert text == ("Graph GET /v1.0/groups/x/members failed: HTTP 404 Request_ResourceNotFound: Resource 'x' does not "
+                    "exist. (request-id rid-1, client-request-id crid-2, date 2026-11-23T22:00:00)")
+
+
+def test_format_graph_error_without_envelope():
+    assert format_graph_error('POST', '/v1.0/$batch', 502) == 'Graph POST /v1.0/$batch failed: HTTP 502'
+
+
+def test_graph_error_is_cloudsync_error_with_fields_and_fail_kwargs():
+    err = GraphError('msg', status=403, code='Authorization_RequestDenied', message='Insufficient privileges',
+                     request_id='r', client_request_id='c', method='GET', url='/v1.0/groups')
+    assert isinstance(err, CloudSyncError)
+    assert (err.status, err.code, err.request_id, err.method, err.url) == (403, 'Authorization_RequestDenied', 'r', 'GET', '/v1.0/groups')
+    kw = err.to_fail_kwargs()
+    assert kw['msg'] == 'msg' and kw['status'] == 403 and kw['request_id'] == 'r'
+    json.dumps(kw)
+    assert issubclass(DeltaResyncRequired, GraphError)
+
+
+# -- URLs and OData ----------------------------------------------------------------------------
+
+def test_odata_quote_doubles_single_quotes():
+    assert odata_quote("O'Brien's team") == "'O''Brien''s team'"
+    assert odata_quote('plain') == "'plain'"
+
+
+def test_relative_url_keeps_dollar_and_encodes_spaces_and_ampersands():
+    url = relative_url('/groups', {'$filter': "displayName eq 'R&D #1 50%'", '$select': 'id,displayName', '$top': 999})
+    assert url == "/groups?$filter=displayName%20eq%20'R%26D%20%231%2050%25'&$select=id,displayName&$top=999"
+    assert relative_url('/groups/x', None) == '/groups/x'
+
+
+# -- delta merge -------------------------------------------------------------------------------
+
+def _user(uid, removed=False):
+    entry = {'@odata.type': '#microsoft.graph.user', 'id': uid}
+    if removed:
+        entry['@removed'] = {'reason': 'deleted'}
+    return entry
+
+
+def test_delta_merge_split_group_accumulates_members():
+    pages = [
+        {'value': [{'id': 'G1', 'displayName': 'Big', 'members@delta': [_user('a'), _user('b')]}]},
+        {'value': []},
+        {'value': [{'id': 'g1', 'members@delta': [_user('c')]}, {'id': 'g2', 'displayName': 'Small'}]},
+    ]
+    merged = merge_delta_pages(pages)
+    assert set(merged) == {'g1', 'g2'}
+    assert merged['g1']['displayName'] == 'Big'
+    assert sorted(m['id'] for m in merged['g1']['members@delta']) == ['a', 'b', 'c']
+    assert 'members@delta' not in merged['g2']
+
+
+def test_delta_merge_replays_are_idempotent_and_order_free():
+    base = [
+        {'value': [{'id': 'g1', 'displayName': 'X', 'members@delta': [_user('a'), _user('b', removed=True)]}]},
+        {'value': [{'id': 'g1', 'members@delta': [_user('c')]}]},
+    ]
+    once = merge_delta_pages(base)
+    twice = merge_delta_pages(base + base)
+    reversed_ = merge_delta_pages(list(reversed(base)))
+
+    def norm(m):
+        return sorted((e['id'], '@removed' in e) for e in m['g1']['members@delta'])
+    assert norm(once) == norm(twice) == norm(reversed_) == [('a', False), ('b', True), ('c', False)]
+
+
+def test_delta_merge_removed_group_and_merge_into_existing():
+    merged = merge_delta_pages([{'value': [{'id': 'g9', '@removed': {'reason': 'deleted'}}]}])
+    assert merged['g9']['@removed'] == {'reason': 'deleted'}
+    more = merge_delta_pages([{'value': [{'id': 'g9', 'members@delta': [_user('z')]}]}], merged)
+    assert more is merged and [m['id'] for m in merged['g9']['members@delta']] == ['z']
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(['g1', 'g2', 'g3']), st.sampled_from(['a', 'b', 'c', 'd'])), max_size=30),
+       st.randoms())
+def test_delta_merge_any_split_equals_single_page(links, rnd):
+    """However a round's member additions are spread over pages and replayed, the merge is the same."""
+    items = [{'id': g, 'members@delta': [_user(u)]} for g, u in links]
+    single = merge_delta_pages([{'value': items}])
+    shuffled = list(items) + list(items[: len(items) // 2])
+    rnd.shuffle(shuffled)
+    pages = [{'value': shuffled[i:i + 3]} for i in range(0, len(shuffled), 3)]
+    split = merge_delta_pages(pages)
+    assert set(single) == set(split)
+    for gid in single:
+        assert sorted(m['id'] for m in single[gid]['members@delta']) == sorted(m['id'] for m in split[gid]['members@delta'])
+
+
+# -- clouds and auth options -------------------------------------------------------------------
+
+@pytest.mark.parametrize('cloud,login,graph', [
+    ('public', 'https://login.microsoftonline.com', 'https://graph.microsoft.com'),
+    ('usgov', 'https://login.microsoftonline.us', 'https://graph.microsoft.us'),
+    ('usgov_dod', 'https://login.microsoftonline.us', 'https://dod-graph.microsoft.us'),
+    ('china', 'https://login.partner.microsoftonline.cn', 'https://microsoftgraph.chinacloudapi.cn'),
+])
+def test_clouds(cloud, login, graph):
+    assert graph_auth.endpoints({'cloud': cloud}) == (login, graph, graph)
+
+
+def test_overrides_change_where_not_the_token_resource():
+    got = graph_auth.endpoints({'cloud': 'usgov', 'authority_host': 'https://login.example.test/',
+                                'graph_endpoint': 'https://graph-proxy.example.test'})
+    assert got == ('https://login.example.test', 'https://graph-proxy.example.test', 'https://graph.microsoft.us')
+
+
+@pytest.mark.parametrize('option,value', [('authority_host', 'http://login.example.test'),
+                                          ('graph_endpoint', 'http://graph.example.test'),
+                                          ('graph_endpoint', 'graph.microsoft.com'),
+                                          ('graph_endpoint', 'https://graph.microsoft.com/v1.0')])
+def test_overrides_must_be_https_without_version(option, value):
+    with pytest.raises(graph_auth.GraphAuthError) as exc:
+        graph_auth.endpoints({option: value})
+    assert option in str(exc.value)
+
+
+@pytest.mark.parametrize('params,method', [
+    ({'client_certificate_path': '/x.pem', 'client_secret': 's'}, 'certificate'),
+    ({'client_secret': 's'}, 'client_secret'),
+    ({}, 'managed_identity'),
+    ({'auth_method': 'client_secret', 'client_certificate_path': '/x'}, 'client_secret'),
+])
+def test_auto_method(params, method):
+    assert graph_auth.choose_method(params) == method
+
+
+def test_secret_method_needs_tenant_and_client_and_never_echoes_the_secret():
+    with pytest.raises(graph_auth.GraphAuthError) as exc:
+        graph_auth.GraphAuth({'auth_method': 'client_secret', 'client_secret': 'SuperSecret!1', 'client_id': 'c'})
+    assert 'tenant_id' in str(exc.value) and 'SuperSecret' not in str(exc.value)
+
+
+# -- certificates ------------------------------------------------------------------------------
+
+def _make_cert(tmp_path, password=None, pkcs12_file=False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'unit-test')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    if pkcs12_file:
+        path = tmp_path / 'c.pfx'
+        path.write_bytes(pkcs12.serialize_key_and_certificates(b'c', key, cert, None, enc))
+    else:
+        path = tmp_path / 'c.pem'
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+                         + cert.public_bytes(serialization.Encoding.PEM))
+    return str(path), cert.fingerprint(hashes.SHA1()).hex().upper(), cert.fingerprint(hashes.SHA256()).hex().upper()
+
+
+@pytest.mark.parametrize('password,pfx', [(None, False), ('p@ss', False), ('p@ss', True), (None, True)])
+def test_load_certificate_thumbprints(tmp_path, password, pfx):
+    path, sha1, sha256 = _make_cert(tmp_path, password, pfx)
+    info = graph_auth.load_certificate(path, password)
+    assert info['thumbprint_sha1'] == sha1 and info['thumbprint_sha256'] == sha256
+    assert info['private_key_pem'].startswith('-----BEGIN PRIVATE KEY-----')
+    assert 'BEGIN CERTIFICATE' in info['certificate_pem']
+
+
+def test_load_certificate_errors(tmp_path):
+    path, unused_sha1, unused_sha256 = _make_cert(tmp_path, 'right')
+    with pytest.raises(graph_auth.GraphAuthError, match='encrypted'):
+        graph_auth.load_certificate(path, None)
+    with pytest.raises(graph_auth.GraphAuthError, match='wrong client_certificate_password') as exc:
+        graph_auth.load_certificate(path, 'wrong')
+    assert 'wrong' not in str(exc.value).replace('wrong client_certificate_password', '')
+    only_cert = tmp_path / 'only.pem'
+    only_cert.write_text(open(path).read().split('-----END ENCRYPTED PRIVATE KEY-----')[1])
+    with pytest.raises(graph_auth.GraphAuthError, match='No private key'):
+        graph_auth.load_certificate(str(only_cert))
+    with pytest.raises(graph_auth.GraphAuthError, match='Cannot read'):
+        graph_auth.load_certificate(str(tmp_path / 'missing.pem'))
