@@ -10,7 +10,7 @@
 # sanity and lint are skipped unless CLOUDSYNC_FULL=1.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$here"
+cd "$here" || exit 1
 bash tools/setup.sh || { echo "test: set-up failed"; exit 1; }
 export PATH="$here/.venv/bin:$PATH"
 

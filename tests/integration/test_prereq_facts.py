@@ -119,8 +119,8 @@ def test_agent_cases(winrm_endpoint, host_facts, minimum, expect):
 
 def test_agent_over_ntlm(winrm_endpoint_factory):
     endpoint = winrm_endpoint_factory(HostFacts.agent_host(service_status='Stopped'), ntlm=True)
-    checks = by_name(prereq_facts.run(module_params(**winrm_args(endpoint, winrm_transport='ntlm',
-                                                                     winrm_user='CORP\\' + endpoint.user))))
+    params = module_params(**winrm_args(endpoint, winrm_transport='ntlm', winrm_user='CORP\\' + endpoint.user))
+    checks = by_name(prereq_facts.run(params))
     assert checks['agent_connection']['ok'] is True
     assert checks['agent_service']['ok'] is False and 'Stopped' in checks['agent_service']['detail']
 
@@ -199,7 +199,7 @@ def test_ad_permissions_both_ways(corp):
         child = 'OU=child,%s' % granted_ou
         client.add(child, {'objectClass': 'organizationalUnit'})
         grant(client, granted_ou, account['sid'])
-        with sandbox_ou(corp) as (_, bare_ou):
+        with sandbox_ou(corp) as (_bare_name, bare_ou):
             params = module_params(**ad_args(corp, target_ous=[granted_ou, child], agent_account=corp.unprivileged_user))
             checks = by_name(prereq_facts.run(params))
             assert checks['ad_agent_account']['ok'] is True
@@ -227,8 +227,9 @@ def test_ad_account_by_sid_dn_and_upn(corp):
 
 
 def test_ad_missing_ou_and_bad_password(corp):
-    checks = by_name(prereq_facts.run(module_params(**ad_args(corp, target_ous=['OU=Does-Not-Exist,' + corp.base_dn, 'not a dn'],
-                                                                 agent_account=corp.unprivileged_user))))
+    params = module_params(**ad_args(corp, target_ous=['OU=Does-Not-Exist,' + corp.base_dn, 'not a dn'],
+                                     agent_account=corp.unprivileged_user))
+    checks = by_name(prereq_facts.run(params))
     assert checks['ad_target_ous']['ok'] is False and 'OU=Does-Not-Exist' in checks['ad_target_ous']['detail']
     assert 'not a dn (' in checks['ad_target_ous']['detail']
     # no existing target: the permissions are not checked (not silently checked elsewhere)

@@ -94,7 +94,7 @@ def test_unknown_script_fails_with_stderr(winrm_endpoint):
 
 def test_untrusted_certificate_is_refused(winrm_endpoint):
     from lab.pki import default_lab_dir, other_ca
-    other, _ = other_ca(default_lab_dir())
+    other = other_ca(default_lab_dir())[0]
     with pytest.raises(WinRMClientError) as err:
         run_powershell(params_for(winrm_endpoint, winrm_ca_file=str(other)), AGENT_FACTS_SCRIPT)
     assert err.value.details['failure'] == 'tls'

@@ -152,7 +152,7 @@ def _evaluate(kind, arg, match, facts):
             if path_type == "leaf":
                 return False
             return facts._registry(path)
-        exists, _ = facts._file(path)
+        exists = facts._file(path)[0]
         folder = facts._is_folder(path)
         if path_type == "leaf":
             return exists

@@ -109,7 +109,7 @@ class WinRMEndpoint(object):
     def start(self):
         from lab.pki import default_lab_dir, ensure_ca, issue_cert
         lab_dir = self._lab_dir or default_lab_dir()
-        self.ca_file, _ = ensure_ca(lab_dir)
+        self.ca_file = ensure_ca(lab_dir)[0]
         self.ca_file = str(self.ca_file)
         cert, key = issue_cert(lab_dir, "winrm-endpoint", ["localhost"], [self.host])
         self.cert_file, self.key_file = str(cert), str(key)
@@ -367,11 +367,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _authenticate(self):
         """The authenticated user name, or None after answering 401 (or the NTLM challenge)."""
         auth = self.headers.get("Authorization") or ""
-        scheme, _, token = auth.partition(" ")
+        scheme, _sep, token = auth.partition(" ")
         scheme = scheme.lower()
         if scheme == "basic":
             try:
-                user, _, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+                user, _sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
                 self._challenge()
                 return None
@@ -406,8 +406,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._challenge()
             return None
         if not self.ntlm_context.complete:
-            self._reply(401, b"", [("WWW-Authenticate", "%s %s" % ("Negotiate" if scheme == "negotiate" else "NTLM",
-                                                                    base64.b64encode(reply or b"").decode("ascii")))])
+            challenge = "%s %s" % ("Negotiate" if scheme == "negotiate" else "NTLM", base64.b64encode(reply or b"").decode("ascii"))
+            self._reply(401, b"", [("WWW-Authenticate", challenge)])
             return None
         user = self.ntlm_context.client_principal or ""
         self.ntlm_user = user.split("\\", 1)[-1]

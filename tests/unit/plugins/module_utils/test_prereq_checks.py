@@ -57,7 +57,7 @@ def test_all_good_is_ready():
 
 @pytest.mark.parametrize('part_fn,part,names', [
     (pc.ad_checks, 'ad', pc.AD_CHECKS), (pc.entra_checks, 'entra', pc.ENTRA_CHECKS),
-    (lambda f: pc.agent_checks(f), 'agent', pc.AGENT_CHECKS),
+    (pc.agent_checks, 'agent', pc.AGENT_CHECKS),
 ])
 def test_part_not_run_is_not_checked_never_passed(part_fn, part, names):
     checks = part_fn(None)
