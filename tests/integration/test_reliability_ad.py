@@ -1,0 +1,268 @@
+"""Reliability against AD faults, in a private lab (its own directory and loopback addresses), so
+stopping its domain controller never disturbs the shared lab other tests use at the same time.
+
+- a DC that dies in the middle of a run: the run stops with a clear ADError naming the server,
+  nothing is half made (every group that exists carries its anchor, none exists twice) and, once
+  the DC is back, the next run converges to exactly what a clean run makes;
+- failover: an unreachable first DC is tried once, the run goes on the live one and stays there;
+- several processes writing back the same groups at once never make a duplicate.
+
+The private lab: ``CLOUDSYNC_RELIABILITY_LAB_DIR`` (default /tmp/lab-rel) and
+``CLOUDSYNC_RELIABILITY_LAB_IPS`` (default 127.0.0.32,127.0.0.33,127.0.0.34; only corp's, the
+first, is used). Its DC is stopped again when the module ends (the files stay: the next start
+takes a few seconds).
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
+
+from lab.lab import Lab, LabError
+from writeback_helpers import ROOT, Directory, entra_group, entra_user, first, run, values, writeback_params
+
+PRIVATE_LAB_DIR = os.environ.get('CLOUDSYNC_RELIABILITY_LAB_DIR', '/tmp/lab-rel')
+PRIVATE_LAB_IPS = os.environ.get('CLOUDSYNC_RELIABILITY_LAB_IPS', '127.0.0.32,127.0.0.33,127.0.0.34')
+
+
+@pytest.fixture(scope='module')
+def private_lab():
+    """(Lab, corp Forest) of a lab of our own: its DC may be stopped without harming anyone."""
+    saved = os.environ.get('CLOUDSYNC_LAB_IPS')
+    os.environ['CLOUDSYNC_LAB_IPS'] = PRIVATE_LAB_IPS  # read by lab.forest_ip() when provisioning
+    try:
+        the_lab = Lab(lab_dir=PRIVATE_LAB_DIR)
+        forest = the_lab.up(('corp',))['corp']
+    except (LabError, OSError) as exc:
+        pytest.fail('the private reliability lab could not be brought up: %s' % exc, pytrace=False)
+    finally:
+        if saved is None:
+            os.environ.pop('CLOUDSYNC_LAB_IPS', None)
+        else:
+            os.environ['CLOUDSYNC_LAB_IPS'] = saved
+    assert forest.ip in PRIVATE_LAB_IPS.split(','), 'the private lab must not be the shared one (%s)' % forest.ip
+    yield the_lab, forest
+    the_lab.stop_forest('corp')
+
+
+@pytest.fixture
+def rel(private_lab):
+    """(lab, forest, Directory, sandbox OU factory); every OU made is removed afterwards."""
+    the_lab, forest = private_lab
+    the_lab.start_forest('corp')  # no-op when running; a test that stopped it may have failed midway
+    directory = Directory(forest)
+    made = []
+
+    def sandbox(prefix='rel'):
+        made.append(directory.make_ou('%s-%s' % (prefix, uuid.uuid4().hex[:10])))
+        return made[-1]
+    yield the_lab, forest, directory, sandbox
+    the_lab.start_forest('corp')
+    cleanup = Directory(forest)
+    for dn in made:
+        cleanup.remove_tree(dn)
+    cleanup.close()
+    try:
+        directory.close()
+    except Exception:  # pylint: disable=broad-except
+        pass  # its connection died with the DC
+
+
+def many_groups(forest, count, prefix):
+    ids = forest.identities
+    return [entra_group('%s %02d' % (prefix, i), [entra_user(ids[i % len(ids)]), entra_user(ids[(i + 7) % len(ids)], 'sid')],
+                        description='group %d' % i) for i in range(count)]
+
+
+def groups_in(directory, ou):
+    return list(directory.client.search(ou, '(objectClass=group)', ['cn', 'displayName', 'description', 'member', 'groupType',
+                                                                    'adminDescription', 'msDS-ExternalDirectoryObjectId']))
+
+
+def end_state(directory, ou):
+    """What a run leaves in ``ou``, independent of the OU's name: {anchor: (cn, display name, ...)}."""
+    state = {}
+    for entry in groups_in(directory, ou):
+        anchor = first(entry, 'msDS-ExternalDirectoryObjectId')
+        assert anchor not in state, 'two groups carry the anchor %s' % anchor
+        state[anchor] = (first(entry, 'cn'), first(entry, 'displayName'), first(entry, 'description'),
+                         first(entry, 'groupType'), first(entry, 'adminDescription'),
+                         tuple(sorted(dn_key(dn) for dn in values(entry, 'member'))))
+    return state
+
+
+def in_ou(forest, groups, ou, **kw):
+    return run(forest, groups, target_ou=ou, search_base=ou, **kw)
+
+
+def test_dc_stopped_mid_run_fails_cleanly_leaves_no_half_group_and_next_run_converges(rel, monkeypatch):
+    the_lab, forest, directory, sandbox = rel
+    groups = many_groups(forest, 20, 'Outage')
+    reference_ou, ou = sandbox('clean'), sandbox('outage')
+    clean = in_ou(forest, groups, reference_ou)
+    assert clean['summary']['created'] == 20 and clean['summary']['errors'] == 0
+    reference = end_state(directory, reference_ou)
+    directory.close()
+
+    adds_before_outage = 5
+
+    class DCDiesAfterFewAdds(ADClient):
+        """The engine's own client; after a few adds the lab's DC really stops (SIGTERM to samba)."""
+        adds_done = 0
+
+        def add(self, dn, attributes):
+            out = super(DCDiesAfterFewAdds, self).add(dn, attributes)
+            DCDiesAfterFewAdds.adds_done += 1
+            if DCDiesAfterFewAdds.adds_done == adds_before_outage:
+                assert the_lab.stop_forest('corp'), 'the private DC was not running'
+            return out
+
+    monkeypatch.setattr(writeback, 'ADClient', DCDiesAfterFewAdds)
+    with pytest.raises(ADError) as failure:
+        in_ou(forest, groups, ou)
+    monkeypatch.undo()
+    err = failure.value
+    assert err.result is None, 'a lost connection has no LDAP result code: %r' % err.details
+    assert forest.ip in err.msg and err.server and forest.ip in err.server, err.msg
+    assert err.operation == 'add', err.msg
+    assert 'Traceback' not in err.msg
+    assert DCDiesAfterFewAdds.adds_done == adds_before_outage
+
+    the_lab.start_forest('corp')
+    directory = Directory(forest)
+    try:
+        partial = groups_in(directory, ou)
+        anchors = [first(e, 'msDS-ExternalDirectoryObjectId') for e in partial]
+        assert len(partial) == adds_before_outage, [e['dn'] for e in partial]
+        assert None not in anchors, 'a group without its anchor was left behind'
+        assert len(set(anchors)) == len(anchors), 'a group was created twice'
+        assert set(anchors) <= set('Group_' + g['id'] for g in groups)
+
+        recovered = in_ou(forest, groups, ou)
+        assert recovered['summary']['errors'] == 0, recovered['groups']
+        assert recovered['summary']['created'] == 20 - adds_before_outage
+        assert end_state(directory, ou) == reference, 'after the outage the end state differs from a clean run'
+        again = in_ou(forest, groups, ou)
+        assert again['changed'] is False
+    finally:
+        directory.close()
+
+
+class DeadDC(object):
+    """A TCP listener on an address of our own that accepts and hangs up at once (a DC whose LDAPS
+    service is broken), counting the connections made to it."""
+
+    def __init__(self, ip='127.0.0.99'):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, 0))
+        self.sock.listen(16)
+        self.address = '%s:%d' % (ip, self.sock.getsockname()[1])
+        self.connections = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _peer = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+def test_unreachable_first_dc_fails_over_to_the_live_one_and_stays_there(rel):
+    _lab, forest, directory, sandbox = rel
+    ou = sandbox('failover')
+    dead = DeadDC()
+    groups = many_groups(forest, 6, 'Failover')
+    try:
+        result = in_ou(forest, groups, ou, domain_controllers=['127.0.0.99', dead.address, forest.ip])
+    finally:
+        dead.close()
+    assert result['domain_controller'] == '%s:636 (ldaps)' % forest.ip
+    assert result['summary']['created'] == 6 and result['summary']['errors'] == 0
+    assert result['ldap_operations']['adds'] == 6 and result['ldap_operations']['searches'] > 3
+    assert dead.connections == 1, 'the broken DC was contacted %d times: the run must stay on the live DC' % dead.connections
+    assert len(groups_in(directory, ou)) == 6
+
+
+def test_every_dc_unreachable_is_one_clear_error_naming_each(rel):
+    _lab, forest, _directory, sandbox = rel
+    ou = sandbox('nodc')
+    with pytest.raises(ADError) as failure:
+        in_ou(forest, many_groups(forest, 1, 'Nowhere'), ou, domain_controllers=['127.0.0.98', '127.0.0.99'])
+    msg = failure.value.msg
+    assert 'Could not connect to any domain controller' in msg
+    assert '127.0.0.98:636 (ldaps): open failed: connection refused' in msg
+    assert '127.0.0.99:636 (ldaps): open failed: connection refused' in msg
+
+
+WORKER = r'''
+import json, sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import run_writeback
+params = json.load(open(sys.argv[3]))
+start_at = float(sys.argv[4])
+while time.time() < start_at:
+    time.sleep(0.005)
+try:
+    result = run_writeback(params)
+    print(json.dumps({"summary": result["summary"], "groups": [[g["id"], g["action"]] for g in result["groups"]]}))
+except Exception as exc:
+    print(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}))
+'''
+
+
+def test_parallel_processes_writing_back_the_same_groups_make_no_duplicate(rel, tmp_path):
+    """Four processes (as four Ansible forks or four controllers would) start the same run at the
+    same instant; each plans creates for all groups, so most creates collide."""
+    _lab, forest, directory, sandbox = rel
+    ou = sandbox('race')
+    groups = many_groups(forest, 12, 'Race')
+    processes = 4
+    script = tmp_path / 'worker.py'
+    script.write_text(WORKER)
+    import time
+    start_at = time.time() + 3.0  # every interpreter is up and has planned by then
+    procs = []
+    for n in range(processes):
+        ordered = groups[n * 3:] + groups[:n * 3]  # each process begins with different groups
+        params_file = tmp_path / ('params-%d.json' % n)
+        params_file.write_text(json.dumps(writeback_params(forest, ordered, target_ou=ou, search_base=ou)))
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), str(os.path.join(ROOT, '.build', 'collections')), str(os.path.join(ROOT, 'tests')),
+             str(params_file), repr(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for proc in procs:
+        out, errtext = proc.communicate(timeout=300)
+        assert proc.returncode == 0, errtext[-2000:]
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [o.get('error') for o in outputs] == [None] * processes, outputs
+    assert all(o['summary']['errors'] == 0 for o in outputs), outputs
+    created = sum(o['summary']['created'] for o in outputs)
+    assert created >= len(groups), 'each group was planned as a create by at least one run'
+    state = end_state(directory, ou)  # asserts no anchor twice
+    assert sorted(state) == sorted('Group_' + g['id'] for g in groups)
+    ids = forest.identities
+    for i, group in enumerate(groups):
+        members = state['Group_' + group['id']][5]
+        assert members == tuple(sorted([dn_key(ids[i % len(ids)]['dn']), dn_key(ids[(i + 7) % len(ids)]['dn'])]))
+    assert in_ou(forest, groups, ou)['changed'] is False
