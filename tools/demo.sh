@@ -157,7 +157,29 @@ run_writeback() {
     -e cloudsync_report=always -e "cloudsync_report_dir=$reports" -e "group_provisioning_report_name=$1" "${verbosity[@]}"
 }
 
-say "Permissions: let the writeback account (svc-writeback) manage groups in OU=CloudGroups"
+say "Target OU: OU=CloudSyncDemo in both forests (the demo's groups live only there)"
+"$PY" - <<'PYEOF'
+import ssl, sys
+sys.path.insert(0, "tests")
+import ldap3
+from lab.lab import Lab
+lab = Lab()
+for name in ("corp", "fabrikam"):
+    f = lab.forest(name)
+    tls = ldap3.Tls(ca_certs_file=f.ca_file, validate=ssl.CERT_REQUIRED)
+    conn = ldap3.Connection(ldap3.Server(f.ip, port=636, use_ssl=True, tls=tls), f.admin_upn, f.admin_password,
+                            auto_bind=True)
+    dn = "OU=CloudSyncDemo," + f.base_dn
+    if conn.search(dn, "(objectClass=organizationalUnit)", search_scope=ldap3.BASE):
+        print("%s: %s exists" % (name, dn))
+    elif conn.add(dn, "organizationalUnit", {"description": "Groups written back by tools/demo.sh"}):
+        print("%s: created %s" % (name, dn))
+    else:
+        sys.exit("%s: cannot create %s: %s" % (name, dn, conn.result))
+    conn.unbind()
+PYEOF
+
+say "Permissions: let the writeback account (svc-writeback) manage groups in OU=CloudSyncDemo"
 # As each forest's Administrator, the ACEs of Set-AADCloudSyncPermissions -PermissionType
 # UserGroupCreateDelete; the writeback itself then binds as the unprivileged svc-writeback.
 ansible-playbook -i playbooks/inventory/lab.yml playbooks/grant_permissions.yml "${verbosity[@]}"
