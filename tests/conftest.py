@@ -5,7 +5,9 @@ The repository is mapped (by a symlink under .build/, which git ignores) into an
 ``ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils...`` exactly as Ansible
 does, and ``ansible-playbook`` run by integration tests finds the collection through
 ANSIBLE_COLLECTIONS_PATH. ``tests/`` itself is put on sys.path so fixtures can import the lab
-(``lab``) and the Graph emulator (``emulator``).
+(``lab``) and the Graph emulator (``emulator``), and ``tests/integration`` so integration tests
+share helpers (``writeback_helpers``); pytest.ini selects importlib mode, in which test files
+are not put on sys.path.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -25,7 +27,7 @@ if not _LINK.exists():
     except FileExistsError:
         pass
 
-for _p in (str(COLLECTIONS_ROOT), str(ROOT / "tests")):
+for _p in (str(COLLECTIONS_ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integration")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
