@@ -1,0 +1,430 @@
+#!/usr/bin/env python
+"""Benchmark of ad_group_writeback at scale, side by side with the floor and the peer.
+
+    .venv/bin/python benchmarks/bench_writeback.py --size small|large [--peer auto|yes|no] [--keep]
+
+What it does (README "Performance" describes the figures):
+
+1. the lab's corp forest, seeded with the size's synced users (``lab.py seed``: created once,
+   reused between runs), and a tenant generated from those users (``emulator/generate.py``:
+   2,000 groups, 20,000 synced users, ~200,000 memberships, a 50,000-member group, nesting 3
+   deep for ``large``), served by the Graph emulator in its own process (throttling off: the
+   figures are about the client, not Graph's rate limits);
+2. the scenarios, each a separate process running the real module file
+   (``plugins/modules/ad_group_writeback.py <args.json>``, as Ansible runs it): wall time, Graph
+   requests (the module's count and the emulator's), LDAP operations (the module's ``ADClient``
+   counters), peak RSS of that process (``wait4`` rusage);
+3. the floor: ``floor.py`` sends exactly the LDAP writes of the first run (the check-mode plan,
+   member lists known) with raw ldap3;
+4. the peer: ``peer/read_groups.py`` (msgraph-sdk) then ``peer/playbook.yml``
+   (community.general.ldap_entry / ldap_attrs, one task per group) through ansible-playbook.
+
+Groups go to OU=Bench (the module), OU=BenchFloor and OU=BenchPeer of corp, emptied before
+each run. Results: a table on stdout and ``benchmarks/results/<size>-<UTC time>.json``.
+Benchmarks print figures; they never assert on time.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import argparse
+import datetime
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, 'benchmarks')
+COLLECTIONS = os.path.join(ROOT, '.build', 'collections')
+PY = os.path.join(ROOT, '.venv', 'bin', 'python')
+for _p in (COLLECTIONS, os.path.join(ROOT, 'tests'), BENCH):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+_LINK = os.path.join(COLLECTIONS, 'ansible_collections', 'hybrid_identity', 'cloud_sync')
+if not os.path.exists(_LINK):
+    os.makedirs(os.path.dirname(_LINK), exist_ok=True)
+    os.symlink(ROOT, _LINK)
+
+SIZES = {
+    # synced users come from the lab (created once); users = synced + ~10% cloud-only.
+    'small': dict(groups=100, synced=1000, users=1100, memberships=5000, big=2000, depth=3, seed=7),
+    'large': dict(groups=2000, synced=20000, users=22000, memberships=200000, big=50000, depth=3, seed=7),
+}
+MODULE = os.path.join(ROOT, 'plugins', 'modules', 'ad_group_writeback.py')
+
+
+def log(msg):
+    sys.stderr.write('[bench %s] %s\n' % (time.strftime('%H:%M:%S'), msg))
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- processes
+def run_measured(argv, env=None, stdout_path=None, timeout=None):
+    """Run ``argv``; returns (rc, wall seconds, peak RSS MB of that process tree's largest
+    process, stdout text). Peak RSS is ``ru_maxrss`` from wait4 on this child alone."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    out = open(stdout_path, 'w+') if stdout_path else tempfile.TemporaryFile('w+')
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=full_env, cwd=ROOT, text=True)
+    deadline = None if timeout is None else start + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            proc.kill()
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read()
+    out.seek(0)
+    text = out.read()
+    out.close()
+    if proc.returncode != 0 and err:
+        log('stderr of %s:\n%s' % (os.path.basename(argv[1] if len(argv) > 1 else argv[0]), err[-3000:]))
+    return proc.returncode, wall, usage.ru_maxrss / 1024.0, text
+
+
+# --------------------------------------------------------------------------- AD
+def ad_params(forest):
+    return dict(domain_controllers=[forest.ip], ad_tls_mode='ldaps', ad_allow_plaintext=False, ad_ca_file=forest.ca_file,
+                ad_validate_certs=True, ad_auth='simple', ad_user=forest.admin_upn, ad_password=forest.admin_password,
+                ad_port=None, global_catalog=None, ad_timeout=60, ad_page_size=1000)
+
+
+def admin_client(forest):
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
+    return ADClient(ad_params(forest)).connect()
+
+
+def fresh_ou(forest, name):
+    """Empty OU=<name> under the domain (deleting what a previous run left)."""
+    dn = 'OU=%s,%s' % (name, forest.base_dn)
+    client = admin_client(forest)
+    try:
+        if client.get(dn, ['distinguishedName']) is not None:
+            t = time.perf_counter()
+            client.delete(dn, tree=True)
+            log('emptied %s (%.1f s)' % (dn, time.perf_counter() - t))
+        client.add(dn, {'objectClass': 'organizationalUnit'})
+    finally:
+        client.close()
+    return dn
+
+
+def count_groups(forest, ou_dn):
+    client = admin_client(forest)
+    try:
+        groups = list(client.search(ou_dn, '(objectClass=group)', ['cn']))
+        return len(groups)
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------- Graph emulator
+class Emulator(object):
+    """The Graph emulator in its own process (so it is not measured as part of the module)."""
+
+    def __init__(self, tenant_path, work):
+        self.state_file = os.path.join(work, 'emulator.json')
+        if os.path.exists(self.state_file):
+            os.unlink(self.state_file)
+        self.log = open(os.path.join(work, 'emulator.log'), 'w')
+        self.proc = subprocess.Popen([PY, os.path.join(ROOT, 'tests', 'emulator', 'server.py'), '--tenant', tenant_path,
+                                      '--port', '0', '--no-throttle', '--state-file', self.state_file],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.time() + 300
+        while not os.path.exists(self.state_file):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError('the emulator did not start: see %s' % self.log.name)
+            time.sleep(0.2)
+        with open(self.state_file) as fh:
+            self.info = json.load(fh)
+        from emulator.server import RemoteAdmin
+        self.admin = RemoteAdmin(self.info['base_url'], self.info['ca_file'])
+
+    def counters(self):
+        return self.admin.counters()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def requests_between(before, after):
+    """Graph requests the emulator served between two counter snapshots (tokens apart)."""
+    kinds_b, kinds_a = before.get('by_kind', {}), after.get('by_kind', {})
+    d = dict((k, kinds_a.get(k, 0) - kinds_b.get(k, 0)) for k in kinds_a)
+    return dict(http=sum(v for k, v in d.items() if k in ('graph', 'batch')), batch_items=d.get('batch_item', 0),
+                tokens=d.get('token', 0), throttled=after.get('throttled', 0) - before.get('throttled', 0))
+
+
+# --------------------------------------------------------------------------- scenarios
+def module_args(forest, emu, target_ou, state_path, check):
+    from emulator.fixtures import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+    args = ad_params(forest)
+    args.update(
+        all_groups=True, target_ou=target_ou, search_base=target_ou, membership='authoritative', prune=True,
+        deletion_threshold=500, max_members=50000,
+        tenant_id=TENANT_ID, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, auth_method='client_secret',
+        authority_host=emu.info['authority_url'], graph_endpoint=emu.info['base_url'],
+        graph_ca_bundle=emu.info['ca_file'],
+        _ansible_check_mode=check, _ansible_diff=False,
+    )
+    if state_path:
+        args['delta_state_path'] = state_path
+    args = dict((k, v) for k, v in args.items() if v is not None)
+    return {'ANSIBLE_MODULE_ARGS': args}
+
+
+def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=None):
+    args_path = os.path.join(work, 'args-%s.json' % name)
+    with open(args_path, 'w') as fh:
+        json.dump(module_args(forest, emu, target_ou, state_path, check), fh)
+    env = {'PYTHONPATH': COLLECTIONS, 'REQUESTS_CA_BUNDLE': ''}
+    argv = [PY, MODULE, args_path]
+    if profile:
+        argv = [PY, '-m', 'cProfile', '-o', os.path.join(work, 'profile-%s.pstats' % name), MODULE, args_path]
+    before = emu.counters()
+    rc, wall, rss, text = run_measured(argv, env=env, stdout_path=os.path.join(work, 'result-%s.json' % name))
+    after = emu.counters()
+    try:
+        result = json.loads(text[text.index('{'):])
+    except ValueError:
+        result = {'failed': True, 'msg': text[-2000:]}
+    if rc != 0 or result.get('failed'):
+        log('%s FAILED (rc %s): %s' % (name, rc, str(result.get('msg'))[:2000]))
+    ops = result.get('ldap_operations') or {}
+    summary = result.get('summary') or {}
+    row = dict(
+        scenario=name, check_mode=check, ok=(rc == 0 and not result.get('failed')), wall_s=round(wall, 3),
+        graph_requests=result.get('graph_requests'), graph_http=requests_between(before, after),
+        ldap=dict(searches=ops.get('searches', 0), adds=ops.get('adds', 0), modifies=ops.get('modifies', 0),
+                  deletes=ops.get('deletes', 0), modify_dns=ops.get('modify_dns', ops.get('renames', 0))),
+        ldap_raw=ops, peak_rss_mb=round(rss, 1), changed=result.get('changed'),
+        summary=dict((k, summary.get(k)) for k in ('created', 'updated', 'renamed', 'deleted', 'unchanged', 'skipped',
+                                                  'errors', 'members_added', 'members_removed', 'unresolved_members')),
+        plan_ops=len(result.get('plan') or []),
+    )
+    log('%-18s %7.2f s  graph %s  ldap %s  rss %.0f MB  %s' % (
+        name, wall, row['graph_http'], row['ldap'], rss, row['summary']))
+    return row, result
+
+
+def mutate(emu, tenant, fraction, seed):
+    """Change ``fraction`` of the groups (rename) and of the memberships (half removed, half
+    added) in Entra through the emulator's admin API. Returns what was done."""
+    rng = random.Random(seed)
+    groups = [g for g in tenant['groups'] if g.get('securityEnabled') and not g.get('mailEnabled')
+              and not g.get('groupTypes') and not g.get('onPremisesSyncEnabled')]
+    n_groups = max(1, int(len(tenant['groups']) * fraction))
+    renamed = rng.sample(groups, min(n_groups, len(groups)))
+    for g in renamed:
+        emu.admin.update_group(g['id'], displayName=g['displayName'] + ' (renamed)')
+    memberships = tenant['memberships']
+    total = sum(len(v) for v in memberships.values())
+    n_members = max(2, int(total * fraction))
+    synced = [u['id'] for u in tenant['users'] if u.get('onPremisesSyncEnabled')]
+    eligible_ids = [g['id'] for g in groups]
+    removals, additions = {}, {}
+    pairs = [(gid, m) for gid in eligible_ids for m in memberships.get(gid, ())]
+    for gid, m in rng.sample(pairs, min(n_members // 2, len(pairs))):
+        removals.setdefault(gid, []).append(m)
+    added = 0
+    while added < n_members - n_members // 2:
+        gid = rng.choice(eligible_ids)
+        uid = rng.choice(synced)
+        have = set(memberships.get(gid, ())) | set(additions.get(gid, ()))
+        if uid in have:
+            continue
+        additions.setdefault(gid, []).append(uid)
+        added += 1
+    for gid, ids in removals.items():
+        emu.admin.remove_members(gid, ids)
+    for gid, ids in additions.items():
+        emu.admin.add_members(gid, ids)
+    return dict(groups_renamed=len(renamed), memberships_removed=sum(len(v) for v in removals.values()),
+                memberships_added=added, memberships_total=total)
+
+
+# --------------------------------------------------------------------------- baselines
+def run_floor(forest, plan_path, work):
+    floor_ou = fresh_ou(forest, 'BenchFloor')
+    out = os.path.join(work, 'floor.json')
+    rc, wall, rss, text = run_measured([PY, os.path.join(BENCH, 'floor.py'), '--plan', plan_path, '--from-ou',
+                                        'OU=Bench,' + forest.base_dn, '--to-ou', floor_ou, '--server', forest.ip,
+                                        '--ca-file', forest.ca_file, '--user', forest.admin_upn,
+                                        '--password-env', 'BENCH_AD_PASSWORD', '--out', out],
+                                       env={'BENCH_AD_PASSWORD': forest.admin_password})
+    data = json.load(open(out)) if os.path.exists(out) else {}
+    # The floor is the whole script (interpreter start, bind, writes), as the module is measured
+    # as a whole process; write_s is the bind and the writes alone.
+    row = dict(scenario='floor', ok=rc == 0, wall_s=round(wall, 3), write_s=round(data.get('write_s', 0), 3),
+               ldap=dict(searches=0, adds=data.get('adds', 0), modifies=data.get('modifies', 0), deletes=0, modify_dns=0),
+               graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=count_groups(forest, floor_ou))
+    log('floor              %7.2f s (bind and writes %.2f s)  ldap %s  rss %.0f MB' % (
+        wall, row['write_s'], row['ldap'], rss))
+    return row
+
+
+def run_peer(forest, emu, work, timeout):
+    from emulator.fixtures import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+    peer_ou = fresh_ou(forest, 'BenchPeer')
+    vars_path = os.path.join(work, 'peer-groups.json')
+    before = emu.counters()
+    rc1, wall1, rss1, _ = run_measured(
+        [PY, os.path.join(BENCH, 'peer', 'read_groups.py'), '--emulator-info', emu.state_file, '--ou', peer_ou,
+         '--out', vars_path],
+        env={'PYTHONPATH': os.path.join(ROOT, 'tests'), 'BENCH_TENANT_ID': TENANT_ID, 'BENCH_CLIENT_ID': CLIENT_ID,
+             'BENCH_CLIENT_SECRET': CLIENT_SECRET})
+    after = emu.counters()
+    log('peer read (msgraph-sdk)  %.2f s  rc %s  graph %s  rss %.0f MB' % (wall1, rc1, requests_between(before, after), rss1))
+    env = {
+        'ANSIBLE_COLLECTIONS_PATH': os.path.join(ROOT, '.build', 'peer_collections'),
+        'ANSIBLE_HOST_KEY_CHECKING': 'false', 'ANSIBLE_RETRY_FILES_ENABLED': 'false',
+        'ANSIBLE_LOCALHOST_WARNING': 'false', 'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false', 'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_PYTHON_INTERPRETER': PY, 'ANSIBLE_CALLBACK_RESULT_FORMAT': 'yaml', 'ANSIBLE_DISPLAY_OK_HOSTS': 'false',
+        'ANSIBLE_DISPLAY_SKIPPED_HOSTS': 'false',
+        'BENCH_LDAP_URI': forest.ldaps_url(), 'BENCH_BIND_DN': forest.admin_dn, 'BENCH_BIND_PW': forest.admin_password,
+        'BENCH_CA_FILE': forest.ca_file,
+    }
+    rc2, wall2, rss2, text = run_measured(
+        [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+         os.path.join(BENCH, 'peer', 'playbook.yml'), '-e', '@' + vars_path],
+        env=env, stdout_path=os.path.join(work, 'peer-playbook.log'), timeout=timeout)
+    recap = text[text.rfind('PLAY RECAP'):].strip() if 'PLAY RECAP' in text else text[-1500:]
+    ngroups = len(json.load(open(vars_path)).get('peer_groups', [])) if os.path.exists(vars_path) else 0
+    row = dict(scenario='peer', ok=(rc1 == 0 and rc2 == 0), wall_s=round(wall1 + wall2, 3), read_s=round(wall1, 3),
+               write_s=round(wall2, 3), graph_http=requests_between(before, after), groups=ngroups,
+               groups_in_ad=count_groups(forest, peer_ou), peak_rss_mb=round(max(rss1, rss2), 1),
+               timed_out=(timeout is not None and wall2 >= timeout), recap=recap)
+    log('peer write (ansible ldap_entry/ldap_attrs)  %.2f s  rc %s  %s' % (wall2, rc2, recap.replace('\n', ' ')[:300]))
+    return row
+
+
+# --------------------------------------------------------------------------- tenant
+def build_tenant(size, forest, work):
+    from emulator.fixtures import build_tenant as gen
+    spec = SIZES[size]
+    path = os.path.join(work, 'tenant.json')
+    identities = forest.identities[:spec['synced']]
+    if len(identities) < spec['synced']:
+        raise SystemExit('the lab has %d users, %d needed: run lab.py seed --users %d'
+                         % (len(forest.identities), spec['synced'], spec['synced']))
+    t = time.perf_counter()
+    tenant = gen(groups=spec['groups'], users=spec['users'], memberships=spec['memberships'],
+                 nesting_depth=spec['depth'], big_group_members=spec['big'], seed=spec['seed'], identities=identities)
+    with open(path, 'w') as fh:
+        json.dump(tenant, fh)
+    memberships = sum(len(v) for v in tenant['memberships'].values())
+    log('tenant: %d groups, %d users, %d memberships (generated in %.1f s)' % (
+        len(tenant['groups']), len(tenant['users']), memberships, time.perf_counter() - t))
+    return tenant, path
+
+
+# --------------------------------------------------------------------------- report
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def table(rows, first_wall, floor_wall, peer_wall):
+    head = '%-22s %9s %7s %9s %7s %6s %8s %7s %7s %8s %8s %8s' % (
+        'scenario', 'wall s', 'graph', 'searches', 'adds', 'mods', 'deletes', 'RSS MB', 'x floor', 'x first',
+        'peer/x', 'changed')
+    lines = [head, '-' * len(head)]
+    for r in rows:
+        ldap = r.get('ldap') or {}
+        graph = r.get('graph_http', {}).get('http', r.get('graph_requests', 0)) if isinstance(r.get('graph_http'), dict) \
+            else r.get('graph_requests', 0)
+        lines.append('%-22s %9.2f %7s %9s %7s %6s %8s %7s %7s %8s %8s %8s' % (
+            r['scenario'] + ('' if r.get('ok', True) else ' (FAILED)'), r['wall_s'], graph, ldap.get('searches', '-'),
+            ldap.get('adds', '-'), ldap.get('modifies', '-'), ldap.get('deletes', '-'), r.get('peak_rss_mb', '-'),
+            ratio(r['wall_s'], floor_wall) or '-', ratio(r['wall_s'], first_wall) or '-',
+            ratio(peer_wall, r['wall_s']) or '-', r.get('changed', '-')))
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--size', choices=sorted(SIZES), default='small')
+    ap.add_argument('--peer', choices=['auto', 'yes', 'no'], default='auto',
+                    help='auto: run the peer on the small size only (it cannot finish the large one in reasonable time)')
+    ap.add_argument('--peer-timeout', type=float, default=3600)
+    ap.add_argument('--no-floor', action='store_true')
+    ap.add_argument('--profile', action='append', default=[], help='scenario name(s) to run under cProfile')
+    ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
+    args = ap.parse_args(argv)
+
+    from lab.lab import Lab
+    forest = Lab().forest('corp')
+    work = args.work or os.path.join(ROOT, '.build', 'bench', args.size)
+    os.makedirs(work, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    tenant, tenant_path = build_tenant(args.size, forest, work)
+    emu = Emulator(tenant_path, work)
+    rows, extra = [], {}
+    try:
+        target = fresh_ou(forest, 'Bench')
+        state = os.path.join(work, 'delta-state.json')
+        if os.path.exists(state):
+            os.unlink(state)
+
+        def scenario(name, check, state_path=state):
+            row, result = run_scenario(name, forest, emu, work, target, state_path, check,
+                                       profile=name in args.profile)
+            rows.append(row)
+            return row, result
+
+        _row, check_first = scenario('first (check)', True)
+        plan_path = os.path.join(work, 'plan.json')
+        with open(plan_path, 'w') as fh:
+            json.dump(check_first.get('plan') or [], fh)
+        del check_first
+        floor_row = None
+        if not args.no_floor:
+            floor_row = run_floor(forest, plan_path, work)
+        first_row, _r = scenario('first', False)
+        extra['groups_in_ad_after_first'] = count_groups(forest, target)
+        scenario('noop (check)', True)
+        scenario('noop', False)
+        scenario('noop full read (check)', True, state_path=None)
+        scenario('noop full read', False, state_path=None)
+        extra['mutation'] = mutate(emu, tenant, 0.01, SIZES[args.size]['seed'])
+        log('mutated Entra: %s' % extra['mutation'])
+        scenario('incremental (check)', True)
+        scenario('incremental', False)
+        scenario('after incr. (check)', True)
+        peer_row = None
+        if args.peer == 'yes' or (args.peer == 'auto' and args.size == 'small'):
+            peer_row = run_peer(forest, emu, work, args.peer_timeout)
+    finally:
+        emu.stop()
+
+    floor_wall = floor_row['wall_s'] if floor_row else None
+    peer_wall = peer_row['wall_s'] if peer_row else None
+    all_rows = ([floor_row] if floor_row else []) + rows + ([peer_row] if peer_row else [])
+    text = table(all_rows, first_row['wall_s'], floor_wall, peer_wall)
+    print('\nad_group_writeback benchmark, size %s (%s)' % (args.size, json.dumps(SIZES[args.size])))
+    print(text)
+    out_dir = os.path.join(BENCH, 'results')
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, '%s-%s.json' % (args.size, started.strftime('%Y%m%dT%H%M%SZ')))
+    with open(out, 'w') as fh:
+        json.dump(dict(size=args.size, spec=SIZES[args.size], started=started.isoformat(), rows=all_rows,
+                       first_wall_s=first_row['wall_s'], floor_wall_s=floor_wall, peer_wall_s=peer_wall,
+                       cpus=os.cpu_count(), table=text, **extra), fh, indent=1)
+    print('\nsaved %s' % os.path.relpath(out, ROOT))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""The floor: exactly the LDAP writes a first writeback needs, with raw ldap3 and nothing else.
+
+    floor.py --plan plan.json --from-ou OU=Bench,DC=... --to-ou OU=BenchFloor,DC=... \
+             --server 127.0.0.2 --ca-file ca.crt --user Administrator@corp... --password-env VAR --out floor.json
+
+``plan.json`` is the check-mode plan of the first run (the operations ``ad_group_writeback``
+would send: creates with their attributes and member lists, then member additions in chunks).
+The member lists are known up front: no Graph read, no AD read, no planning. DNs are moved from
+``--from-ou`` to ``--to-ou`` so the floor writes beside the module's groups, not over them.
+One LDAPS connection, simple bind (as the module in the benchmark), one request per operation.
+Nothing on this machine can write these groups faster. Writes ``--out``: seconds spent writing
+(bind included), and the operation counts.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import argparse
+import json
+import os
+import ssl
+import sys
+import time
+
+import ldap3
+
+
+def relocate(value, old, new):
+    if isinstance(value, str):
+        if value.lower().endswith(old.lower()):
+            return value[:len(value) - len(old)] + new
+        return value
+    if isinstance(value, list):
+        return [relocate(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return dict((k, relocate(v, old, new)) for k, v in value.items())
+    return value
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--plan', required=True)
+    ap.add_argument('--from-ou', required=True)
+    ap.add_argument('--to-ou', required=True)
+    ap.add_argument('--server', required=True)
+    ap.add_argument('--ca-file', required=True)
+    ap.add_argument('--user', required=True)
+    ap.add_argument('--password-env', required=True)
+    ap.add_argument('--out', required=True)
+    args = ap.parse_args(argv)
+
+    with open(args.plan) as fh:
+        ops = relocate(json.load(fh), args.from_ou, args.to_ou)
+    kinds = set(op['op'] for op in ops)
+    if kinds - {'create', 'members'}:
+        sys.stderr.write('floor: a first run plan should hold creates and member additions only, got %s\n' % sorted(kinds))
+        return 2
+
+    start = time.perf_counter()
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=args.ca_file)
+    server = ldap3.Server(args.server, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, user=args.user, password=os.environ[args.password_env], auto_bind=True,
+                            raise_exceptions=True)
+    adds = modifies = 0
+    for op in ops:
+        if op['op'] == 'create':
+            attributes = dict((k, v) for k, v in op['attributes'].items() if v not in (None, []))
+            if op.get('members'):
+                attributes['member'] = op['members']
+            conn.add(op['dn'], attributes=attributes)
+            adds += 1
+        else:
+            changes = {}
+            if op.get('add'):
+                changes['member'] = [(ldap3.MODIFY_ADD, op['add'])]
+            if op.get('remove'):
+                changes.setdefault('member', []).append((ldap3.MODIFY_DELETE, op['remove']))
+            conn.modify(op['dn'], changes)
+            modifies += 1
+    conn.unbind()
+    elapsed = time.perf_counter() - start
+    with open(args.out, 'w') as fh:
+        json.dump(dict(write_s=elapsed, adds=adds, modifies=modifies, ops=len(ops)), fh)
+    print('floor: %d adds, %d modifies in %.2f s' % (adds, modifies, elapsed))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
