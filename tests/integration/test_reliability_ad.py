@@ -15,6 +15,7 @@ takes a few seconds).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import dataclasses
 import json
 import os
 import socket
@@ -30,10 +31,12 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_clie
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 
 from lab.lab import Lab, LabError
+from lab.second_dc import SecondDC
 from writeback_helpers import ROOT, Directory, entra_group, entra_user, first, run, values, writeback_params
 
 PRIVATE_LAB_DIR = os.environ.get('CLOUDSYNC_RELIABILITY_LAB_DIR', '/tmp/lab-rel')
 PRIVATE_LAB_IPS = os.environ.get('CLOUDSYNC_RELIABILITY_LAB_IPS', '127.0.0.32,127.0.0.33,127.0.0.34')
+SECOND_DC_IP = os.environ.get('CLOUDSYNC_RELIABILITY_DC2_IP', '127.0.0.35')
 
 
 @pytest.fixture(scope='module')
@@ -213,6 +216,63 @@ def test_every_dc_unreachable_is_one_clear_error_naming_each(rel):
     assert 'Could not connect to any domain controller' in msg
     assert '127.0.0.98:636 (ldaps): open failed: connection refused' in msg
     assert '127.0.0.99:636 (ldaps): open failed: connection refused' in msg
+
+
+@pytest.fixture(scope='module')
+def second_dc(private_lab):
+    """A second DC joined to the private forest (tests/lab/second_dc.py), running on SECOND_DC_IP."""
+    the_lab, _forest = private_lab
+    the_lab.start_forest('corp')
+    try:
+        dc2 = SecondDC(the_lab, 'corp', ip=SECOND_DC_IP).join().start()
+    except (LabError, OSError) as exc:
+        pytest.fail('the second DC could not be joined or started: %s' % exc, pytrace=False)
+    yield dc2
+    dc2.stop()
+
+
+def test_first_dc_down_run_goes_to_the_joined_second_dc_and_both_converge_after_replication(rel, second_dc):
+    """A real two-DC domain: with the first DC stopped the run fails over to the second, whose
+    changes, once replicated back, leave both DCs holding one group per anchor and nothing to do."""
+    the_lab, forest, directory, sandbox = rel
+    dcs = [forest.ip, second_dc.ip]
+    ou = sandbox('twodc')
+    groups = many_groups(forest, 4, 'TwoDC')
+    first_run = in_ou(forest, groups, ou, domain_controllers=dcs)
+    assert first_run['domain_controller'] == '%s:636 (ldaps)' % forest.ip
+    second_dc.replicate_from_first()
+    on_dc2 = dataclasses.replace(forest, ip=second_dc.ip)
+    dc2_dir = Directory(on_dc2)
+    try:
+        assert end_state(dc2_dir, ou) == end_state(directory, ou), 'the second DC holds what the first wrote'
+    finally:
+        dc2_dir.close()
+    directory.close()
+
+    ids = forest.identities
+    changed = [dict(g) for g in groups] + many_groups(forest, 1, 'TwoDC late')
+    changed[0]['members'] = [entra_user(ids[30])]
+    assert the_lab.stop_forest('corp')
+    during = in_ou(forest, changed, ou, domain_controllers=dcs)
+    assert during['domain_controller'] == '%s:636 (ldaps)' % second_dc.ip
+    assert during['summary']['created'] == 1 and during['summary']['errors'] == 0
+    assert during['summary']['members_removed'] == 2, during['summary']
+
+    the_lab.start_forest('corp')
+    second_dc.push_to_first()
+    directory = Directory(forest)
+    dc2_dir = Directory(on_dc2)
+    try:
+        state = end_state(directory, ou)
+        assert state == end_state(dc2_dir, ou)
+        assert len(state) == 5
+        assert state['Group_' + changed[0]['id']][5] == (dn_key(ids[30]['dn']),)
+    finally:
+        dc2_dir.close()
+        directory.close()
+    again = in_ou(forest, changed, ou, domain_controllers=dcs)
+    assert again['domain_controller'] == '%s:636 (ldaps)' % forest.ip
+    assert again['changed'] is False
 
 
 WORKER = r'''
