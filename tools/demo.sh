@@ -11,7 +11,8 @@
 # 4. grants the writeback account its AD permissions (playbooks/grant_permissions.yml), then
 #    runs playbooks/group_writeback.yml with playbooks/inventory/lab.yml: one Entra read, a
 #    writeback to each forest; prints what it did per domain;
-# 5. runs it again and shows that nothing changed;
+# 5. runs it again and shows that nothing changed; then edits a group by hand in AD, shows the
+#    drift report (check mode) and a third run repairing it;
 # 6. stops the emulator. The lab keeps running for reuse: `.venv/bin/python tests/lab/lab.py down`
 #    stops it.
 # Environment: CLOUDSYNC_LAB_DIR (default <repo>/.lab), DEMO_VERBOSITY (e.g. -v).
@@ -200,7 +201,37 @@ else
   exit 1
 fi
 
+say "Drift: someone edits Finance Team in corp by hand (removes a member, adds another)"
+"$PY" - <<'PYEOF'
+import ssl, sys
+sys.path.insert(0, "tests")
+import ldap3
+from lab.lab import Lab
+f = Lab().forest("corp")
+tls = ldap3.Tls(ca_certs_file=f.ca_file, validate=ssl.CERT_REQUIRED)
+conn = ldap3.Connection(ldap3.Server(f.ip, port=636, use_ssl=True, tls=tls), f.admin_upn, f.admin_password, auto_bind=True)
+group = "CN=Finance Team_000000000001,OU=CloudSyncDemo," + f.base_dn
+conn.search(group, "(objectClass=group)", search_scope=ldap3.BASE, attributes=["member"])
+users = sorted(m for m in conn.entries[0].member.values if "OU=Staff" in m)
+stray = "CN=corp-user0040,OU=Staff," + f.base_dn
+conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, [users[0]]), (ldap3.MODIFY_ADD, [stray])]})
+print("removed %s, added %s: %s" % (users[0].split(",")[0], stray.split(",")[0], conn.result["description"]))
+PYEOF
+
+say "Drift report (check mode: nothing is written)"
+ansible-playbook -i playbooks/inventory/lab.yml playbooks/drift_report.yml \
+  -e "cloudsync_report_dir=$reports" -e cloudsync_report_name=drift "${verbosity[@]}" >"$demo_dir/drift.log" 2>&1 \
+  || { cat "$demo_dir/drift.log"; exit 1; }
+summary "$reports/drift.json" "drift report"
+echo "  excerpt of $reports/drift.md:"
+awk '/^### Groups to update/ {on=1; print "    " $0; next} /^##/ {on=0} on {print "    " $0}' "$reports/drift.md"
+
+say "Run 3: the writeback repairs the manual change"
+run_writeback run3 >"$demo_dir/run3.log" 2>&1 || { cat "$demo_dir/run3.log"; exit 1; }
+summary "$reports/run3.json" "run 3"
+
 say "Done"
-echo "Reports (JSON for machines, Markdown for people): $reports/run1.md, $reports/run2.md"
-echo "Drift report any time (check mode, writes nothing): ansible-playbook -i playbooks/inventory/lab.yml playbooks/drift_report.yml"
+echo "Reports (JSON for machines, Markdown for people) in $reports: run1, run2, drift, run3 (.json, .md)"
+echo "A drift report needs Graph: with an emulator running (as above), export its AZURE_*/CLOUDSYNC_GRAPH_* variables and run"
+echo "  ansible-playbook -i playbooks/inventory/lab.yml playbooks/drift_report.yml"
 echo "The lab is still running for reuse; stop it with: .venv/bin/python tests/lab/lab.py down"
