@@ -132,10 +132,22 @@ class SecondDC(object):
             options.append('--option=%s=%s' % (key, value))
         for sub in ('run', 'log', 'cache', 'state', 'private'):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        _run([SAMBA_TOOL, 'domain', 'join', self.forest.dns_domain, 'DC', '--server=%s' % self.forest.ip,
-              '-U', '%s\\%s' % (self.forest.netbios, self.forest.admin_user), '--password=%s' % self.forest.admin_password,
-              '--realm=%s' % self.forest.realm, '--use-kerberos=off', '--targetdir=%s' % self.dir,
-              '--dns-backend=NONE'] + options, env=self._env(), timeout=300)
+        command = [SAMBA_TOOL, 'domain', 'join', self.forest.dns_domain, 'DC', '--server=%s' % self.forest.ip,
+                   '-U', '%s\\%s' % (self.forest.netbios, self.forest.admin_user), '--password=%s' % self.forest.admin_password,
+                   '--realm=%s' % self.forest.realm, '--use-kerberos=off', '--targetdir=%s' % self.dir,
+                   '--dns-backend=NONE'] + options
+        try:
+            _run(command, env=self._env(), timeout=300)
+        except LabError:
+            # Seen once when re-joining over an earlier join's account: the first DC's LDAP child
+            # died mid-join. Restart the first DC and try once more.
+            self.lab.stop_forest(self.forest_name)
+            self.lab.start_forest(self.forest_name)
+            shutil.rmtree(str(self.dir), ignore_errors=True)
+            for sub in ('run', 'log', 'cache', 'state', 'private'):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            self._write_hosts()
+            _run(command, env=self._env(), timeout=300)
         self._write_conf()  # replaces the one join wrote (which names system folders such as /var/log/samba)
         (self.dir / 'joined.json').write_text(json.dumps({'first_dc': self._ntds_guid(self.forest.ip)}))
         return self
