@@ -194,6 +194,17 @@ def test_grant_permissions_is_idempotent_and_check_mode_safe(play, sandbox):
     assert _recap_changed(out) == 0, out[-4000:]
 
 
+def test_prereq_check_playbook_lists_every_check(play, sandbox):
+    rc, out, _ = play("prereq_check.yml")
+    assert rc == 0, out[-4000:]
+    for forest in ("corp", "fabrikam"):
+        for check in ("ad_schema_attribute", "ad_target_ous", "ad_agent_permissions", "entra_connection", "entra_licence"):
+            assert "OK   %s %s:" % (forest, check) in out, out[-4000:]
+        assert "n/a  %s agent_version:" % forest in out
+    assert "FAIL " not in out
+    assert "All prerequisites are met." in out
+
+
 def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
     _, facts = tenant
     gids = facts["gids"]
@@ -347,9 +358,10 @@ def _ansible_playbook(args, tmp_path):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_install_agent_playbook_syntax(windows_collections, tmp_path):
-    rc, out = _ansible_playbook(["-i", str(LAB_INVENTORY), "--syntax-check", str(PLAYBOOKS / "install_agent.yml")],
-                                tmp_path)
+@pytest.mark.parametrize("playbook", ["install_agent.yml", "group_writeback.yml", "drift_report.yml", "prereq_check.yml",
+                                      "grant_permissions.yml"])
+def test_playbook_syntax(windows_collections, tmp_path, playbook):
+    rc, out = _ansible_playbook(["-i", str(LAB_INVENTORY), "--syntax-check", str(PLAYBOOKS / playbook)], tmp_path)
     assert rc == 0, out
 
 
