@@ -29,8 +29,10 @@ def test_build_install_and_document(tmp_path):
     assert not [n for n in names if n.startswith(('.lab', '.venv', '.build', 'tests/output', 'benchmarks/results')) or '__pycache__' in n]
 
     target = tmp_path / 'collections'
-    _run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', str(artifact), '-p', str(target)])
+    # Only the fresh install may be visible: the test harness maps the checkout itself as a collection.
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target))
+    _run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', '--force', str(artifact), '-p', str(target)], env=env)
+    assert (target / 'ansible_collections' / 'hybrid_identity' / 'cloud_sync' / 'MANIFEST.json').exists()
     listing = _run([os.path.join(BIN, 'ansible-doc'), '-t', 'module', '-l', 'hybrid_identity.cloud_sync'], env=env)
     for module in MODULES:
         assert 'hybrid_identity.cloud_sync.%s' % module in listing
