@@ -167,8 +167,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         check_schema(ad)
         domain_dn = ad.root_dse().get('default_naming_context')
         search_base = params.get('search_base') or domain_dn
-        selected_only = bool(params.get('groups')) and not params.get('prune') and params.get('entra_groups') is None
-        ids = [g['id'] for g in desired] if selected_only else None
+        ids = None
+        if params.get('groups') and params.get('entra_groups') is None:
+            # Selected mode: only the selected groups are in scope, with or without prune. The managed
+            # copies of other groups (another run's selection) are neither read nor pruned; a selected
+            # id that no longer exists in Entra is read, so prune deletes its copy.
+            ids = [g['id'] for g in desired] + [x for x in not_found if GUID_RE.match(x)]
 
         managed = ad_reader.read_managed_groups(ad, search_base, ids)
         v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, ids)

@@ -108,7 +108,12 @@ options:
     default: 50000
   prune:
     description:
-      - Delete managed AD groups whose Entra group is gone or no longer in scope.
+      - Delete managed AD groups (under O(search_base)) whose Entra group is gone or no longer in scope.
+      - In selected mode (O(groups)) only the selected groups are in scope. The AD copy of a selected group id that no longer
+        exists in Entra is deleted; managed groups that were not selected are neither read nor deleted.
+      - In all mode and with O(entra_groups), every managed group under O(search_base) that is not in the run's groups is out
+        of scope (a group that became mail-enabled or Microsoft 365 included); give each run its own O(search_base) when
+        several runs share a domain.
       - Without it such groups are left in place and reported as C(orphaned).
     type: bool
     default: false
