@@ -34,4 +34,11 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.deps-*
   touch "$stamp"
 fi
+# The checkout as a collection (what ansible-playbook, ansible-lint and the tests resolve
+# hybrid_identity.cloud_sync to): a symlink under .build/, which git ignores.
+link=".build/collections/ansible_collections/hybrid_identity/cloud_sync"
+if [ ! -e "$link" ]; then
+  mkdir -p "$(dirname "$link")"
+  ln -sfn "$here" "$link"
+fi
 echo "setup: ok ($(.venv/bin/ansible --version | head -1))"

@@ -22,7 +22,8 @@ if [ "$#" -eq 0 ] || [ "${CLOUDSYNC_FULL:-0}" = 1 ]; then
   bash tools/sanity.sh || failed+=("sanity")
 
   step "ansible-lint (production profile)"
-  ansible-lint --offline -q || failed+=("ansible-lint")
+  ANSIBLE_COLLECTIONS_PATH="$here/.build/collections${ANSIBLE_COLLECTIONS_PATH:+:$ANSIBLE_COLLECTIONS_PATH}" \
+    ansible-lint --offline -q || failed+=("ansible-lint")
 
   step "changelog fragments"
   antsibull-changelog lint || failed+=("changelog")

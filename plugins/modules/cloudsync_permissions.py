@@ -114,7 +114,8 @@ EXAMPLES = r'''
 - name: Revoke what was granted
   hybrid_identity.cloud_sync.cloudsync_permissions:
     principal: S-1-5-21-1004336348-1177238915-682003330-1105
-    targets: [OU=Cloud Groups,DC=corp,DC=example,DC=com]
+    targets:
+      - OU=Cloud Groups,DC=corp,DC=example,DC=com
     state: absent
 '''
 
