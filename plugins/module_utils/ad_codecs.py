@@ -6,6 +6,7 @@
   ``build_dn``, ``build_rdn``, ``dn_key``, ``fold_case``, ``parent_dn``, ``first_rdn``,
   ``rdn_value``, ``rdn_attr``, ``dn_is_within``.
 * Search filters (RFC 4515): ``escape_filter_value``, ``escape_filter_bytes``.
+* The Cloud Sync anchor: ``ANCHOR_ATTRIBUTE``, ``ANCHOR_PREFIX``, ``anchor_for``, ``group_id_from_anchor``.
 * objectGUID: ``guid_to_bytes``, ``guid_from_bytes``, ``guid_to_filter``,
   ``guid_from_immutable_id``, ``immutable_id_from_guid``, ``normalize_guid``.
 * objectSid: ``sid_to_bytes``, ``sid_from_bytes``, ``sid_to_filter``.
@@ -382,6 +383,30 @@ def escape_filter_value(value):
     if not isinstance(value, str):
         value = str(value)
     return ''.join(_FILTER_ESCAPES.get(ch, ch) for ch in value)
+
+
+# --------------------------------------------------------------------------------------------
+# The Cloud Sync anchor (msDS-ExternalDirectoryObjectId = Group_<Entra objectId>)
+# --------------------------------------------------------------------------------------------
+
+ANCHOR_ATTRIBUTE = 'msDS-ExternalDirectoryObjectId'
+ANCHOR_PREFIX = 'Group_'
+_ANCHOR = re.compile(r'Group_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})', re.IGNORECASE)
+
+
+def anchor_for(group_id):
+    """The anchor Cloud Sync writes for an Entra group id: ``Group_<objectId>``."""
+    return ANCHOR_PREFIX + group_id
+
+
+def group_id_from_anchor(anchor):
+    """``Group_<objectId>`` -> ``<objectId>`` (lower case); None for anything else. Only a value of
+    exactly that form is ours: an object whose value merely starts with ``Group_`` is never
+    treated as a managed group (so never modified or pruned)."""
+    if not isinstance(anchor, str):
+        return None
+    match = _ANCHOR.fullmatch(anchor)
+    return match.group(1).lower() if match else None
 
 
 # --------------------------------------------------------------------------------------------

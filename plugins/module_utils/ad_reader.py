@@ -13,16 +13,14 @@ __metaclass__ = type
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import first, values
-
-ANCHOR_ATTRIBUTE = 'msDS-ExternalDirectoryObjectId'
-ANCHOR_PREFIX = 'Group_'
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
+    ANCHOR_ATTRIBUTE, ANCHOR_PREFIX, anchor_for,
+)
 
 GROUP_ATTRIBUTES = [
     'cn', 'displayName', 'description', 'groupType', 'sAMAccountName', 'adminCount',
     ANCHOR_ATTRIBUTE, 'adminDescription', 'objectGUID', 'objectSid', 'member',
 ]
-# Groups written without an anchor in the schema (pre-2016 AD) are found by adminDescription only.
-GROUP_ATTRIBUTES_NO_ANCHOR = [a for a in GROUP_ATTRIBUTES if a != ANCHOR_ATTRIBUTE]
 
 USER_ATTRIBUTES = ['objectGUID', 'objectSid', 'mS-DS-ConsistencyGuid', 'objectClass']
 
@@ -32,22 +30,6 @@ RESOLVE_CHUNK = 200
 ANCHOR_CHUNK = 100
 
 MATCH_ORDER = ('object_identifier', 'sid', 'immutable_id')
-
-
-def anchor_for(group_id):
-    """The anchor value Cloud Sync writes for an Entra group id: ``Group_<objectId>``."""
-    return ANCHOR_PREFIX + group_id
-
-
-def group_id_from_anchor(anchor):
-    """``Group_<id>`` -> ``<id>`` (lower case), or None when the value is not one of ours."""
-    if not isinstance(anchor, str) or not anchor.startswith(ANCHOR_PREFIX):
-        return None
-    rest = anchor[len(ANCHOR_PREFIX):]
-    try:
-        return ad_codecs.normalize_guid(rest)
-    except ValueError:
-        return None
 
 
 def _int_or_none(value):

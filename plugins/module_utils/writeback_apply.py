@@ -21,10 +21,10 @@ __metaclass__ = type
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError, first, values
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import ANCHOR_ATTRIBUTE
 
 ENTRY_ALREADY_EXISTS = 68
 NO_SUCH_OBJECT = 32
-ANCHOR_ATTRIBUTE = 'msDS-ExternalDirectoryObjectId'
 
 
 class ApplyResult(object):

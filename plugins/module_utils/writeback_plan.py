@@ -115,7 +115,7 @@ import fnmatch
 import re
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
-    build_rdn, dn_key, escape_dn_value, parent_dn, parse_dn, rdn_value,
+    anchor_for, build_rdn, dn_key, escape_dn_value, group_id_from_anchor, parent_dn, parse_dn, rdn_value,
 )
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import (
     MAX_MEMBERS, classify_member, group_ineligibility, reason_text,
@@ -123,7 +123,6 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibi
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640
-ANCHOR_PREFIX = 'Group_'
 CN_NAME_MAX = 51
 DESCRIPTION_MAX = 448
 SAM_MAX = 256
@@ -184,18 +183,6 @@ def left_utf16(text, limit):
 
 def group_id(group):
     return str(group.get('id') or '').strip().lower()
-
-
-def anchor_for(gid):
-    return ANCHOR_PREFIX + gid
-
-
-def id_from_anchor(anchor):
-    """``Group_<id>`` -> ``<id>`` (lower case), else None."""
-    if not anchor or not isinstance(anchor, str) or not anchor[:len(ANCHOR_PREFIX)].lower() == ANCHOR_PREFIX.lower():
-        return None
-    gid = anchor[len(ANCHOR_PREFIX):].strip().lower()
-    return gid or None
 
 
 def cn_for(group, naming='cloud_sync'):
@@ -407,6 +394,10 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
         if not gid:
             warnings.append('An Entra group without an id was ignored: %r' % (g.get('display_name'),))
             continue
+        if group_id_from_anchor(anchor_for(gid)) != gid:
+            # Its anchor would not be recognised as ours on the next run (see ad_codecs.group_id_from_anchor).
+            warnings.append('Entra group %r (%r) was ignored: its id is not an Entra object id (a GUID)' % (gid, g.get('display_name')))
+            continue
         if gid in desired:
             warnings.append('Entra group %s was given twice; the first copy is used' % gid)
             continue
@@ -416,7 +407,7 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
     # ---- AD objects by anchor ---------------------------------------------------------------
     managed_by_id = {}
     for obj in ad_state.get('managed') or []:
-        gid = id_from_anchor(obj.get('anchor'))
+        gid = group_id_from_anchor(obj.get('anchor'))
         if gid is None:
             continue
         managed_by_id.setdefault(gid, []).append(obj)
@@ -424,7 +415,7 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
     for obj in ad_state.get('v2_candidates') or []:
         if obj.get('anchor'):
             continue
-        gid = id_from_anchor(obj.get('admin_description'))
+        gid = group_id_from_anchor(obj.get('admin_description'))
         if gid is None:
             continue
         v2_by_id.setdefault(gid, []).append(obj)
@@ -794,7 +785,7 @@ def _is_self(holder, gid, obj):
     if obj is not None and holder.get('dn') and obj.get('dn'):
         if dn_key(holder['dn']) == dn_key(obj['dn']):
             return True
-    return id_from_anchor(holder.get('anchor')) == gid and obj is not None
+    return group_id_from_anchor(holder.get('anchor')) == gid and obj is not None
 
 
 def _child_of(key, gid, child_groups, state):

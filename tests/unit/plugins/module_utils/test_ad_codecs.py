@@ -284,3 +284,18 @@ def test_sid_round_trips(authority, subs):
     raw = c.sid_to_bytes(sid)
     assert len(raw) == 8 + 4 * len(subs)
     assert c.sid_from_bytes(raw) == sid
+
+
+@given(st.uuids())
+def test_anchor_round_trip(value):
+    gid = str(value)
+    assert c.group_id_from_anchor(c.anchor_for(gid)) == gid
+    assert c.group_id_from_anchor(c.anchor_for(gid.upper())) == gid
+    assert c.group_id_from_anchor('group_' + gid) == gid
+
+
+@pytest.mark.parametrize('value', [None, '', 'Group_', 'Group_x', 'User_' + '0' * 8 + '-0000-4000-8000-' + '0' * 12,
+                                   'Group_{01234567-89ab-cdef-0123-456789abcdef}', 'Group_0123456789abcdef0123456789abcdef',
+                                   ' Group_01234567-89ab-cdef-0123-456789abcdef', 'Group_01234567-89ab-cdef-0123-456789abcdef\n'])
+def test_only_exact_anchors_are_ours(value):
+    assert c.group_id_from_anchor(value) is None

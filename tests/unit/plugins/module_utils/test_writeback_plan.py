@@ -833,3 +833,22 @@ def test_collision_with_known_managed_group_without_taken_dns():
     plan = wp.plan_writeback([egroup(1), egroup(2, 'Group 1')], dict(domain_dn=DOMAIN, managed=[squatter]), {})
     assert report(plan, 1)['reason'] == 'dn_collision'
     assert not ops_of(plan, 'create')
+
+
+def test_prune_never_deletes_an_object_whose_anchor_is_not_exactly_ours():
+    # A value that merely starts with Group_ (set by another tool, or mangled) is not our anchor:
+    # such objects are not managed, so prune must leave them alone.
+    foreign = [ad_group(n) for n in (2, 3, 4)]
+    foreign[0]['anchor'] = 'Group_not-a-guid'
+    foreign[1]['anchor'] = 'Group_' + gid(3) + ' '
+    foreign[2]['anchor'] = 'Group_{%s}' % gid(4)
+    own = ad_group(5)
+    plan = wp.plan_writeback([egroup(1)], state(foreign + [own]), {}, dict(prune=True))
+    assert [o['dn'] for o in ops_of(plan, 'delete')] == [own['dn']]
+    assert sorted(r['id'] for r in plan.groups) == sorted([gid(1), gid(5)])
+
+
+def test_a_desired_group_whose_id_is_not_a_guid_is_ignored_with_a_warning():
+    plan = wp.plan_writeback([egroup(1, id='finance')], state(), {})
+    assert plan.ops == [] and plan.groups == []
+    assert any('finance' in w for w in plan.warnings)
