@@ -320,6 +320,24 @@ def test_drift_after_manual_change_in_ad(play, sandbox, tenant):
     assert dn_key(removed) in after and dn_key(stray) not in after
 
 
+def test_deletion_threshold_stops_pruning_in_every_domain(play, sandbox, tenant):
+    _, facts = tenant
+    gids = facts["gids"]
+    # Narrowing the scope to one group makes every other managed group of the sandbox a prune
+    # candidate: more than the threshold, so nothing is deleted and both domains fail.
+    rc, out, report = play("group_writeback.yml", cloudsync_report="always", cloudsync_all_groups=False,
+                           cloudsync_groups=[gids[MIXED]], cloudsync_prune=True, cloudsync_deletion_threshold=1)
+    assert rc != 0, out[-4000:]
+    assert "Writeback failed for 2 domain(s)" in out, out[-4000:]
+    assert sorted(report["failed_domains"]) == ["corp", "fabrikam"]
+    for forest in ("corp", "fabrikam"):
+        dom = _domain(report, forest)
+        assert dom["failed"] is True and "threshold" in dom["msg"].lower(), dom["msg"]
+        for name in (NESTED, FAB_ONLY):
+            assert len(_ad_group(sandbox, forest, gids[name])) == 1, "%s deleted from %s" % (name, forest)
+    assert "The run failed for this domain" in report["_markdown"]
+
+
 def test_failed_prerequisite_stops_before_writing(play, sandbox):
     missing = sandbox["ou_rdn"] + "-missing"
     rc, out, report = play("group_writeback.yml", cloudsync_lab_ou=missing)
