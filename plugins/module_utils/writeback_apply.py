@@ -88,10 +88,28 @@ def _target(op):
     return '<GUID=%s>' % guid if guid else op['dn']
 
 
+def _check_still_there(client, op):
+    """Raise an (object-level) ADError unless ``op['dn']`` still holds the object ``op['object_guid']``."""
+    guid = op.get('object_guid')
+    if not guid:
+        return
+    existing = client.get(op['dn'], ['objectGUID'])
+    raw = first(existing, 'objectGUID') if existing is not None else None
+    found = ad_codecs.guid_from_bytes(raw) if isinstance(raw, bytes) and len(raw) == 16 else None
+    if found != ad_codecs.normalize_guid(guid):
+        what = 'no object is there any more' if existing is None else 'another object (objectGUID %s) holds it now' % found
+        raise ADError('Not renaming or moving %r on %s: %s, not the group read by this run (objectGUID %s); '
+                      'the next run finds the group again by its anchor' % (op['dn'], client.server, what, guid),
+                      operation='modify_dn', server=client.server, dn=op['dn'], result=NO_SUCH_OBJECT,
+                      result_name='noSuchObject')
+
+
 def _execute(client, op):
     kind = op['op']
     if kind == 'modify_dn':
-        # By DN: Samba (unlike Windows) does not resolve <GUID=...> in a modify DN request.
+        # By DN: Samba (unlike Windows) does not resolve <GUID=...> in a modify DN request. So first
+        # make sure the DN still names the object the plan read, never renaming or moving another one.
+        _check_still_there(client, op)
         client.modify_dn(op['dn'], op['new_rdn'], op.get('new_superior'))
     elif kind == 'modify':
         changes = {}

@@ -434,6 +434,30 @@ def test_writes_land_on_the_object_that_was_read_not_on_whoever_took_its_dn(corp
     assert corp_dir.get(impostor) is not None
 
 
+def test_a_stale_rename_never_renames_the_object_that_took_the_dn(corp, corp_dir, sandbox):
+    """modify DN goes by DN (Samba resolves no <GUID=...> there): the applier must check that the
+    DN still holds the group the plan read, and otherwise leave whatever is there alone."""
+    group = entra_group('Before')
+    in_box(corp, [group], sandbox)
+    ours = corp_dir.one(group['id'])
+    group['display_name'] = 'After'
+    stale_rename = in_box(corp, [group], sandbox, check=True)
+    assert [op['op'] for op in stale_rename['plan']] == ['modify_dn', 'modify']
+    corp_dir.client.modify_dn(ours['dn'], 'CN=renamed by hand')
+    impostor = corp_dir.add_group(ours['dn'], description='impostor')
+    client = ADClient(ad_params(corp)).connect()
+    try:
+        applied = apply_plan(client, stale_rename['plan'])
+    finally:
+        client.close()
+    assert list(applied.errors) == [group['id']] and 'another object' in applied.errors[group['id']]
+    assert [op['outcome'] for op in applied.executed] == ['error', 'skipped_after_error']
+    assert first(corp_dir.get(impostor), 'description') == 'impostor', 'the impostor was renamed'
+    assert first(corp_dir.one(group['id']), 'displayName') == 'Before'
+    assert in_box(corp, [group], sandbox)['summary']['renamed'] == 1, 'the next run finds the group by its anchor'
+    assert first(corp_dir.one(group['id']), 'cn') == 'After_' + group['id'][-12:]
+
+
 def test_schema_without_anchor_is_refused(lab):
     legacy = lab.up(forests=('legacy',), schema_extension=False)['legacy']
     with pytest.raises(CloudSyncError) as refused:
