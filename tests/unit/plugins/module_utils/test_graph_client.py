@@ -255,3 +255,51 @@ def test_load_certificate_errors(tmp_path):
         graph_auth.load_certificate(str(only_cert))
     with pytest.raises(graph_auth.GraphAuthError, match='Cannot read'):
         graph_auth.load_certificate(str(tmp_path / 'missing.pem'))
+
+
+# -- URL handling of GraphClient (no request is sent: msal is only built on the first token) --------
+
+def _client(**kw):
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
+    p = dict(tenant_id='t', client_id='c', client_secret='s')
+    p.update(kw)
+    return GraphClient(p)
+
+
+def test_paths_get_the_version_and_links_are_kept_whole():
+    c = _client()
+    assert c.url('/groups') == 'https://graph.microsoft.com/v1.0/groups'
+    assert c.url('/beta/users', {'$select': 'id'}) == 'https://graph.microsoft.com/beta/users?$select=id'
+    assert c.url('/groups/x/members', version='beta') == 'https://graph.microsoft.com/beta/groups/x/members'
+    link = 'https://graph.microsoft.com/v1.0/groups?$top=999&$skiptoken=RFNwdAIAAQAAAC%2BA'
+    assert c.url(link) == link
+
+
+def test_links_are_mapped_onto_an_overridden_endpoint_and_foreign_hosts_refused():
+    c = _client(graph_endpoint='https://graph-proxy.example.test')
+    assert c.url('https://graph.microsoft.com/v1.0/groups?$skiptoken=a') == \
+        'https://graph-proxy.example.test/v1.0/groups?$skiptoken=a'
+    with pytest.raises(GraphError, match='another host'):
+        c.url('https://evil.example.test/v1.0/groups?$skiptoken=a')
+
+
+@pytest.mark.parametrize('path,params,top,eventual', [
+    ('/groups', {}, True, False),
+    ('/groups/x/members', {'$select': 'id'}, True, False),
+    ('/groups/x/members/microsoft.graph.user', {}, True, False),
+    ('/subscribedSkus', {}, False, False),
+    ('/groups/delta', {}, False, False),
+    ('/groups', {'$top': '5'}, False, False),
+    ('/groups', {'$filter': "not(groupTypes/any(c:c eq 'Unified'))"}, True, True),
+    ('/groups', {'$filter': "displayName ne 'x'"}, True, True),
+    ('/groups', {'$filter': "endswith(mail,'@x')"}, True, True),
+    ('/groups', {'$filter': "securityEnabled eq true", '$orderby': 'displayName'}, True, True),
+    ('/groups', {'$count': 'true'}, True, True),
+    ('/groups', {'$filter': "displayName eq 'Internet'"}, True, False),
+])
+def test_collection_params(path, params, top, eventual):
+    got, headers = _client().collection_params(path, params)
+    assert (got.get('$top') == '999') is top or (not top and got.get('$top') in (None, '5'))
+    assert (headers.get('ConsistencyLevel') == 'eventual') is eventual
+    if eventual:
+        assert got['$count'] == 'true'
