@@ -20,7 +20,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_clie
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
-    planned_names, plan_writeback,
+    planned_names, plan_writeback, summarise,
 )
 
 GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
@@ -141,7 +141,8 @@ def _merge_apply(plan_dict, applied):
             rep['reason_text'] = applied.errors[gid]
         if gid in applied.notes:
             rep.setdefault('notes', []).extend(applied.notes[gid])
-    plan_dict['summary']['errors'] = sum(1 for rep in plan_dict['groups'] if rep['action'] == 'error')
+    # A group that failed counts as an error only, not also as created/updated/... as planned.
+    plan_dict['summary'] = summarise(plan_dict['groups'])
 
 
 def _stats(*clients):
@@ -184,10 +185,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if names['sam_account_names'] else set()
 
         users = _users_to_resolve(desired)
-        resolution, _unresolved = ({}, {})
+        resolution = {}
         if users:
             gc = ad.global_catalog()
-            resolution, _unresolved = ad_reader.resolve_users(gc, users, params.get('member_match') or 'auto')
+            resolution, unresolved = ad_reader.resolve_users(gc, users, params.get('member_match') or 'auto')
+            for uid, why in unresolved.items():
+                resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
 
         ad_state = dict(domain_dn=domain_dn, managed=managed, v2_candidates=v2_candidates, taken_dns=taken,
                         sam_taken=sorted(sam_taken))

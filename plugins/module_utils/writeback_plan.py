@@ -43,7 +43,10 @@ if any, is left untouched (never deleted: a group that became mail-enabled or to
                      "sam_account_name", "admin_count", "members": [dn, ...]}
 
 ``resolution``: ``{entra user id: {"dn": dn, "matched_by": "object_identifier"|"sid"|"immutable_id"}}``
-(a plain DN string is accepted too). Users missing from it are reported ``unresolved``.
+(a plain DN string is accepted too). Users missing from it, or given as ``{"dn": None, "reason": code}``
+(the reader's reason: ``not_found_in_forest``, ``no_on_premises_identifier``,
+``no_identifier_for_member_match``), are reported in ``unresolved_members`` with that reason
+(``unresolved`` when none is given).
 
 Options (``DEFAULT_OPTIONS``)
 =============================
@@ -101,7 +104,7 @@ orphaned/error), ``changes`` (attribute names; ``cn`` for a rename, ``container`
 ``member``), ``members_added``, ``members_removed``, ``unresolved_members``,
 ``skipped_members`` (``[{id, display_name, reason}]``), ``reason`` (code or None),
 ``reason_text``, ``adopted``. A group both renamed and moved has action ``moved``.
-``Plan.summary``: counts per action (``renamed``/``moved`` count every rename/move, so a group
+``Plan.summary`` (``summarise(groups)``): counts per action (``renamed``/``moved`` count every rename/move, so a group
 can count in both), ``members_added``, ``members_removed``, ``unresolved_members``,
 ``skipped_members``. ``Plan.warnings``, ``Plan.cycles``, ``Plan.deletion_threshold_exceeded``,
 ``Plan.changed``, ``Plan.diff`` ({"before": {id: {...}}, "after": {id: {...}}}), ``Plan.to_dict()``.
@@ -612,7 +615,8 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
             res = resolution.get(m['id'], resolution.get(mid))
             dn = res.get('dn') if isinstance(res, dict) else res
             if not dn:
-                rep['unresolved_members'].append(_member_entry(m, 'unresolved'))
+                why = res.get('reason') if isinstance(res, dict) else None
+                rep['unresolved_members'].append(_member_entry(m, why or 'unresolved'))
                 continue
             wanted[dn_key(dn)] = dn
         desired_members[gid] = wanted
@@ -773,7 +777,7 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
     for rep in plan.groups:
         if rep['reason'] and not rep['reason_text']:
             rep['reason_text'] = reason_text(rep['reason'])
-    plan.summary = _summarise(plan.groups)
+    plan.summary = summarise(plan.groups)
     plan.diff = dict((side, dict(sorted(plan.diff[side].items()))) for side in ('before', 'after'))
     return plan
 
@@ -851,7 +855,8 @@ def _topological(creates, child_groups):
     return result, deferred
 
 
-def _summarise(groups):
+def summarise(groups):
+    """The ``summary`` counts of a list of per-group reports."""
     summary = dict(created=0, updated=0, renamed=0, moved=0, deleted=0, unchanged=0, skipped=0, orphaned=0, errors=0,
                    members_added=0, members_removed=0, unresolved_members=0, skipped_members=0)
     for rep in groups:

@@ -300,8 +300,8 @@ def test_unsupported_and_unresolved_members_are_reported_not_fatal(corp, corp_di
     report = result['groups'][0]
     assert report['action'] == 'created'
     assert corp_dir.member_keys(corp_dir.one(group['id'])) == identity_dn_keys([ids[16]])
-    unresolved = set(m['id'] for m in report['unresolved_members'])
-    assert {ghost['id'], other_forest['id']} <= unresolved
+    unresolved = dict((m['id'], m['reason']) for m in report['unresolved_members'])
+    assert unresolved[ghost['id']] == unresolved[other_forest['id']] == 'not_found_in_forest'
     skipped = dict((m['id'], m['reason']) for m in report['skipped_members'])
     assert skipped[cloud_only['id']] == 'cloud_only_user'
     assert skipped[out_of_scope['id']] == 'group_not_in_scope'

@@ -28,6 +28,7 @@ def test_writeback_works_with_only_the_granted_rights(corp, tmp_path):
             denied = as_svc(corp, [group], ou)
             assert denied['groups'][0]['action'] == 'error'
             assert 'insufficientAccessRights' in denied['groups'][0]['reason_text']
+            assert denied['summary']['errors'] == 1 and denied['summary']['created'] == 0, denied['summary']
 
             rc, output, _result = grant_permissions(corp, tmp_path / 'grant', targets=[ou],
                                                     principal=corp.unprivileged_user)

@@ -852,3 +852,19 @@ def test_a_desired_group_whose_id_is_not_a_guid_is_ignored_with_a_warning():
     plan = wp.plan_writeback([egroup(1, id='finance')], state(), {})
     assert plan.ops == [] and plan.groups == []
     assert any('finance' in w for w in plan.warnings)
+
+
+def test_unresolved_members_carry_the_readers_reason():
+    members = [user(1), user(2), user(3)]
+    resolution = {'u1': {'dn': None, 'reason': 'not_found_in_forest'}, 'u2': None}
+    plan = wp.plan_writeback([egroup(1, members=members)], state(), resolution)
+    reasons = dict((m['id'], m['reason']) for m in report(plan, 1)['unresolved_members'])
+    assert reasons == {'u1': 'not_found_in_forest', 'u2': 'unresolved', 'u3': 'unresolved'}
+
+
+def test_summarise_counts_a_failed_group_once():
+    plan = wp.plan_writeback([egroup(1), egroup(2)], state(), {})
+    groups = plan.to_dict()['groups']
+    groups[0]['action'] = 'error'
+    summary = wp.summarise(groups)
+    assert summary['created'] == 1 and summary['errors'] == 1
