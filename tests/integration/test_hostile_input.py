@@ -22,7 +22,6 @@ import uuid
 import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import cn_for
 
 from emulator.fixtures import TenantBuilder
@@ -92,15 +91,19 @@ def test_filters_built_from_hostile_ids_match_nothing_extra(corp, box):
     assert resolution == {} and len(unresolved) == 4
 
 
-@pytest.mark.xfail(strict=True, reason='writeback._desired accepts any id in entra_groups and would anchor a group as '
-                                       'Group_<not a GUID>; it should refuse ids that are not GUIDs (writeback.py belongs '
-                                       'to the writeback engineer)')
-def test_entra_groups_ids_that_are_not_guids_are_refused(corp, box):
+def test_entra_groups_ids_that_are_not_guids_are_never_written(corp, box):
+    """An id that is not a GUID (hand-written entra_groups, or an injection attempt) is never
+    anchored or created: the planner leaves it out with a warning naming it; other groups go on."""
     directory, ou = box
-    with pytest.raises(CloudSyncError) as err:
-        run(corp, [entra_group('Not a GUID', group_id='*)(objectClass=*')], target_ou=ou, search_base=ou)
-    assert 'GUID' in err.value.msg
-    assert directory.children(ou) == []
+    good = entra_group('Good group')
+    bad = [entra_group('Bad %d' % n, group_id=gid) for n, gid in enumerate(['*)(objectClass=*', 'finance', '*', ''.join('g' * 36)])]
+    result = run(corp, bad + [good], target_ou=ou, search_base=ou)
+    assert result['summary']['created'] == 1 and result['summary']['errors'] == 0
+    assert [g['id'] for g in result['groups']] == [good['id']]
+    for group in bad:
+        assert any(group['id'].lower() in w.lower() for w in result['warnings']), (group['id'], result['warnings'])
+    assert len(directory.children(ou)) == 1
+    directory.one(good['id'], base=ou)
 
 
 def test_odata_injection_in_a_selected_name_selects_nothing(corp, box, graph_emulator_factory):
