@@ -190,8 +190,8 @@ CASES = {
     'bad_sam_template': ({'sam_account_name_template': '{nope}_{id_suffix}'}, ['sam_account_name_template', 'display_name']),
     'target_ou_not_a_dn': ({'target_ou': 'Cloud Groups'}, ['target_ou', 'Cloud Groups']),
     'unknown_ou': ({'target_ou': 'OU=Does Not Exist,{base}'}, ['OU=Does Not Exist', 'noSuchObject']),
-    'unreachable_dcs': ({'domain_controllers': ['127.0.0.98', '127.0.0.98:1636']}, ['Could not connect to any domain controller',
-                                                                                 '127.0.0.98', 'connection refused']),
+    'unreachable_dcs': ({'domain_controllers': ['127.0.0.98', '127.0.0.98:1636']},
+                        ['Could not connect to any domain controller', '127.0.0.98', 'connection refused']),
     'wrong_password': ({'ad_password': '{wrong_password}'}, ['invalidCredentials', 'check ad_user and ad_password']),
     'expired_certificate': ({'domain_controllers': ['{expired}']}, ['certificate', 'expired', 'ad_ca_file']),
     'wrong_ca': ({'ad_ca_file': '{other_ca}'}, ['certificate', 'ad_ca_file']),
@@ -204,8 +204,8 @@ CASES = {
 }
 
 
-def test_wrong_options_and_broken_environments_fail_with_a_message_that_says_what_to_fix(corp, box, tmp_path,
-                                                                                          graph_emulator_factory):
+def test_wrong_options_and_broken_environments_fail_with_a_message_that_says_what_to_fix(
+        corp, box, tmp_path, graph_emulator_factory):
     _directory, ou = box
     lab_dir = tmp_path.__class__(corp.ca_file).resolve().parents[1]
     cert, key = pki.issue_expired_cert(lab_dir, 'hostile-expired', [], ['127.0.0.97'])

@@ -53,8 +53,8 @@ def run_graph(forest, emu, ou, **kw):
 
 def end_state(directory, ou):
     state = {}
-    for entry in directory.client.search(ou, '(objectClass=group)', ['cn', 'displayName', 'description', 'member',
-                                                                       'msDS-ExternalDirectoryObjectId']):
+    attrs = ['cn', 'displayName', 'description', 'member', 'msDS-ExternalDirectoryObjectId']
+    for entry in directory.client.search(ou, '(objectClass=group)', attrs):
         anchor = first(entry, 'msDS-ExternalDirectoryObjectId')
         assert anchor not in state, 'two groups carry the anchor %s' % anchor
         state[anchor] = (first(entry, 'cn'), first(entry, 'displayName'), first(entry, 'description'),
