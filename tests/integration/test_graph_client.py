@@ -324,3 +324,14 @@ def test_rejected_delta_link_raises_resync(graph_emulator, how, status):
         client.delta_groups(['displayName', 'members'], delta_link=link)
     assert exc.value.status == status and exc.value.request_id
     assert client.stats['retries'] == 0
+
+
+def test_managed_identity_on_app_service(graph_emulator, monkeypatch):
+    emu = graph_emulator
+    monkeypatch.setenv('IDENTITY_ENDPOINT', emu.identity_endpoint)
+    monkeypatch.setenv('IDENTITY_HEADER', emu.settings['identity_header'])
+    client = GraphClient(params(emu, tenant_id=None, client_id=None, client_secret=None))   # auto -> managed identity
+    assert client.auth.method == 'managed_identity'
+    assert client.get('/organization')['value']
+    # (the emulator logs the App Service endpoint with kind 'imds', its README says 'identity')
+    assert [e for e in emu.admin.requests() if e['path'].startswith('/msi/token')][-1]['status'] == 200
