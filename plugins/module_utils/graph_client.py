@@ -357,7 +357,8 @@ class GraphClient(object):
                 raise GraphError('Graph %s %s failed: TLS error: %s (set graph_ca_bundle to the CA that issued the '
                                  'certificate of %s)' % (method, short, exc, self._origin),
                                  method=method, url=short, client_request_id=crid)
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
                 delay = backoff_delay(attempt, self.backoff_base)
                 if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
                     raise GraphError('Graph %s %s failed after %d attempts: %s: %s'

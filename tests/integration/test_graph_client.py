@@ -335,3 +335,17 @@ def test_managed_identity_on_app_service(graph_emulator, monkeypatch):
     assert client.get('/organization')['value']
     # (the emulator logs the App Service endpoint with kind 'imds', its README says 'identity')
     assert [e for e in emu.admin.requests() if e['path'].startswith('/msi/token')][-1]['status'] == 200
+
+
+def test_read_timeout_is_retried(graph_emulator):
+    emu = graph_emulator
+    client = GraphClient(params(emu, graph_timeout=1, graph_backoff_base=0.2))
+    client.get('/organization')
+    emu.admin.add_fault(status=None, latency=2.5, count=1, match='/organization')
+    assert client.get('/organization')['value']
+    assert client.stats['retries'] == 1
+    client = GraphClient(params(emu, graph_timeout=1, graph_max_retries=0))
+    emu.admin.add_fault(status=None, latency=2.5, count=1, match='/organization')
+    with pytest.raises(GraphError) as exc:
+        client.get('/organization')
+    assert 'GET /v1.0/organization' in str(exc.value) and 'Timeout' in str(exc.value)
