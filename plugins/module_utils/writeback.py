@@ -59,7 +59,7 @@ def check_schema(client):
 
 
 def _graph_groups(params, selected_ids, selected_names, state):
-    """Read the desired groups from Graph; returns (groups, graph client, not_found, new delta state)."""
+    """Read the desired groups from Graph; returns (groups, graph client, not_found, new delta state, ambiguous)."""
     # Imported here so that a run fed with entra_groups needs neither msal nor requests.
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
@@ -68,15 +68,21 @@ def _graph_groups(params, selected_ids, selected_names, state):
     if params.get('delta_state_path') and params.get('all_groups'):
         groups, new_state = entra_reader.read_groups_incremental(
             client, state, odata_filter=params.get('group_filter'), max_members=params['max_members'])
-        return groups, client, [], new_state
-    groups = entra_reader.read_groups(
+        return groups, client, [], new_state, []
+    report = entra_reader.read_groups_report(
         client, ids=selected_ids or None, display_names=selected_names or None,
         odata_filter=params.get('group_filter'), all_groups=bool(params.get('all_groups')),
         members='direct', eligible_only=False, max_members=params['max_members'])
+    groups = report['groups']
+    # A display name matching several groups selects none of them (guessing could write the wrong
+    # group); a group also selected by its id stays selected.
+    ambiguous = report.get('ambiguous') or []
+    guessed = set(i for entry in ambiguous for i in entry['ids']) - set(selected_ids)
+    groups = [g for g in groups if g['id'] not in guessed]
     found_ids = set(g['id'] for g in groups)
-    found_names = set((g.get('display_name') or '').lower() for g in groups)
+    found_names = set((g.get('display_name') or '').lower() for g in groups) | set(e['name'].lower() for e in ambiguous)
     not_found = [i for i in selected_ids if i not in found_ids] + [n for n in selected_names if n.lower() not in found_names]
-    return groups, client, not_found, None
+    return groups, client, not_found, None, ambiguous
 
 
 def load_state(path):
@@ -105,7 +111,7 @@ def save_state(path, state):
 
 
 def _desired(params):
-    """(desired groups, graph client or None, not found selections, state to save or None)."""
+    """(desired groups, graph client or None, not found selections, state to save or None, ambiguous names)."""
     if params.get('entra_groups') is not None:
         groups = params['entra_groups']
         for g in groups:
@@ -114,7 +120,7 @@ def _desired(params):
             if g.get('members') is None:
                 raise WritebackError('Entra group %s (%s) in entra_groups was read without members: read it with members=direct'
                                      % (g.get('id'), g.get('display_name')))
-        return list(groups), None, [], None
+        return list(groups), None, [], None, []
     ids, names = split_selection(params.get('groups'))
     state = load_state(params.get('delta_state_path'))
     return _graph_groups(params, ids, names, state)
@@ -159,7 +165,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     """Run the whole writeback; returns the module result (without ``failed``), or raises
     WritebackError/CloudSyncError. Groups that failed individually are in the result with
     ``action: error``; the caller decides how to report them."""
-    desired, graph, not_found, new_state = _desired(params)
+    desired, graph, not_found, new_state, ambiguous = _desired(params)
 
     ad = ADClient(params)
     ad.connect()
@@ -215,12 +221,15 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             summary=result['summary'],
             groups=result['groups'],
             plan=result['ops'],
-            warnings=list(result['warnings']) + ['Entra group not found: %s' % x for x in not_found],
+            warnings=list(result['warnings']) + ['Entra group not found: %s' % x for x in not_found] + [
+                'Entra display name %r matches %d groups (%s): none of them was written; select them by id'
+                % (e['name'], len(e['ids']), ', '.join(e['ids'])) for e in ambiguous],
             cycles=result['cycles'],
             ldap_operations=_stats(ad, gc),
             graph_requests=(graph.stats.get('requests', 0) if graph is not None else 0),
             domain_controller=ad.server,
             not_found=not_found,
+            ambiguous=ambiguous,
         )
         if diff_mode:
             out['diff'] = result['diff']

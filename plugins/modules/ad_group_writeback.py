@@ -41,7 +41,8 @@ options:
   groups:
     description:
       - Selected mode. Entra group object ids or display names to write back.
-      - A display name that matches several groups is an error for that name.
+      - A display name that matches several groups selects none of them (it is reported in RV(ambiguous) and as a warning);
+        select such groups by id. A selection that matches no group is reported in RV(not_found).
     type: list
     elements: str
   all_groups:
@@ -68,8 +69,9 @@ options:
   ou_map:
     description:
       - Per-group containers, first match wins; groups that match none go to O(target_ou).
-      - Each item has C(ou) and one of C(id) (Entra object id), C(name) (exact display name) or C(pattern) (a Python regular
-        expression searched in the display name).
+      - Each item has C(ou) and one of C(id) (Entra object id), C(name) (exact display name, case-insensitive), C(pattern) (a
+        Python regular expression searched in the display name) or C(glob) (a shell-style pattern on the whole display name,
+        case-insensitive).
     type: list
     elements: dict
     default: []
@@ -82,8 +84,9 @@ options:
     choices: [cloud_sync, writeback_v2]
   sam_account_name_template:
     description:
-      - Python format string for C(sAMAccountName), with fields C(display_name), C(id) and C(id_suffix) (last 12 characters of the
-        id), for example C({display_name:.7}_{id_suffix}). At most 20 characters after formatting.
+      - Python format string for C(sAMAccountName), with fields C(display_name), C(id), C(id_suffix) (last 12 characters of the
+        id) and C(cn), for example C({display_name:.7}_{id_suffix}). Characters AD forbids in the name become C(_), and the result
+        is cut to 256 characters; keep it to 20 characters where applications that use pre-Windows 2000 names must read it.
       - Unset, AD generates one, as Cloud Sync leaves it. A name already taken is an error for that group.
     type: str
   membership:
@@ -259,10 +262,49 @@ groups:
       type: list
       elements: dict
       sample: [{id: 0d5b..., display_name: Bob, reason: not_found_in_forest}]
+    skipped_members:
+      description: Entra members that are never written (devices, cloud-only users, groups not written back...), with the reason.
+      type: list
+      elements: dict
+      sample: [{id: 5c1e..., display_name: PC-1, reason: unsupported_type_device}]
     reason:
       description: Why a group was skipped or failed.
       type: str
       sample: mail_enabled
+    reason_text:
+      description: The reason in words, with the server's error for a group that failed.
+      type: str
+      sample: The group is mail-enabled; only cloud security groups that are not mail-enabled are written back.
+    previous_dn:
+      description: Distinguished name before a rename or move.
+      type: str
+      sample: CN=Finance_2d7f1b9c0a11,OU=Cloud Groups,DC=corp,DC=example,DC=com
+    object_guid:
+      description: objectGUID of the AD group (none for a group still to be created).
+      type: str
+      sample: 0b4c53d7-3f5c-4a0e-9a55-5f8f0c1d2e3f
+    adopted:
+      description: Whether the group was taken over from Connect Sync Group Writeback v2 in this run.
+      type: bool
+      sample: false
+not_found:
+  description: Selected ids or display names that match no Entra group.
+  returned: always
+  type: list
+  elements: str
+  sample: [Old Team]
+ambiguous:
+  description: Selected display names that match several Entra groups; none of those groups is written.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: Sales, ids: [0d5b..., 7a21...]}]
+cycles:
+  description: Nested groups that form a cycle, each as a list of group ids.
+  returned: always
+  type: list
+  elements: list
+  sample: []
 plan:
   description: The LDAP operations, in the order they run (or would run, in check mode).
   returned: always

@@ -1,6 +1,7 @@
-"""Selected mode with prune: only the selected groups are in scope. The AD copy of a selected
+"""Selected mode. With prune, only the selected groups are in scope. The AD copy of a selected
 id that no longer exists in Entra is deleted; managed groups that were not selected (another
-run's selection, in the same search base) are never read, reported or deleted."""
+run's selection, in the same search base) are never read, reported or deleted. A display name
+that matches several groups selects none of them."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -57,6 +58,33 @@ def test_selected_prune_deletes_only_selected_groups_gone_from_entra(corp, graph
         assert directory.by_anchor(gone_selected['id']) == []
         assert len(directory.by_anchor(other_run['id'])) == 1, 'prune in selected mode deleted a group that was not selected'
         assert len(directory.by_anchor(alive)) == 1
+    finally:
+        directory.remove_tree(ou)
+        directory.close()
+
+
+def test_a_display_name_matching_several_groups_writes_none_of_them(corp, graph_tenant, graph_emulator_factory):
+    b = graph_tenant()
+    twin_a = b.group(PREFIX + 'Twin')
+    twin_b = b.group(PREFIX + 'Twin')
+    single = b.group(PREFIX + 'Single')
+    emu = graph_emulator_factory(b.build())
+    directory = Directory(corp)
+    ou = directory.make_ou('t-ambiguous-%s' % uuid.uuid4().hex[:8])
+    try:
+        args = graph_args(emu)
+        args.update(target_ou=ou, search_base=ou, groups=[PREFIX + 'Twin', PREFIX + 'Single'])
+        result = run(corp, None, **args)
+        assert [g['id'] for g in result['groups']] == [single]
+        assert result['ambiguous'] == [dict(name=PREFIX + 'Twin', ids=sorted([twin_a, twin_b]))]
+        assert any('Twin' in w and 'select them by id' in w for w in result['warnings'])
+        assert result['not_found'] == []
+        assert directory.by_anchor(twin_a) == [] and directory.by_anchor(twin_b) == []
+
+        args.update(groups=[PREFIX + 'Twin', twin_a])
+        by_id = run(corp, None, **args)
+        assert [g['id'] for g in by_id['groups']] == [twin_a], 'a group also selected by id stays selected'
+        assert len(directory.by_anchor(twin_a)) == 1 and directory.by_anchor(twin_b) == []
     finally:
         directory.remove_tree(ou)
         directory.close()
