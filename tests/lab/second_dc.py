@@ -9,12 +9,14 @@ and replication tests. Built on lab.py's public API (Lab, Forest, pki); lab.py i
     dc2.push_to_first()          # make the first DC pull from dc2 (samba-tool drs replicate --local)
     dc2.stop()
 
-Everything stays under ``<lab dir>/<forest>-dc2/``: no /etc/hosts entry. Replication finds a DC by
-``<NTDS Settings objectGUID>._msdcs.<forest DNS name>``; Samba's resolver reads those names from
-the file named by the smb.conf option ``resolv:host file`` (the format of Samba's selftest:
-``A <name> <ip>`` and ``CNAME <alias> <name>`` lines), which this helper writes and passes to every
-samba and samba-tool it runs. The first DC's process runs no ``drepl`` service (lab.py's smb.conf),
-so replication towards it is done by ``samba-tool drs replicate --local`` on its database.
+Everything stays under ``<lab dir>/<forest>-dc2/`` (the smb.conf the join writes, which names
+/var/log/samba, is replaced): no /etc/hosts entry. Replication is run on demand with
+``samba-tool drs replicate <dest IP> <source IP> <NC> --local``, naming both DCs by IP, so no
+``<NTDS Settings objectGUID>._msdcs.<forest>`` name has to resolve (that would need DNS or
+/etc/hosts: Samba's ``file`` resolver, which reads the ``resolv:host file`` option, is rejected by
+the Debian build as a ``name resolve order`` value). The ``dns_hosts`` file written beside it
+records those names for whoever debugs the DC; Samba does not read it. The first DC's process
+runs no ``drepl`` service (lab.py's smb.conf), so both directions are explicit ``--local`` runs.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
