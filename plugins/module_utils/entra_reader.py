@@ -89,6 +89,39 @@ def split_selection(groups):
     return ids, names
 
 
+def check_odata_filter(text):
+    """Refuse a filter whose quotes or parentheses are unbalanced (outside string literals): it
+    is ANDed in parentheses with the built-in clause, and must not be able to close them and widen
+    the scope (``x) or (true``). Returns the filter stripped."""
+    text = str(text).strip()
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "'":
+            i += 1
+            while True:
+                if i >= n:
+                    raise EntraReadError('group_filter has an unterminated string literal: %s' % text)
+                if text[i] == "'":
+                    if i + 1 < n and text[i + 1] == "'":   # a doubled quote inside the literal
+                        i += 2
+                        continue
+                    break
+                i += 1
+        elif ch == '(':
+            depth += 1
+        elif ch == ')':
+            depth -= 1
+            if depth < 0:
+                raise EntraReadError('group_filter closes a parenthesis it did not open: %s' % text)
+        i += 1
+    if depth:
+        raise EntraReadError('group_filter has unbalanced parentheses: %s' % text)
+    if not text:
+        raise EntraReadError('group_filter is empty')
+    return text
+
+
 def member_type(item):
     """'user' | 'group' | 'device' | 'org_contact' | 'service_principal' | other (snake case)."""
     odata = (item.get('@odata.type') or '').rsplit('.', 1)[-1]
@@ -196,6 +229,8 @@ def find_groups(client, ids=None, display_names=None, odata_filter=None, all_gro
             found[gid] = item
             order.append(gid)
 
+    if odata_filter:
+        odata_filter = check_odata_filter(odata_filter)
     if all_groups or (odata_filter and not ids and not display_names):
         flt = ELIGIBLE_CLAUSE if all_groups else None
         if odata_filter:
@@ -392,6 +427,8 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     read incrementally with ``/groups/delta``: ``(groups, new_state)``. ``state`` is what the
     previous call returned (JSON-able) or None. ``new_state['last_run']`` says whether this was a
     full read (and why) or a delta run, and how many groups changed."""
+    if odata_filter:
+        odata_filter = check_odata_filter(odata_filter)
     reason = None
     if not state or not isinstance(state, dict) or state.get('version') != STATE_VERSION or not state.get('delta_link'):
         reason = 'no_state'

@@ -54,6 +54,8 @@ options:
         group it matches. Ignored when only O(groups) is given.
       - Filters that need Graph's advanced query (C(ne), C(not), C(endswith)) are sent with C(ConsistencyLevel=eventual).
       - Quote string literals with single quotes and double any quote inside them (C(displayName eq 'O''Brien')).
+      - A filter with unbalanced quotes or parentheses is refused, so it cannot close the parentheses it is put in and
+        widen the selection. Eligibility is checked again on what Graph returns in any case.
     type: str
   all_groups:
     description:

@@ -94,3 +94,20 @@ def test_read_groups_report_refuses_empty_selection_and_bad_members():
         er.read_groups_report(None)
     with pytest.raises(er.EntraReadError, match='members'):
         er.read_groups_report(None, all_groups=True, members='all')
+
+
+@pytest.mark.parametrize('text', [
+    "startswith(displayName,'Sales')", "displayName eq 'O''Brien (EU)'", "displayName eq ')'",
+    "(a eq 'x') or (b eq 'y')", "groupTypes/any(c:c eq 'DynamicMembership')",
+])
+def test_odata_filter_accepted(text):
+    assert er.check_odata_filter(' %s ' % text) == text
+
+
+@pytest.mark.parametrize('text', [
+    "startswith(displayName,'a')) or (mailEnabled eq true", "displayName eq 'x", "(a eq 'b'", "a eq 'b')", '  ',
+    "displayName eq 'it''s", "x eq 'a'') or (true",
+])
+def test_odata_filter_refused(text):
+    with pytest.raises(er.EntraReadError):
+        er.check_odata_filter(text)
