@@ -37,6 +37,7 @@ requirements:
   - msal >= 1.28.0 (not needed with O(entra_groups))
   - requests (not needed with O(entra_groups))
   - gssapi (only for O(ad_auth=kerberos))
+  - pyspnego (only for O(ad_auth=ntlm))
 options:
   groups:
     description:

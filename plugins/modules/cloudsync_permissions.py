@@ -44,6 +44,7 @@ attributes:
 requirements:
   - ldap3 >= 2.9.1
   - gssapi (only for O(ad_auth=kerberos))
+  - pyspnego (only for O(ad_auth=ntlm))
 options:
   principal:
     description:
@@ -180,6 +181,7 @@ domain_controller:
 '''
 
 import re
+import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -388,6 +390,10 @@ def main():
         module.fail_json(**err.to_fail_kwargs())
     except ValueError as err:
         module.fail_json(msg=str(err))
+    except Exception as err:  # pylint: disable=broad-except
+        # Never a bare traceback for the user (the other modules do the same); keep it for -vvv.
+        module.fail_json(msg='cloudsync_permissions failed unexpectedly: %s: %s' % (type(err).__name__, err),
+                         exception=traceback.format_exc())
     module.exit_json(**result)
 
 

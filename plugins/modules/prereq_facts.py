@@ -44,6 +44,8 @@ attributes:
     description: Nothing is changed, so there is no diff.
 requirements:
   - ldap3 >= 2.9.1 (for the AD part)
+  - gssapi (only for O(ad_auth=kerberos))
+  - pyspnego (only for O(ad_auth=ntlm))
   - msal >= 1.28.0 and requests (for the Entra part)
   - pywinrm >= 0.4.3 (for the agent part; requests-ntlm for NTLM, requests-credssp for CredSSP, pykerberos for Kerberos)
 notes:
