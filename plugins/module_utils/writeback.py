@@ -12,7 +12,6 @@ __metaclass__ = type
 
 import json
 import os
-import re
 import tempfile
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
@@ -23,7 +22,6 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeba
     planned_names, plan_writeback, summarise,
 )
 
-GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
 
 PLAN_OPTIONS = ('target_ou', 'ou_map', 'naming', 'sam_account_name_template', 'membership', 'prune',
                 'prune_scope', 'deletion_threshold', 'max_members', 'allow_admin_count', 'adopt_writeback_v2',
@@ -32,18 +30,6 @@ PLAN_OPTIONS = ('target_ou', 'ou_map', 'naming', 'sam_account_name_template', 'm
 
 class WritebackError(CloudSyncError):
     """The run was refused or failed as a whole (the result so far is in ``details``)."""
-
-
-def split_selection(groups):
-    """Selected-mode entries -> (ids, display names)."""
-    ids, names = [], []
-    for item in groups or []:
-        text = str(item).strip()
-        if GUID_RE.match(text):
-            ids.append(text.lower())
-        elif text:
-            names.append(text)
-    return ids, names
 
 
 def check_schema(client):
@@ -58,8 +44,8 @@ def check_schema(client):
             % (schema_nc, ad_reader.ANCHOR_ATTRIBUTE))
 
 
-def _graph_groups(params, selected_ids, selected_names, state):
-    """Read the desired groups from Graph; returns (groups, graph client, not_found, new delta state, ambiguous)."""
+def _desired_from_graph(params):
+    """Read the desired groups from Graph (see ``_desired``)."""
     # Imported here so that a run fed with entra_groups needs neither msal nor requests.
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
@@ -67,8 +53,10 @@ def _graph_groups(params, selected_ids, selected_names, state):
     client = GraphClient(params)
     if params.get('delta_state_path') and params.get('all_groups'):
         groups, new_state = entra_reader.read_groups_incremental(
-            client, state, odata_filter=params.get('group_filter'), max_members=params['max_members'])
-        return groups, client, [], new_state, []
+            client, load_state(params['delta_state_path']), odata_filter=params.get('group_filter'),
+            max_members=params['max_members'])
+        return dict(groups=groups, graph=client, new_state=new_state)
+    selected_ids, selected_names = entra_reader.split_selection(params.get('groups'))
     report = entra_reader.read_groups_report(
         client, ids=selected_ids or None, display_names=selected_names or None,
         odata_filter=params.get('group_filter'), all_groups=bool(params.get('all_groups')),
@@ -81,8 +69,9 @@ def _graph_groups(params, selected_ids, selected_names, state):
     groups = [g for g in groups if g['id'] not in guessed]
     found_ids = set(g['id'] for g in groups)
     found_names = set((g.get('display_name') or '').lower() for g in groups) | set(e['name'].lower() for e in ambiguous)
-    not_found = [i for i in selected_ids if i not in found_ids] + [n for n in selected_names if n.lower() not in found_names]
-    return groups, client, not_found, None, ambiguous
+    gone_ids = [i for i in selected_ids if i not in found_ids]
+    not_found = gone_ids + [n for n in selected_names if n.lower() not in found_names]
+    return dict(groups=groups, graph=client, not_found=not_found, gone_ids=gone_ids, ambiguous=ambiguous)
 
 
 def load_state(path):
@@ -111,7 +100,10 @@ def save_state(path, state):
 
 
 def _desired(params):
-    """(desired groups, graph client or None, not found selections, state to save or None, ambiguous names)."""
+    """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
+    group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
+    ambiguous (display names matching several groups))``."""
+    out = dict(graph=None, not_found=[], gone_ids=[], new_state=None, ambiguous=[])
     if params.get('entra_groups') is not None:
         groups = params['entra_groups']
         for g in groups:
@@ -120,10 +112,10 @@ def _desired(params):
             if g.get('members') is None:
                 raise WritebackError('Entra group %s (%s) in entra_groups was read without members: read it with members=direct'
                                      % (g.get('id'), g.get('display_name')))
-        return list(groups), None, [], None, []
-    ids, names = split_selection(params.get('groups'))
-    state = load_state(params.get('delta_state_path'))
-    return _graph_groups(params, ids, names, state)
+        out['groups'] = list(groups)
+        return out
+    out.update(_desired_from_graph(params))
+    return out
 
 
 def _users_to_resolve(groups):
@@ -165,7 +157,9 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     """Run the whole writeback; returns the module result (without ``failed``), or raises
     WritebackError/CloudSyncError. Groups that failed individually are in the result with
     ``action: error``; the caller decides how to report them."""
-    desired, graph, not_found, new_state, ambiguous = _desired(params)
+    wanted = _desired(params)
+    desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
+    ambiguous = wanted['ambiguous']
 
     ad = ADClient(params)
     ad.connect()
@@ -179,7 +173,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             # Selected mode: only the selected groups are in scope, with or without prune. The managed
             # copies of other groups (another run's selection) are neither read nor pruned; a selected
             # id that no longer exists in Entra is read, so prune deletes its copy.
-            ids = [g['id'] for g in desired] + [x for x in not_found if GUID_RE.match(x)]
+            ids = [g['id'] for g in desired] + wanted['gone_ids']
 
         managed = ad_reader.read_managed_groups(ad, search_base, ids)
         v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, ids)
