@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import first, values
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError, first, values
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
     ANCHOR_ATTRIBUTE, ANCHOR_PREFIX, anchor_for,
 )
@@ -205,6 +205,19 @@ def resolve_users(gc, users, member_match='auto', search_base=''):
     return resolution, unresolved
 
 
+def _require_readable(gc, entry, method):
+    """A user matched by the filter whose identifier cannot be read (no read right on objectGUID or
+    objectSid, or a Global Catalog not holding it) must fail the run: taking it for "not found"
+    would drop the member, and authoritative membership would then remove it from the group."""
+    attrs = {'sid': ('objectSid',), 'object_identifier': ('objectGUID',)}.get(method, ('objectGUID', 'mS-DS-ConsistencyGuid'))
+    if any(isinstance(first(entry, a), bytes) for a in attrs):
+        return
+    raise ADError('User %r matched the member search on %s but its %s could not be read; check the read rights of the bind '
+                  'account and that the Global Catalog holds the attribute (members are not dropped on a guess)'
+                  % (entry['dn'], getattr(gc, 'server', 'the Global Catalog'), ' or '.join(attrs)),
+                  operation='search', server=getattr(gc, 'server', None), dn=entry['dn'])
+
+
 def _search_users(gc, method, keys, search_base):
     """Yield (key, dn) for AD users matching ``keys`` by ``method``, in batched OR searches."""
     for chunk in _chunks(sorted(keys), RESOLVE_CHUNK):
@@ -220,6 +233,7 @@ def _search_users(gc, method, keys, search_base):
         ldap_filter = '(&(objectClass=user)(|%s))' % ''.join(clauses)
         for entry in gc.search(search_base, ldap_filter, USER_ATTRIBUTES):
             wanted = set(chunk)
+            _require_readable(gc, entry, method)
             if method == 'sid':
                 sid = first(entry, 'objectSid')
                 key = ad_codecs.sid_from_bytes(sid).upper() if isinstance(sid, bytes) else None

@@ -1,0 +1,53 @@
+"""ad_reader's member resolution logic against a stand-in for the Global Catalog that answers
+with fixed entries (the lab tests cover the real searches): a user that matched but whose
+identifier cannot be read fails the run instead of being taken for "not found"."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import uuid
+
+import pytest
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, ad_reader
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError
+
+SID = 'S-1-5-21-1-2-3-1105'
+
+
+class AnsweringGC(object):
+    """Stands where ADClient stands for the Global Catalog: every search returns ``entries``."""
+    server = 'ldaps://gc.test:3269'
+
+    def __init__(self, entries):
+        self.entries = entries
+        self.filters = []
+
+    def search(self, base, ldap_filter, attributes=None, scope='subtree', **kwargs):
+        self.filters.append(ldap_filter)
+        return iter(self.entries)
+
+
+def member(guid=None, sid=None):
+    return dict(id=str(uuid.uuid4()), type='user', on_premises_object_identifier=guid, on_premises_security_identifier=sid)
+
+
+def test_a_readable_match_resolves():
+    guid = str(uuid.uuid4())
+    entry = {'dn': 'CN=u,DC=x', 'attributes': {'objectGUID': [ad_codecs.guid_to_bytes(guid)]}}
+    user = member(guid=guid)
+    resolution, unresolved = ad_reader.resolve_users(AnsweringGC([entry]), [user], 'object_identifier')
+    assert resolution == {user['id']: {'dn': 'CN=u,DC=x', 'matched_by': 'object_identifier'}} and unresolved == {}
+
+
+@pytest.mark.parametrize('method,user', [('sid', member(sid=SID)), ('object_identifier', member(guid=str(uuid.uuid4())))])
+def test_a_match_whose_identifier_cannot_be_read_fails_instead_of_dropping_the_member(method, user):
+    entry = {'dn': 'CN=hidden,DC=x', 'attributes': {'objectClass': ['user']}}
+    with pytest.raises(ADError) as failed:
+        ad_reader.resolve_users(AnsweringGC([entry]), [user], method)
+    assert 'CN=hidden,DC=x' in failed.value.msg and 'gc.test' in failed.value.msg
+
+
+def test_no_match_is_unresolved_not_an_error():
+    user = member(sid=SID)
+    resolution, unresolved = ad_reader.resolve_users(AnsweringGC([]), [user], 'auto')
+    assert resolution == {} and unresolved == {user['id']: 'not_found_in_forest'}
