@@ -320,6 +320,61 @@ def test_drift_after_manual_change_in_ad(play, sandbox, tenant):
     assert dn_key(removed) in after and dn_key(stray) not in after
 
 
+def test_drift_report_shows_a_rename_and_the_run_renames(play, sandbox, tenant, emulator):
+    facts = tenant[1]
+    gid = facts["gids"][FAB_ONLY]
+    before = {f: _ad_group(sandbox, f, gid)[0] for f in ("corp", "fabrikam")}
+    emulator.admin.update_group(gid, displayName=FAB_ONLY + " Renamed")
+
+    rc, out, report = play("drift_report.yml")
+    assert rc == 0, out[-4000:]
+    for forest in ("corp", "fabrikam"):
+        g = _group(_domain(report, forest), gid)
+        assert g["action"] == "renamed", g
+        assert g["dn"].startswith("CN=%s Renamed_" % FAB_ONLY), g["dn"]
+        assert dn_key(g["previous_dn"]) == dn_key(before[forest]["dn"])
+    md = report["_markdown"]
+    assert "Groups to rename" in md
+    assert "(was `%s`)" % before["corp"]["dn"] in md
+
+    rc, out, report = play("group_writeback.yml", cloudsync_report="always")
+    assert rc == 0, out[-4000:]
+    for forest in ("corp", "fabrikam"):
+        after = _ad_group(sandbox, forest, gid)[0]
+        assert after["dn"].startswith("CN=%s Renamed_" % FAB_ONLY)
+        # the same object: renamed in place, not recreated
+        assert values(after, "objectGUID") == values(before[forest], "objectGUID")
+
+
+def _domains_var(sandbox, forests, per_domain):
+    out = []
+    for forest in forests:
+        item = {"name": forest.name, "domain_controllers": [forest.ip], "ad_user": forest.unprivileged_upn,
+                "ad_password": forest.unprivileged_password, "ad_ca_file": forest.ca_file,
+                "agent_account": forest.unprivileged_user, "target_ou": sandbox["ous"][forest.name],
+                "search_base": sandbox["ous"][forest.name]}
+        item.update(per_domain.get(forest.name, {}))
+        out.append(item)
+    return out
+
+
+def test_domain_scope_narrowing_reports_the_deletions_it_would_make(play, sandbox, tenant, corp, fabrikam):
+    gids = tenant[1]["gids"]
+    domains = _domains_var(sandbox, (corp, fabrikam), {"fabrikam": {"groups": [gids[FAB_ONLY]]}})
+    rc, out, report = play("drift_report.yml", cloudsync_domains=domains, cloudsync_prune=True)
+    assert rc == 0, out[-4000:]
+    corp_d, fab = _domain(report, "corp"), _domain(report, "fabrikam")
+    assert corp_d["changed"] is False and corp_d["summary"]["deleted"] == 0
+    deleted = {g["id"] for g in fab["groups"] if g["action"] == "deleted"}
+    assert {gids[MIXED], gids[NESTED]} <= deleted
+    assert gids[FAB_ONLY] not in deleted
+    assert fab["summary"]["deleted"] == len(deleted)
+    assert "Groups to delete (%d)" % len(deleted) in report["_markdown"]
+    # check mode: all still there
+    for name in (MIXED, NESTED):
+        assert len(_ad_group(sandbox, "fabrikam", gids[name])) == 1
+
+
 def test_deletion_threshold_stops_pruning_in_every_domain(play, sandbox, tenant):
     facts = tenant[1]
     gids = facts["gids"]
