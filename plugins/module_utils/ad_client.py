@@ -776,7 +776,7 @@ class ADClient(object):
             if high is not None:
                 ranged[name] = high + 1
         for name, start in ranged.items():
-            attrs[name].extend(self._read_range(dn, name, start, binary, controls))
+            attrs[name].extend(self._read_range(_plain_dn(dn), name, start, binary, controls))
         return {'dn': dn, 'attributes': attrs}
 
     def _read_range(self, dn, attr, start, binary=frozenset(), controls=None):
@@ -1013,6 +1013,17 @@ def _permissive_retry_applies(exc, normalized):
     if exc.result in (16, 53) and 'delete' in ops:     # noSuchAttribute, unwillingToPerform (Samba, linked)
         return True
     return False
+
+
+def _plain_dn(dn):
+    """The DN of an entry read with the extended-DN control ('<GUID=...>;<SID=...>;CN=...'), usable
+    as a search base; a plain DN unchanged."""
+    while dn and dn.startswith('<'):
+        end = dn.find('>;')
+        if end < 0:
+            break
+        dn = dn[end + 2:]
+    return dn
 
 
 def _is_ip(host):

@@ -31,6 +31,10 @@ ANCHOR_CHUNK = 100
 
 MATCH_ORDER = ('object_identifier', 'sid', 'immutable_id')
 
+# LDAP_SERVER_EXTENDED_DN_OID with ExtendedDNFlag 1 (string form): DN-valued attributes come back
+# as '<GUID=...>;<SID=...>;CN=...' (Windows and Samba; a server that ignores it sends plain DNs).
+EXTENDED_DN_CONTROL = ('1.2.840.113556.1.4.529', False, b'\x30\x03\x02\x01\x01')
+
 
 def _int_or_none(value):
     try:
@@ -39,11 +43,39 @@ def _int_or_none(value):
         return None
 
 
-def group_from_entry(entry):
-    """A search result entry of a group -> the plain managed-group dict."""
+def split_extended_dn(value):
+    """'<GUID=...>;<SID=...>;CN=...' (extended-DN control, string form) -> (DN, objectGUID or None).
+    A plain DN comes back unchanged with None."""
+    guid = None
+    while value.startswith('<'):
+        end = value.find('>;')
+        if end < 0:
+            break
+        part, value = value[1:end], value[end + 2:]
+        if part[:5].upper() == 'GUID=':
+            try:
+                guid = ad_codecs.normalize_guid(part[5:])
+            except ValueError:
+                guid = None
+    return value, guid
+
+
+def group_from_entry(entry, member_guids=None):
+    """A search result entry of a group -> the plain managed-group dict. With ``member_guids`` (a
+    dict) the members were read with the extended-DN control: their objectGUIDs go there
+    ({guid: DN}) and the group's ``members`` stay plain DNs."""
     guid = first(entry, 'objectGUID')
     sid = first(entry, 'objectSid')
-    dn = entry['dn']
+    dn = split_extended_dn(entry['dn'])[0]   # the control extends the entry's own DN too
+    members = list(values(entry, 'member'))
+    if member_guids is not None:
+        plain = []
+        for value in members:
+            member_dn, member_guid = split_extended_dn(value)
+            plain.append(member_dn)
+            if member_guid:
+                member_guids[member_guid] = member_dn
+        members = plain
     return {
         'dn': dn,
         'object_guid': ad_codecs.guid_from_bytes(guid) if isinstance(guid, bytes) else guid,
@@ -57,7 +89,7 @@ def group_from_entry(entry):
         'group_type': _int_or_none(first(entry, 'groupType')),
         'sam_account_name': first(entry, 'sAMAccountName'),
         'admin_count': _int_or_none(first(entry, 'adminCount')) or 0,
-        'members': list(values(entry, 'member')),
+        'members': members,
     }
 
 
@@ -73,23 +105,26 @@ def _or_filter(attribute, escaped_values):
     return '(|%s)' % ''.join('(%s=%s)' % (attribute, v) for v in escaped_values)
 
 
-def read_managed_groups(client, search_base, group_ids=None):
+def read_managed_groups(client, search_base, group_ids=None, member_guids=None):
     """Groups under ``search_base`` that carry a ``Group_`` anchor.
 
     With ``group_ids`` only those groups' anchors are searched (selected mode); without, every
-    group whose anchor starts with ``Group_`` (needed to find orphans for pruning).
+    group whose anchor starts with ``Group_`` (needed to find orphans for pruning). With
+    ``member_guids`` (a dict) it is filled with {objectGUID: DN} of every member read, for
+    ``resolve_users(known_guids=...)``.
     """
     out = []
+    controls = [EXTENDED_DN_CONTROL] if member_guids is not None else None
     if group_ids is None:
         ldap_filter = '(&(objectClass=group)(%s=%s*))' % (ANCHOR_ATTRIBUTE, ANCHOR_PREFIX)
-        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
-            out.append(group_from_entry(entry))
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls):
+            out.append(group_from_entry(entry, member_guids))
         return out
     for chunk in _chunks(sorted(set(group_ids)), ANCHOR_CHUNK):
         escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
         ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
-        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
-            out.append(group_from_entry(entry))
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls):
+            out.append(group_from_entry(entry, member_guids))
     return out
 
 
@@ -166,14 +201,21 @@ def _user_keys(member):
     return keys
 
 
-def resolve_users(gc, users, member_match='auto', search_base=''):
+def resolve_users(gc, users, member_match='auto', search_base='', known_guids=None):
     """Resolve Entra users to AD DNs through the Global Catalog.
 
     ``users``: member dicts (type user). ``member_match``: ``auto`` tries the object identifier
     (objectGUID), then the SID (objectSid), then the immutable id (base64 of objectGUID or
     mS-DS-ConsistencyGuid); or one of those alone. Returns ``(resolution, unresolved)``:
     ``{entra id: {"dn", "matched_by"}}`` and ``{entra id: reason}``.
+
+    ``known_guids`` ({objectGUID: DN}, the members of the managed groups as
+    ``read_managed_groups(member_guids=...)`` found them): an object identifier found there is
+    resolved to that DN without a search, in the object-identifier round exactly where the search
+    would have matched it (objectGUIDs are unique in the forest). Only the objectGUID is taken
+    this way: a SID can also be a foreign security principal's, which the search rightly skips.
     """
+    known_guids = known_guids or {}
     order = MATCH_ORDER if member_match == 'auto' else (member_match,)
     pending = {}
     for user in users:
@@ -186,6 +228,10 @@ def resolve_users(gc, users, member_match='auto', search_base=''):
         for uid, keys in pending.items():
             if uid not in resolution and method in keys:
                 wanted.setdefault(keys[method], []).append(uid)
+        if method == 'object_identifier' and known_guids:
+            for key in [k for k in wanted if k in known_guids]:
+                for uid in wanted.pop(key):
+                    resolution.setdefault(uid, {'dn': known_guids[key], 'matched_by': method})
         if not wanted:
             continue
         for key, dn in _search_users(gc, method, list(wanted), search_base):
