@@ -63,7 +63,7 @@ WINRM_ARGSPEC = dict(
     winrm_user=dict(type='str'),
     winrm_password=dict(type='str', no_log=True),
     winrm_transport=dict(type='str', default='ntlm', choices=['ntlm', 'kerberos', 'basic', 'credssp']),
-    winrm_port=dict(type='int', default=5986),
+    winrm_port=dict(type='int'),
     winrm_scheme=dict(type='str', default='https', choices=['https', 'http']),
     winrm_ca_file=dict(type='path'),
     winrm_validate_certs=dict(type='bool', default=True),
@@ -94,7 +94,9 @@ def endpoint_url(params):
     host = params.get('agent_host')
     if ':' in host and not host.startswith('['):
         host = '[%s]' % host
-    return '%s://%s:%d/wsman' % (params.get('winrm_scheme') or 'https', host, int(params.get('winrm_port') or 5986))
+    scheme = params.get('winrm_scheme') or 'https'
+    port = int(params.get('winrm_port') or (5986 if scheme == 'https' else 5985))
+    return '%s://%s:%d/wsman' % (scheme, host, port)
 
 
 def _session(params):

@@ -106,9 +106,8 @@ options:
     choices: [ntlm, kerberos, basic, credssp]
   winrm_port:
     description:
-      - WinRM port.
+      - WinRM port. Defaults to 5986 with O(winrm_scheme=https) and 5985 with O(winrm_scheme=http).
     type: int
-    default: 5986
   winrm_scheme:
     description:
       - WinRM over HTTPS (V(https), port 5986) or HTTP (V(http), port 5985, messages encrypted by NTLM, Kerberos or CredSSP).
