@@ -98,8 +98,12 @@ def ad_params(forest):
 
 
 def admin_client(forest):
+    """Set-up and clean-up connection: a tree delete of 2,000 groups and 100,000+ links takes
+    Samba minutes, so the timeout is long."""
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
-    return ADClient(ad_params(forest)).connect()
+    params = ad_params(forest)
+    params['ad_timeout'] = 1800
+    return ADClient(params).connect()
 
 
 def fresh_ou(forest, name):
@@ -266,11 +270,15 @@ def run_floor(forest, plan_path, work):
                                         '--password-env', 'BENCH_AD_PASSWORD', '--out', out],
                                        env={'BENCH_AD_PASSWORD': forest.admin_password})
     data = json.load(open(out)) if os.path.exists(out) else {}
+    groups_in_ad = count_groups(forest, floor_ou)
+    # Samba keeps each user's memberOf backlinks in the user's record: leaving the floor's 100,000+
+    # links in place would make the module's first run pay for twice as many. Removed, untimed.
+    fresh_ou(forest, 'BenchFloor')
     # The floor is the whole script (interpreter start, bind, writes), as the module is measured
     # as a whole process; write_s is the bind and the writes alone.
     row = dict(scenario='floor', ok=rc == 0, wall_s=round(wall, 3), write_s=round(data.get('write_s', 0), 3),
                ldap=dict(searches=0, adds=data.get('adds', 0), modifies=data.get('modifies', 0), deletes=0, modify_dns=0),
-               graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=count_groups(forest, floor_ou))
+               graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=groups_in_ad)
     log('floor              %7.2f s (bind and writes %.2f s)  ldap %s  rss %.0f MB' % (
         wall, row['write_s'], row['ldap'], rss))
     return row
@@ -360,6 +368,7 @@ def main(argv=None):
                     help='auto: run the peer on the small size only (it cannot finish the large one in reasonable time)')
     ap.add_argument('--peer-timeout', type=float, default=3600)
     ap.add_argument('--no-floor', action='store_true')
+    ap.add_argument('--repeat', type=int, default=2, help='runs of each no-op scenario (the fastest is reported)')
     ap.add_argument('--profile', action='append', default=[], help='scenario name(s) to run under cProfile')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
     args = ap.parse_args(argv)
@@ -378,9 +387,15 @@ def main(argv=None):
         if os.path.exists(state):
             os.unlink(state)
 
-        def scenario(name, check, state_path=state):
-            row, result = run_scenario(name, forest, emu, work, target, state_path, check,
-                                       profile=name in args.profile)
+        def scenario(name, check, state_path=state, repeat=1):
+            """Run a scenario ``repeat`` times (only those that leave AD and the state as they found
+            them); the fastest run is reported, every wall time is kept (the machine is shared)."""
+            runs = []
+            for unused in range(repeat):
+                runs.append(run_scenario(name, forest, emu, work, target, state_path, check,
+                                         profile=name in args.profile))
+            row, result = min(runs, key=lambda r: r[0]['wall_s'])
+            row['wall_all_s'] = [r[0]['wall_s'] for r in runs]
             rows.append(row)
             return row, result
 
@@ -394,10 +409,11 @@ def main(argv=None):
             floor_row = run_floor(forest, plan_path, work)
         first_row, _r = scenario('first', False)
         extra['groups_in_ad_after_first'] = count_groups(forest, target)
-        scenario('noop (check)', True)
-        scenario('noop', False)
-        scenario('noop full read (check)', True, state_path=None)
-        scenario('noop full read', False, state_path=None)
+        # A no-op run leaves AD and the delta state as they were: repeated, the fastest counts.
+        scenario('noop (check)', True, repeat=args.repeat)
+        scenario('noop', False, repeat=args.repeat)
+        scenario('noop full read (check)', True, state_path=None, repeat=args.repeat)
+        scenario('noop full read', False, state_path=None, repeat=args.repeat)
         extra['mutation'] = mutate(emu, tenant, 0.01, SIZES[args.size]['seed'])
         log('mutated Entra: %s' % extra['mutation'])
         scenario('incremental (check)', True)

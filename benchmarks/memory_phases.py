@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Where the module's memory goes: one check-mode run of ad_group_writeback (full Graph read)
+with the resident set size (VmRSS) and its high-water mark (VmHWM) printed after each phase.
+
+    .venv/bin/python benchmarks/memory_phases.py --size large [--ou OU=BenchEmpty]
+
+``--ou`` (created empty if missing) is both target and search base: an empty one gives the
+first-run plan (every group created), OU=Bench the no-op one. The Graph emulator runs on the
+benchmark's tenant (``.build/bench/<size>/tenant.json``) in its own process.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_writeback as bench  # noqa: E402
+
+
+def status():
+    out = {}
+    with open('/proc/self/status') as fh:
+        for line in fh:
+            if line.startswith(('VmRSS', 'VmHWM')):
+                key, value = line.split(':')
+                out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--size', default='large', choices=sorted(bench.SIZES))
+    ap.add_argument('--ou', default='BenchEmpty')
+    args = ap.parse_args(argv)
+    from lab.lab import Lab
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback as wb
+    forest = Lab().forest('corp')
+    work = os.path.join(bench.ROOT, '.build', 'bench', args.size)
+    ou = 'OU=%s,%s' % (args.ou, forest.base_dn)
+    client = bench.admin_client(forest)
+    if client.get(ou, ['distinguishedName']) is None:
+        client.add(ou, {'objectClass': 'organizationalUnit'})
+    client.close()
+    emu = bench.Emulator(os.path.join(work, 'tenant.json'), work)
+    start = time.perf_counter()
+
+    def probe(label):
+        s = status()
+        print('%-28s %7.2f s  RSS %5d MB  peak %5d MB' % (label, time.perf_counter() - start, s['VmRSS'], s['VmHWM']))
+        sys.stdout.flush()
+
+    def wrap(module, name):
+        fn = getattr(module, name)
+
+        def wrapped(*a, **kw):
+            result = fn(*a, **kw)
+            probe('after ' + name)
+            return result
+        setattr(module, name, wrapped)
+
+    for name in ('_desired', 'check_schema', 'plan_writeback', 'apply_plan', 'planned_names'):
+        wrap(wb, name)
+    for name in ('read_managed_groups', 'read_writeback_v2_groups', 'read_objects_at', 'resolve_users'):
+        wrap(wb.ad_reader, name)
+    try:
+        probe('start')
+        params = json.loads(json.dumps(bench.module_args(forest, emu, ou, None, True)['ANSIBLE_MODULE_ARGS']))
+        for key in list(params):
+            if key.startswith('_'):
+                del params[key]
+        from ansible_collections.hybrid_identity.cloud_sync.plugins.modules import ad_group_writeback as module
+        defaults = {}
+        spec = module.argument_spec() if hasattr(module, 'argument_spec') else None
+        if spec:
+            defaults = dict((k, v.get('default')) for k, v in spec.items())
+        defaults.update(params)
+        for key in ('groups', 'group_filter', 'entra_groups', 'sam_account_name_template', 'delta_state_path',
+                    'ou_map', 'naming', 'member_match'):
+            defaults.setdefault(key, None)
+        defaults['ou_map'] = defaults['ou_map'] or []
+        defaults['naming'] = defaults['naming'] or 'cloud_sync'
+        defaults['member_match'] = defaults['member_match'] or 'auto'
+        result = wb.run_writeback(defaults, check_mode=True)
+        probe('run_writeback returned')
+        text = json.dumps(result)
+        probe('result as JSON (%d MB)' % (len(text) // (1 << 20)))
+    finally:
+        emu.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
