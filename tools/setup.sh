@@ -41,4 +41,4 @@ if [ ! -e "$link" ]; then
   mkdir -p "$(dirname "$link")"
   ln -sfn "$here" "$link"
 fi
-echo "setup: ok ($(.venv/bin/ansible --version | head -1))"
+echo "setup: ok (ansible-core $(.venv/bin/python -c 'import ansible.release as r; print(r.__version__)'))"
