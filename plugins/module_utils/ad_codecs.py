@@ -377,12 +377,23 @@ def escape_filter_bytes(data):
 
 def escape_filter_value(value):
     """Escape an assertion value for an LDAP filter (RFC 4515): ``*()\\`` and NUL become
-    ``\\2a \\28 \\29 \\5c \\00``; text stays text. Bytes are escaped byte by byte."""
+    ``\\2a \\28 \\29 \\5c \\00``; text stays text. Bytes are escaped byte by byte.
+
+    Leading and trailing whitespace is escaped too (its UTF-8 bytes as ``\\xx``): ldap3 strips it
+    from a filter string, so the value sent would otherwise differ from the one asked for."""
     if isinstance(value, (bytes, bytearray)):
         return escape_filter_bytes(value)
     if not isinstance(value, str):
         value = str(value)
-    return ''.join(_FILTER_ESCAPES.get(ch, ch) for ch in value)
+    out = [_FILTER_ESCAPES.get(ch, ch) for ch in value]
+    start, end = 0, len(value) - 1
+    while start <= end and value[start].isspace():
+        out[start] = escape_filter_bytes(value[start].encode('utf-8'))
+        start += 1
+    while end >= start and value[end].isspace():
+        out[end] = escape_filter_bytes(value[end].encode('utf-8'))
+        end -= 1
+    return ''.join(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -191,9 +191,12 @@ def test_escape_filter_value_no_metachars(v):
     esc = c.escape_filter_value(v)
     rest = re.sub(r'\\[0-9a-f]{2}', '', esc)
     assert not set(rest) & set('*()\\\x00')
-    # decodes back
-    decoded = re.sub(r'\\([0-9a-f]{2})', lambda m: chr(int(m.group(1), 16)), esc)
-    assert decoded == v
+    # decodes back (escapes are UTF-8 bytes: RFC 4515)
+    parts = re.split(r'(\\[0-9a-f]{2})', esc)
+    raw = b''.join(bytes([int(p[1:], 16)]) if re.match(r'^\\[0-9a-f]{2}$', p) else p.encode('utf-8') for p in parts)
+    assert raw.decode('utf-8') == v
+    # no leading or trailing whitespace left for a filter parser to strip
+    assert esc == esc.strip()
 
 
 @given(st.binary(max_size=40))
