@@ -32,7 +32,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_code
 
 from lab.lab import Lab, LabError
 from lab.second_dc import SecondDC
-from writeback_helpers import ROOT, Directory, entra_group, entra_user, first, run, values, writeback_params
+from writeback_helpers import ROOT, Directory, entra_group, entra_user, first, run, run_playbook, values, writeback_params
 
 PRIVATE_LAB_DIR = os.environ.get('CLOUDSYNC_RELIABILITY_LAB_DIR', '/tmp/lab-rel')
 PRIVATE_LAB_IPS = os.environ.get('CLOUDSYNC_RELIABILITY_LAB_IPS', '127.0.0.32,127.0.0.33,127.0.0.34')
@@ -160,6 +160,114 @@ def test_dc_stopped_mid_run_fails_cleanly_leaves_no_half_group_and_next_run_conv
         assert again['changed'] is False
     finally:
         directory.close()
+
+
+class SlowProxy(object):
+    """A TCP relay on the DC's own address (another port, so its certificate still names the host
+    connected to) that holds every chunk for ``delay`` seconds: a slow WAN link to the DC. TLS
+    stays end to end; the relay sees only ciphertext."""
+
+    def __init__(self, ip, port, delay=0.03):
+        self.target = (ip, port)
+        self.delay = delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, 0))
+        self.sock.listen(16)
+        self.address = '%s:%d' % (ip, self.sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _peer = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        import time
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_dc_stopped_during_an_ansible_run_is_a_failed_task_naming_the_server_not_a_traceback(rel, tmp_path):
+    """As users see it: ansible-playbook runs ad_group_writeback (through a slow link, so the run
+    is still creating groups) while the DC is stopped; the task fails cleanly and a rerun after
+    the DC is back converges without duplicates."""
+    import time
+    the_lab, forest, directory, sandbox = rel
+    ou = sandbox('ansible-outage')
+    groups = many_groups(forest, 40, 'Ansible outage')
+    proxy = SlowProxy(forest.ip, 636)
+    play = json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
+        {'name': 'writeback', 'hybrid_identity.cloud_sync.ad_group_writeback': {
+            'domain_controllers': [proxy.address], 'ad_ca_file': forest.ca_file, 'ad_user': forest.admin_upn,
+            'entra_groups': groups, 'target_ou': ou, 'search_base': ou, 'ad_timeout': 5},
+         'register': 'r', 'ignore_errors': True},
+        {'name': 'save', 'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': '{results}', 'mode': '0600'}}]}])
+    stopped = []
+
+    def stop_when_creating():
+        watcher = Directory(forest)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if len(groups_in(watcher, ou)) >= 3:
+                    stopped.append(the_lab.stop_forest('corp'))
+                    return
+                time.sleep(0.05)
+        finally:
+            try:
+                watcher.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+    thread = threading.Thread(target=stop_when_creating, daemon=True)
+    thread.start()
+    try:
+        rc, output, saved = run_playbook(play, tmp_path, env={'CLOUDSYNC_AD_PASSWORD': forest.admin_password})
+    finally:
+        thread.join(130)
+        proxy.close()
+    assert stopped == [True], 'the DC was not stopped while the run was creating groups'
+    assert saved is not None, output[-3000:]
+    assert saved.get('failed') is True, 'the run ended before the DC stopped: %r' % saved.get('summary')
+    assert proxy.address in saved['msg'] and 'failed' in saved['msg'], saved['msg']
+    assert 'Traceback' not in output and 'Traceback' not in str(saved.get('exception', '')), output[-3000:]
+
+    the_lab.start_forest('corp')
+    fresh = Directory(forest)
+    try:
+        partial = end_state(fresh, ou)  # asserts no anchor twice
+        assert 3 <= len(partial) < len(groups)
+        assert set(partial) <= set('Group_' + g['id'] for g in groups)
+        recovered = in_ou(forest, groups, ou)
+        assert recovered['summary']['errors'] == 0 and recovered['summary']['created'] == len(groups) - len(partial)
+        assert len(end_state(fresh, ou)) == len(groups)
+    finally:
+        fresh.close()
 
 
 class DeadDC(object):
