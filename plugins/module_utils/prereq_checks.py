@@ -479,13 +479,18 @@ def _agent_version_check(host, facts, minimum):
     version = facts.get('agent_version')
     if not version:
         return not_checked(name, part, 'the agent file version was not reported by %s.' % host)
+    return _minimum_version_check(name, part, 'Provisioning agent', version, host, minimum, remedy)
+
+
+def _minimum_version_check(name, part, what, version, host, minimum, remedy, why=''):
+    """``what`` ``version`` on ``host`` against ``minimum``: passed, failed (``why`` appended) or not checked."""
     try:
         cmp = compare_versions(version, minimum)
     except ValueError as exc:
         return not_checked(name, part, 'cannot compare versions: %s.' % exc)
     if cmp >= 0:
-        return make_check(name, part, True, 'Provisioning agent %s on %s (minimum %s).' % (version, host, minimum))
-    return make_check(name, part, False, 'Provisioning agent %s on %s is older than %s.' % (version, host, minimum), remedy)
+        return make_check(name, part, True, '%s %s on %s (minimum %s).' % (what, version, host, minimum))
+    return make_check(name, part, False, '%s %s on %s is older than %s%s.' % (what, version, host, minimum, why), remedy)
 
 
 def _agent_service_check(host, facts):
@@ -526,14 +531,9 @@ def _connect_sync_check(host, facts, minimum):
                           'on another server, it must be %s or later (it writes onPremisesObjectIdentifier).' % (host, minimum))
     if not version:
         return not_checked(name, part, 'Connect Sync is installed on %s but its version was not reported.' % host)
-    try:
-        cmp = compare_versions(version, minimum)
-    except ValueError as exc:
-        return not_checked(name, part, 'cannot compare versions: %s.' % exc)
-    if cmp >= 0:
-        return make_check(name, part, True, 'Connect Sync %s on %s (minimum %s).' % (version, host, minimum))
-    return make_check(name, part, False, 'Connect Sync %s on %s is older than %s: it does not write onPremisesObjectIdentifier.'
-                      % (version, host, minimum), 'Upgrade Microsoft Entra Connect Sync to %s or later.' % minimum)
+    return _minimum_version_check(name, part, 'Connect Sync', version, host, minimum,
+                                  'Upgrade Microsoft Entra Connect Sync to %s or later.' % minimum,
+                                  why=': it does not write onPremisesObjectIdentifier')
 
 
 # -- summary ------------------------------------------------------------------------------------
