@@ -137,6 +137,10 @@ def _merge_apply(plan_dict, applied):
             rep['action'] = 'error'
             rep['reason'] = 'ldap_error'
             rep['reason_text'] = applied.errors[gid]
+            if gid in plan_dict['diff']['after']:
+                # The planned state was not reached (some of the group's operations may have run):
+                # the diff must not show it as the result.
+                plan_dict['diff']['after'][gid] = {'error': applied.errors[gid]}
         if gid in applied.notes:
             rep.setdefault('notes', []).extend(applied.notes[gid])
     # A group that failed counts as an error only, not also as created/updated/... as planned.

@@ -25,8 +25,9 @@ def test_writeback_works_with_only_the_granted_rights(corp, tmp_path):
             before = as_svc(corp, [group], ou, check=True)
             assert before['changed'] is True  # reading is allowed to any authenticated user
 
-            denied = as_svc(corp, [group], ou)
+            denied = as_svc(corp, [group], ou, diff=True)
             assert denied['groups'][0]['action'] == 'error'
+            assert list(denied['diff']['after'][group['id']]) == ['error'], 'the diff must not show a failed write as done'
             assert 'insufficientAccessRights' in denied['groups'][0]['reason_text']
             assert denied['summary']['errors'] == 1 and denied['summary']['created'] == 0, denied['summary']
 
