@@ -79,7 +79,7 @@ def test_filters_built_from_hostile_ids_match_nothing_extra(corp, box):
     assert ad_reader.read_managed_groups(client, ou, wildcards) == []
     assert ad_reader.read_writeback_v2_groups(client, ou, wildcards) == []
     # Variants of a real id may find that one group (AD compares case-insensitively; Samba ends a
-    # value at NUL; ldap3 drops edge whitespace), never another one.
+    # value at NUL), never another one.
     variants = [real + '\x00', real.upper(), real + ' ', real + '\x00*)(cn=*']
     for variant in variants:
         found = ad_reader.read_managed_groups(client, ou, [variant])
