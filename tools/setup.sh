@@ -41,4 +41,6 @@ if [ ! -e "$link" ]; then
   mkdir -p "$(dirname "$link")"
   ln -sfn "$here" "$link"
 fi
+# Collections the Windows agent role uses (for lint and its syntax tests), from PyPI's bundle.
+.venv/bin/python tools/windows_collections.py
 echo "setup: ok (ansible-core $(.venv/bin/python -c 'import ansible.release as r; print(r.__version__)'))"
