@@ -256,6 +256,7 @@ def test_dc_stopped_during_an_ansible_run_is_a_failed_task_naming_the_server_not
     assert saved.get('failed') is True, 'the run ended before the DC stopped: %r' % saved.get('summary')
     assert proxy.address in saved['msg'] and 'failed' in saved['msg'], saved['msg']
     assert 'Traceback' not in output and 'Traceback' not in str(saved.get('exception', '')), output[-3000:]
+    assert 'unexpectedly' not in saved['msg'], 'a lost DC must be a handled ADError, not an unexpected exception'
 
     the_lab.start_forest('corp')
     fresh = Directory(forest)
