@@ -117,7 +117,8 @@ options:
         exists in Entra is deleted; managed groups that were not selected are neither read nor deleted.
       - In all mode and with O(entra_groups), every managed group under O(search_base) that is not in the run's groups is out
         of scope (a group that became mail-enabled or Microsoft 365 included); give each run its own O(search_base) when
-        several runs share a domain.
+        several runs share a domain. With O(entra_groups), pass every group read, not only the eligible ones. An ineligible group
+        that is passed (one that grew past O(max_members), say) is skipped and its AD copy kept; one left out is deleted.
       - Without it such groups are left in place and reported as C(orphaned).
     type: bool
     default: false
@@ -187,11 +188,12 @@ EXAMPLES = r'''
   check_mode: true
   register: drift
 
+# Not eligible_only: with prune, a group left out of entra_groups is deleted in AD, while an
+# ineligible group passed in (for example one that grew past 50,000 members) is skipped and kept.
 - name: Read Entra once, write to two forests
   hybrid_identity.cloud_sync.entra_group_info:
     all_groups: true
     members: direct
-    eligible_only: true
   register: entra
 
 - name: Write back to each forest
