@@ -17,6 +17,9 @@ the figures mostly measure Graph's token bucket, which no client can beat).
   following ``odata_next_link``) with ``--parallelism`` coroutines at once. The SDK reads v1.0
   (the beta SDK is a separate package), i.e. without ``onPremisesObjectIdentifier``.
 
+Also (``--incremental``): a full then a delta run of ``read_groups_incremental`` with some membership
+changes between them, the delta run being what a scheduled writeback pays after the first.
+
 Printed: wall time, HTTP requests (emulator's count: plain requests and ``$batch`` requests;
 sub-requests apart), groups and member links read, whether both read the same memberships, and
 the ratio. JSON goes to ``benchmarks/results/graph-read-<UTC time>.json``. Nothing is asserted.
@@ -163,6 +166,37 @@ async def _sdk_read(info, parallelism):
         await close()
 
 
+def run_incremental(info, parallelism, admin, changes):
+    """entra_reader.read_groups_incremental: a first (full) run, then ``changes`` membership
+    changes made through the emulator's admin API, then a delta run. Returns both timings."""
+    from emulator.fixtures import CLIENT_ID, CLIENT_SECRET
+    params = dict(tenant_id=info['tenant_id'], client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                  authority_host=info['authority_url'], graph_endpoint=info['base_url'], graph_ca_bundle=info['ca_file'],
+                  graph_parallelism=parallelism)
+    out = []
+    client = GraphClient(params)
+    try:
+        start = time.perf_counter()
+        groups, state = entra_reader.read_groups_incremental(client, None)
+        out.append(('full', time.perf_counter() - start, client.stats['requests'], len(groups),
+                    sum(len(g['members']) for g in groups), len(json.dumps(state))))
+        users = sorted(set(m['id'] for g in groups for m in g['members'] if m['type'] == 'user'))
+        for n in range(changes):
+            g = groups[(n * 7) % len(groups)]
+            present = set(m['id'] for m in g['members'])
+            newcomer = [u for u in users[n * 13 % len(users):] if u not in present][:1]
+            if newcomer:
+                admin.add_members(g['id'], newcomer)
+        before = client.stats['requests']
+        start = time.perf_counter()
+        groups, state = entra_reader.read_groups_incremental(client, state)
+        out.append(('delta', time.perf_counter() - start, client.stats['requests'] - before, len(groups),
+                    sum(len(g['members']) for g in groups), len(json.dumps(state))))
+    finally:
+        client.close()
+    return out
+
+
 def run_sdk(info, parallelism):
     start = time.perf_counter()
     links, retries = asyncio.run(_sdk_read(info, parallelism))
@@ -178,12 +212,16 @@ def main(argv=None):
     ap.add_argument('--repeat', type=int, default=1)
     ap.add_argument('--throttle', action='store_true')
     ap.add_argument('--no-sdk', action='store_true')
+    ap.add_argument('--incremental', type=int, default=20, metavar='CHANGES',
+                    help='also time a full then a delta run of read_groups_incremental with CHANGES membership changes '
+                         'between them (default 20)')
     args = ap.parse_args(argv)
     os.environ.pop('REQUESTS_CA_BUNDLE', None)
     work = tempfile.mkdtemp(prefix='bench-graph-read-')
     log('generating and serving %d groups / %d users / %d memberships' % (args.groups, args.users, args.memberships))
     emu = Emulator(args, work)
     rows = []
+    incremental = []
     try:
         ours_links = sdk_links = None
         for n in range(args.repeat):
@@ -201,6 +239,12 @@ def main(argv=None):
             rows.append(dict(client='msgraph-sdk', run=n + 1, seconds=round(seconds, 3), groups=len(sdk_links),
                              links=sum(len(v) for v in sdk_links.values()), transport_retries=retries, **req))
             log('msgraph-sdk run %d: %.2fs, %d HTTP requests' % (n + 1, seconds, req['http']))
+        if args.incremental is not None:
+            for mode, seconds, requests_sent, ngroups, links, state_bytes in run_incremental(
+                    emu.info, args.parallelism, emu.admin, args.incremental):
+                incremental.append(dict(mode=mode, seconds=round(seconds, 3), requests=requests_sent, groups=ngroups,
+                                        links=links, state_bytes=state_bytes))
+                log('incremental %s: %.2fs, %d requests' % (mode, seconds, requests_sent))
     finally:
         emu.stop()
 
@@ -220,6 +264,12 @@ def main(argv=None):
     for row in rows:
         print('%-14s %4d %9.2f %9d %8d %13d %8d %9d' % (row['client'], row['run'], row['seconds'], row['http'],
                                                          row['batch'], row['sub_requests'], row['groups'], row['links']))
+    if incremental:
+        print('\nentra_reader.read_groups_incremental (%d membership changes between the runs):' % args.incremental)
+        print('%-6s %9s %9s %8s %9s %12s' % ('run', 'seconds', 'requests', 'groups', 'links', 'state bytes'))
+        for row in incremental:
+            print('%-6s %9.2f %9d %8d %9d %12d' % (row['mode'], row['seconds'], row['requests'], row['groups'], row['links'],
+                                                   row['state_bytes']))
     retried = sum(row.get('transport_retries') or 0 for row in rows)
     if retried:
         print('(msgraph-sdk: %d group reads repeated after a dropped connection; their requests are counted)' % retried)
@@ -227,7 +277,8 @@ def main(argv=None):
         print('\nmsgraph-sdk / entra_reader wall time (best runs): %.1fx   same memberships read: %s' % (ratio, same))
     result = dict(benchmark='graph_read', time=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   tenant=dict(groups=args.groups, users=args.users, memberships=args.memberships),
-                  parallelism=args.parallelism, throttle=args.throttle, rows=rows, ratio=ratio, same_memberships=same)
+                  parallelism=args.parallelism, throttle=args.throttle, rows=rows, ratio=ratio, same_memberships=same,
+                  incremental=incremental)
     out_dir = os.path.join(ROOT, 'benchmarks', 'results')
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, 'graph-read-%s.json' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ'))
