@@ -22,10 +22,12 @@ import uuid
 import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import cn_for
 
 from emulator.fixtures import TenantBuilder
 from lab import pki
+
 from writeback_helpers import Directory, entra_group, entra_user, first, run, run_playbook
 
 HOSTILE_NAMES = [
@@ -262,3 +264,84 @@ def test_wrong_options_and_broken_environments_fail_with_a_message_that_says_wha
     assert problems == {}, json.dumps(problems, indent=1)
     assert _directory.children(ou) == [], 'a failed run wrote a group'
     assert rc != 0 or all(saved[n].get('failed') for n in CASES)
+
+
+# -- a tampered or damaged delta state file -------------------------------------------------------
+
+class CountingListener(object):
+    """A TCP listener that counts the connections made to it (and hangs up)."""
+
+    def __init__(self, ip):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.origin = 'https://%s:%d' % (ip, self.sock.getsockname()[1])
+        self.connections = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _addr = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def _graph_params(emu):
+    return dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
+                authority_host=emu.authority_url, graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file,
+                auth_method='auto', cloud='public', graph_validate_certs=True, graph_timeout=10, graph_max_retries=1,
+                graph_max_retry_wait=10, graph_parallelism=2)
+
+
+def test_a_tampered_or_damaged_delta_state_file_never_sends_the_token_elsewhere_nor_crashes(corp, box, graph_emulator_factory,
+                                                                                            tmp_path):
+    directory, ou = box
+    b = TenantBuilder(onprem_domain=corp.dns_domain)
+    b.group('Delta group', members=[b.synced_user(i['sam_account_name'], object_guid=i['object_guid'],
+                                                  object_sid=i['object_sid'], dn=i['dn'], domain=i['domain'],
+                                                  upn=i['user_principal_name'], immutable_id=i['immutable_id'])
+                                    for i in corp.identities[:2]])
+    emu = graph_emulator_factory(b.build(), settings={'throttle_enabled': False})
+    state_path = tmp_path / 'delta.json'
+    params = dict(all_groups=True, target_ou=ou, search_base=ou, delta_state_path=str(state_path), **_graph_params(emu))
+    assert run(corp, None, **params)['summary']['created'] == 1
+    state = json.loads(state_path.read_text())
+    assert state.get('delta_link', '').startswith(emu.base_url)
+
+    elsewhere = CountingListener('127.0.0.96')
+    try:
+        state['delta_link'] = elsewhere.origin + '/v1.0/groups/delta?$deltatoken=stolen'
+        state_path.write_text(json.dumps(state))
+        try:
+            result = run(corp, None, **params)
+        except CloudSyncError as err:
+            assert elsewhere.origin in err.msg, err.msg  # refused, naming the foreign host
+        else:
+            assert result['summary']['errors'] == 0  # or ignored: a full read instead
+    finally:
+        elsewhere.close()
+    assert elsewhere.connections == 0, 'the Graph token was sent to a host named in the state file'
+
+    for damaged in ('{"delta_link": "https://', '[]', '{"version": 999}', '"text"', '{"groups": 5, "objects": []}'):
+        state_path.write_text(damaged)
+        try:
+            result = run(corp, None, **params)
+        except CloudSyncError as err:
+            assert str(state_path) in err.msg or 'delta' in err.msg.lower(), (damaged, err.msg)
+        else:
+            assert result['summary']['errors'] == 0, (damaged, result['summary'])
+    assert len(directory.children(ou)) == 1
