@@ -347,6 +347,17 @@ def _latest_delta_link(client):
     return link
 
 
+MEMBER_KEYS = ('id', 'type', 'display_name', 'user_principal_name', 'on_premises_object_identifier',
+               'on_premises_security_identifier', 'on_premises_immutable_id', 'on_premises_domain_name',
+               'on_premises_sync_enabled')
+
+
+def _compact(member):
+    """A member as kept in the state: contract keys only, unset ones left out (the state of a large
+    tenant is mostly members)."""
+    return dict((k, member[k]) for k in MEMBER_KEYS if member.get(k) is not None)
+
+
 def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason):
     objects = {}
     state_groups = {}
@@ -355,7 +366,7 @@ def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason):
         entry['member_ids'] = [m['id'] for m in g.get('members') or []]
         state_groups[g['id']] = entry
         for m in g.get('members') or []:
-            objects[m['id']] = dict((k, v) for k, v in m.items() if k not in ('supported', 'reason'))
+            objects[m['id']] = _compact(m)
     return {
         'version': STATE_VERSION, 'delta_link': delta_link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'full_read_at': time.time(), 'groups': state_groups, 'objects': objects,
@@ -369,7 +380,8 @@ def _groups_from_state(state, max_members):
     for gid in sorted(state['groups']):
         entry = state['groups'][gid]
         group = dict((k, v) for k, v in entry.items() if k != 'member_ids')
-        group['members'] = [dict(objects.get(mid) or {'id': mid, 'type': 'unknown'}) for mid in entry['member_ids']]
+        group['members'] = [dict((k, (objects.get(mid) or {'id': mid, 'type': 'unknown'}).get(k)) for k in MEMBER_KEYS)
+                            for mid in entry['member_ids']]
         group['member_count'] = len(group['members'])
         groups.append(group)
     return evaluate(groups, max_members)
@@ -487,14 +499,14 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
                 continue
             groups[gid]['member_ids'] = [m['id'] for m in mem]
             for m in mem:
-                new['objects'][m['id']] = m
+                new['objects'][m['id']] = _compact(m)
     refs = {}
     for gid in changed:
         for m in changes[gid].get('members@delta') or []:
             if '@removed' not in m and m['id'] not in new['objects'] and gid in groups:
                 refs[m['id']] = member_type(m) if m.get('@odata.type') else 'unknown'
     if refs:
-        new['objects'].update(_member_details(client, refs, beta_members))
+        new['objects'].update((k, _compact(v)) for k, v in _member_details(client, refs, beta_members).items())
     # forget objects no group refers to any more
     used = set(mid for g in groups.values() for mid in g['member_ids'])
     new['objects'] = dict((k, v) for k, v in new['objects'].items() if k in used)
