@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, ad_reader
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import apply_plan
@@ -147,6 +147,23 @@ def _merge_apply(plan_dict, applied):
     plan_dict['summary'] = summarise(plan_dict['groups'])
 
 
+def _outside_search_base(params, domain_dn, search_base):
+    """Warnings for containers (target_ou, ou_map) outside search_base: groups written there are not
+    found again by the next run, which then reports them as a name collision instead of updating them."""
+    containers = [params.get('target_ou') or 'CN=Users,%s' % domain_dn]
+    containers += [e.get('ou') for e in params.get('ou_map') or [] if isinstance(e, dict) and e.get('ou')]
+    out = []
+    for container in containers:
+        try:
+            inside = ad_codecs.dn_is_within(container, search_base)
+        except ValueError:
+            continue  # the planner refuses an invalid DN with its own message
+        if not inside and container not in [w[0] for w in out]:
+            out.append((container, 'Groups placed in %s are outside search_base %s: later runs do not find them again (and report a '
+                                   'name collision instead of updating them); widen search_base' % (container, search_base)))
+    return [w[1] for w in out]
+
+
 def _stats(*clients):
     total = {}
     for client in clients:
@@ -226,7 +243,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             plan=result['ops'],
             warnings=list(result['warnings']) + ['Entra group not found: %s' % x for x in not_found] + [
                 'Entra display name %r matches %d groups (%s): none of them was written; select them by id'
-                % (e['name'], len(e['ids']), ', '.join(e['ids'])) for e in ambiguous],
+                % (e['name'], len(e['ids']), ', '.join(e['ids'])) for e in ambiguous] + _outside_search_base(params, domain_dn, search_base),
             cycles=result['cycles'],
             ldap_operations=_stats(ad, gc),
             graph_requests=(graph.stats.get('requests', 0) if graph is not None else 0),

@@ -458,6 +458,22 @@ def test_a_stale_rename_never_renames_the_object_that_took_the_dn(corp, corp_dir
     assert first(corp_dir.one(group['id']), 'cn') == 'After_' + group['id'][-12:]
 
 
+def test_a_container_outside_search_base_is_warned_about(corp, corp_dir, sandbox):
+    """A group written outside search_base is not found again by the next run, which cannot update
+    it (the name is taken, by a group it did not read): the run says so up front."""
+    narrow = corp_dir.make_ou('narrow', parent=sandbox)
+    group = entra_group('Outside')
+    first_run = in_box(corp, [group], sandbox, search_base=narrow)
+    assert first_run['summary']['created'] == 1
+    assert any(sandbox in w and 'outside search_base' in w for w in first_run['warnings']), first_run['warnings']
+    second = in_box(corp, [group], sandbox, search_base=narrow)
+    assert second['groups'][0]['reason'] == 'dn_collision', 'what the warning announces'
+    assert len(corp_dir.by_anchor(group['id'])) == 1, 'never a second copy'
+    inside = in_box(corp, [group], sandbox)
+    assert not any('outside search_base' in w for w in inside['warnings'])
+    assert inside['groups'][0]['action'] == 'unchanged'
+
+
 def test_schema_without_anchor_is_refused(lab):
     legacy = lab.up(forests=('legacy',), schema_extension=False)['legacy']
     with pytest.raises(CloudSyncError) as refused:
