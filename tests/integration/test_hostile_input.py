@@ -345,3 +345,23 @@ def test_a_tampered_or_damaged_delta_state_file_never_sends_the_token_elsewhere_
         else:
             assert result['summary']['errors'] == 0, (damaged, result['summary'])
     assert len(directory.children(ou)) == 1
+
+
+def test_hostile_names_read_from_graph_round_trip_and_select_exactly_themselves(corp, box, graph_emulator_factory):
+    """The same names, now coming from Graph: all mode writes each exactly; selecting one by its
+    (injection-shaped) display name finds that group and no other."""
+    directory, ou = box
+    b = TenantBuilder(onprem_domain=corp.dns_domain)
+    names = [n for n in HOSTILE_NAMES if n == n.strip()]  # Entra trims display names itself
+    ids = dict((b.group(name), name) for name in names)
+    emu = graph_emulator_factory(b.build(), settings={'throttle_enabled': False})
+    params = dict(target_ou=ou, search_base=ou, **_graph_params(emu))
+    picked = "a' or 1 eq 1"
+    selected = run(corp, None, groups=[picked], **params)
+    assert [g['display_name'] for g in selected['groups']] == [picked], selected['groups']
+    assert selected['not_found'] == [] and len(directory.children(ou)) == 1
+    everything = run(corp, None, all_groups=True, **params)
+    assert everything['summary']['errors'] == 0, everything['groups']
+    for gid, name in ids.items():
+        assert first(directory.one(gid, base=ou), 'displayName') == name
+    assert len(directory.children(ou)) == len(names)
