@@ -24,7 +24,7 @@ import socket
 import ssl
 import traceback
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key, split_extended_dn
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 LDAP3_IMPORT_ERROR = None
@@ -1018,12 +1018,7 @@ def _permissive_retry_applies(exc, normalized):
 def _plain_dn(dn):
     """The DN of an entry read with the extended-DN control ('<GUID=...>;<SID=...>;CN=...'), usable
     as a search base; a plain DN unchanged."""
-    while dn and dn.startswith('<'):
-        end = dn.find('>;')
-        if end < 0:
-            break
-        dn = dn[end + 2:]
-    return dn
+    return split_extended_dn(dn)[0] if dn else dn
 
 
 def _is_ip(host):

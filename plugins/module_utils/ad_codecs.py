@@ -4,7 +4,7 @@
 
 * Distinguished names (RFC 4514): ``escape_dn_value``, ``unescape_dn_value``, ``parse_dn``,
   ``build_dn``, ``build_rdn``, ``dn_key``, ``fold_case``, ``parent_dn``, ``first_rdn``,
-  ``rdn_value``, ``rdn_attr``, ``dn_is_within``.
+  ``rdn_value``, ``rdn_attr``, ``dn_is_within``, ``split_extended_dn``.
 * Search filters (RFC 4515): ``escape_filter_value``, ``escape_filter_bytes``.
 * The Cloud Sync anchor: ``ANCHOR_ATTRIBUTE``, ``ANCHOR_PREFIX``, ``anchor_for``, ``group_id_from_anchor``.
 * objectGUID: ``guid_to_bytes``, ``guid_from_bytes``, ``guid_to_filter``,
@@ -359,6 +359,26 @@ def dn_is_within(dn, base_dn):
     if not base:
         return True
     return key == base or key.endswith(',' + base)
+
+
+def split_extended_dn(value):
+    """``<GUID=...>;<SID=...>;CN=...`` (a DN in the string form of the extended-DN control) ->
+    ``(DN, objectGUID or None)``. A plain DN (or a lone ``<GUID=...>`` search base) comes back
+    unchanged with None."""
+    guid = None
+    while value.startswith('<'):
+        end = value.find('>;')
+        if end < 0:
+            break
+        part, value = value[1:end], value[end + 2:]
+        if part[:5].upper() == 'GUID=' and len(part) == 41:
+            # Only the string form (ExtendedDNFlag 1, dashed): the hex form of flag 0 is the bytes in
+            # objectGUID's mixed-endian layout, which normalize_guid would read as another GUID.
+            try:
+                guid = normalize_guid(part[5:])
+            except ValueError:
+                guid = None
+    return value, guid
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ __metaclass__ = type
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError, first, values
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
-    ANCHOR_ATTRIBUTE, ANCHOR_PREFIX, anchor_for,
+    ANCHOR_ATTRIBUTE, ANCHOR_PREFIX, anchor_for, split_extended_dn,
 )
 
 GROUP_ATTRIBUTES = [
@@ -41,23 +41,6 @@ def _int_or_none(value):
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def split_extended_dn(value):
-    """'<GUID=...>;<SID=...>;CN=...' (extended-DN control, string form) -> (DN, objectGUID or None).
-    A plain DN comes back unchanged with None."""
-    guid = None
-    while value.startswith('<'):
-        end = value.find('>;')
-        if end < 0:
-            break
-        part, value = value[1:end], value[end + 2:]
-        if part[:5].upper() == 'GUID=':
-            try:
-                guid = ad_codecs.normalize_guid(part[5:])
-            except ValueError:
-                guid = None
-    return value, guid
 
 
 def group_from_entry(entry, member_guids=None):

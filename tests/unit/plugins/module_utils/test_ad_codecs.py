@@ -302,3 +302,17 @@ def test_anchor_round_trip(value):
                                    ' Group_01234567-89ab-cdef-0123-456789abcdef', 'Group_01234567-89ab-cdef-0123-456789abcdef\n'])
 def test_only_exact_anchors_are_ours(value):
     assert c.group_id_from_anchor(value) is None
+
+
+@pytest.mark.parametrize('value,expected', [
+    ('<GUID=01234567-89AB-CDEF-0123-456789ABCDEF>;<SID=S-1-5-21-1-2-3-500>;CN=a\\,b,DC=x',
+     ('CN=a\\,b,DC=x', '01234567-89ab-cdef-0123-456789abcdef')),
+    ('<GUID=01234567-89ab-cdef-0123-456789abcdef>;CN=x', ('CN=x', '01234567-89ab-cdef-0123-456789abcdef')),
+    ('<SID=S-1-5-21-1-2-3-500>;CN=x', ('CN=x', None)),
+    ('CN=plain,DC=x', ('CN=plain,DC=x', None)),
+    ('<GUID=01234567-89ab-cdef-0123-456789abcdef>', ('<GUID=01234567-89ab-cdef-0123-456789abcdef>', None)),
+    ('<GUID=nonsense>;CN=x', ('CN=x', None)),
+    ('<GUID=0123456789abcdef0123456789abcdef>;CN=x', ('CN=x', None)),
+])
+def test_split_extended_dn(value, expected):
+    assert c.split_extended_dn(value) == expected
