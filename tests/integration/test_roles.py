@@ -48,22 +48,37 @@ def _recap_changed(output):
     return int(m.group(1))
 
 
+class _Dirs(object):
+    """A fresh admin connection per use (``with sandbox["dirs"]["corp"] as d:``): a connection held
+    for the whole module would not survive a DC restart by another test sharing the lab."""
+
+    def __init__(self, forest):
+        self.forest = forest
+        self._d = None
+
+    def __enter__(self):
+        self._d = Directory(self.forest)
+        return self._d
+
+    def __exit__(self, *exc):
+        self._d.close()
+
+
 @pytest.fixture(scope="module")
 def sandbox(lab, corp, fabrikam):
     """One OU at the root of each forest (same relative name), removed afterwards."""
     name = "RolesTest-%s" % uuid.uuid4().hex[:8]
-    dirs = {"corp": Directory(corp), "fabrikam": Directory(fabrikam)}
+    dirs = {"corp": _Dirs(corp), "fabrikam": _Dirs(fabrikam)}
     ous = {}
-    for fname, d in dirs.items():
-        ous[fname] = d.make_ou(name, parent=d.forest.base_dn)
+    for fname, dirs_of in dirs.items():
+        with dirs_of as d:
+            ous[fname] = d.make_ou(name, parent=d.forest.base_dn)
     try:
         yield {"ou_rdn": "OU=" + name, "ous": ous, "dirs": dirs}
     finally:
-        for fname, d in dirs.items():
-            try:
+        for fname, dirs_of in dirs.items():
+            with dirs_of as d:
                 d.remove_tree(ous[fname])
-            finally:
-                d.close()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +182,8 @@ def _group(domain, gid):
 
 
 def _ad_group(sandbox, forest, gid):
-    return sandbox["dirs"][forest].by_anchor(gid, base=sandbox["ous"][forest])
+    with sandbox["dirs"][forest] as d:
+        return d.by_anchor(gid, base=sandbox["ous"][forest])
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -250,7 +266,8 @@ def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
     assert facts["a_corp_member_dn"].lower() in md.lower()
 
     for forest in ("corp", "fabrikam"):
-        assert sandbox["dirs"][forest].children(sandbox["ous"][forest]) == [], "check mode wrote to " + forest
+        with sandbox["dirs"][forest] as d:
+            assert d.children(sandbox["ous"][forest]) == [], "check mode wrote to " + forest
 
 
 def test_real_run_writes_both_forests(play, sandbox, tenant):
@@ -290,11 +307,11 @@ def test_second_run_changes_nothing(play):
 def test_drift_after_manual_change_in_ad(play, sandbox, tenant):
     facts = tenant[1]
     gids = facts["gids"]
-    corp_dir = sandbox["dirs"]["corp"]
     entry = _ad_group(sandbox, "corp", gids[MIXED])[0]
     removed = sorted(dn for dn in values(entry, "member") if dn_key(dn) in facts["members"][("corp", MIXED)])[0]
     stray = facts["spare_corp_user"]["dn"]
-    corp_dir.modify(entry["dn"], {"member": [("delete", [removed]), ("add", [stray])]})
+    with sandbox["dirs"]["corp"] as d:
+        d.modify(entry["dn"], {"member": [("delete", [removed]), ("add", [stray])]})
 
     rc, out, report = play("drift_report.yml")
     assert rc == 0, out[-4000:]
