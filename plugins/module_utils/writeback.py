@@ -118,6 +118,24 @@ def _desired(params):
     return out
 
 
+def _share_members(groups):
+    """One dict per Entra member instead of one per membership: the reader builds a member dict for
+    every (group, member) pair, 196,000 of them for 50,000 objects in the 2,000-group benchmark
+    tenant. Only equal dicts are shared, and nothing downstream changes member dicts."""
+    seen = {}
+    for group in groups:
+        members = group.get('members')
+        if not members:
+            continue
+        for index, member in enumerate(members):
+            key = member.get('id') if isinstance(member, dict) else None
+            if key is None:
+                continue
+            first_seen = seen.setdefault(key, member)
+            if first_seen is not member and first_seen == member:
+                members[index] = first_seen
+
+
 def _users_to_resolve(groups):
     users = {}
     for g in groups:
@@ -180,6 +198,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     ``action: error``; the caller decides how to report them."""
     wanted = _desired(params)
     desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
+    if graph is not None:
+        _share_members(desired)
     ambiguous = wanted['ambiguous']
 
     ad = ADClient(params)
