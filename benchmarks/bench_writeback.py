@@ -108,16 +108,25 @@ def admin_client(forest):
 
 def fresh_ou(forest, name):
     """Empty OU=<name> under the domain (deleting what a previous run left)."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError
     dn = 'OU=%s,%s' % (name, forest.base_dn)
-    client = admin_client(forest)
-    try:
-        if client.get(dn, ['distinguishedName']) is not None:
-            t = time.perf_counter()
-            client.delete(dn, tree=True)
-            log('emptied %s (%.1f s)' % (dn, time.perf_counter() - t))
-        client.add(dn, {'objectClass': 'organizationalUnit'})
-    finally:
-        client.close()
+    for attempt in range(4):
+        client = admin_client(forest)
+        try:
+            if client.get(dn, ['distinguishedName']) is not None:
+                t = time.perf_counter()
+                client.delete(dn, tree=True)
+                log('emptied %s (%.1f s)' % (dn, time.perf_counter() - t))
+            client.add(dn, {'objectClass': 'organizationalUnit'})
+            return dn
+        except ADError as exc:
+            # The shared lab's DC may be restarted by a test meanwhile, or end a long tree delete.
+            if attempt == 3:
+                raise
+            log('emptying %s failed (%s); retrying' % (dn, exc))
+            time.sleep(10)
+        finally:
+            client.close()
     return dn
 
 

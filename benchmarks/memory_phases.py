@@ -75,6 +75,7 @@ def main(argv=None):
         from ansible_collections.hybrid_identity.cloud_sync.plugins.modules import ad_group_writeback as module
         defaults = {}
         spec = module.argument_spec() if hasattr(module, 'argument_spec') else None
+        spec = getattr(spec, 'argument_spec', spec)
         if spec:
             defaults = dict((k, v.get('default')) for k, v in spec.items())
         defaults.update(params)
