@@ -158,7 +158,7 @@ run_writeback() {
     -e cloudsync_report=always -e "cloudsync_report_dir=$reports" -e "group_provisioning_report_name=$1" "${verbosity[@]}"
 }
 
-say "Target OU: OU=CloudSyncDemo in both forests (the demo's groups live only there)"
+say "Target OU: a fresh OU=CloudSyncDemo in both forests (the demo's groups live only there)"
 "$PY" - <<'PYEOF'
 import ssl, sys
 sys.path.insert(0, "tests")
@@ -171,12 +171,13 @@ for name in ("corp", "fabrikam"):
     conn = ldap3.Connection(ldap3.Server(f.ip, port=636, use_ssl=True, tls=tls), f.admin_upn, f.admin_password,
                             auto_bind=True)
     dn = "OU=CloudSyncDemo," + f.base_dn
+    # Start from an empty OU every time, so run 1 always shows the groups being created.
     if conn.search(dn, "(objectClass=organizationalUnit)", search_scope=ldap3.BASE):
-        print("%s: %s exists" % (name, dn))
-    elif conn.add(dn, "organizationalUnit", {"description": "Groups written back by tools/demo.sh"}):
-        print("%s: created %s" % (name, dn))
-    else:
+        if not conn.delete(dn, controls=[("1.2.840.113556.1.4.805", True, None)]):  # tree delete
+            sys.exit("%s: cannot remove the previous %s: %s" % (name, dn, conn.result))
+    if not conn.add(dn, "organizationalUnit", {"description": "Groups written back by tools/demo.sh"}):
         sys.exit("%s: cannot create %s: %s" % (name, dn, conn.result))
+    print("%s: %s (empty)" % (name, dn))
     conn.unbind()
 PYEOF
 
