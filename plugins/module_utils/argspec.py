@@ -110,7 +110,9 @@ class ArgumentSpec(object):
     def with_graph_auth(self):
         return self.update(
             argument_spec=GRAPH_AUTH_ARGSPEC,
-            mutually_exclusive=[['client_secret', 'client_certificate_path']],
+            # No mutual exclusion of client_secret and client_certificate_path: both may come from
+            # the environment (an AWX credential), and auth_method=auto documents the choice
+            # (the certificate wins).
             required_if=[
                 ['auth_method', 'client_secret', ['tenant_id', 'client_id', 'client_secret']],
                 ['auth_method', 'certificate', ['tenant_id', 'client_id', 'client_certificate_path']],

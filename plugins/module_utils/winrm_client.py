@@ -18,6 +18,8 @@ import json
 import re
 import traceback
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 WINRM_IMPORT_ERROR = None
@@ -60,8 +62,8 @@ AGENT_FACTS_SCRIPT = '\n'.join([
 
 WINRM_ARGSPEC = dict(
     agent_host=dict(type='str'),
-    winrm_user=dict(type='str'),
-    winrm_password=dict(type='str', no_log=True),
+    winrm_user=dict(type='str', fallback=(env_fallback, ['CLOUDSYNC_WINRM_USER'])),
+    winrm_password=dict(type='str', no_log=True, fallback=(env_fallback, ['CLOUDSYNC_WINRM_PASSWORD'])),
     winrm_transport=dict(type='str', default='ntlm', choices=['ntlm', 'kerberos', 'basic', 'credssp']),
     winrm_port=dict(type='int'),
     winrm_scheme=dict(type='str', default='https', choices=['https', 'http']),

@@ -62,6 +62,10 @@ def _create(client, op, result):
         client.add(op['dn'], attributes)
         return 'created'
     except ADError as err:
+        if err.result == NO_SUCH_OBJECT:
+            raise ADError('%s. The container %s does not exist: check target_ou and ou_map'
+                          % (err.msg, ad_codecs.parent_dn(op['dn'])), operation='add', server=err.server, dn=op['dn'],
+                          result=err.result, result_name=err.result_name, diagnostic=err.diagnostic)
         if err.result != ENTRY_ALREADY_EXISTS:
             raise
     # Someone holds the DN: a concurrent run of ours (same anchor), or a foreign object.

@@ -93,10 +93,12 @@ options:
   winrm_user:
     description:
       - Account for WinRM, e.g. C(CORP\\admin) or C(admin@corp.example.com). Not needed with O(winrm_transport=kerberos) and a ticket cache.
+      - Falls back to E(CLOUDSYNC_WINRM_USER).
     type: str
   winrm_password:
     description:
       - Password of O(winrm_user).
+      - Falls back to E(CLOUDSYNC_WINRM_PASSWORD).
     type: str
   winrm_transport:
     description:

@@ -490,3 +490,14 @@ def test_entra_groups_without_members_are_refused(corp):
 
 
 __all__ = ['values']
+
+
+def test_a_missing_container_is_named_as_what_to_fix(corp, corp_dir, sandbox):
+    missing = 'OU=No Such OU,%s' % sandbox
+    group, other = entra_group('Nowhere To Go'), entra_group('Somewhere')
+    result = in_box(corp, [group, other], sandbox, ou_map=[{'id': group['id'], 'ou': missing}])
+    by_id = dict((g['id'], g) for g in result['groups'])
+    assert by_id[group['id']]['action'] == 'error'
+    assert 'does not exist: check target_ou and ou_map' in by_id[group['id']]['reason_text']
+    assert missing in by_id[group['id']]['reason_text']
+    assert by_id[other['id']]['action'] == 'created'
