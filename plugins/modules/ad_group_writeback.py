@@ -386,6 +386,10 @@ def main():
         # Never a bare traceback for the user; keep it for -vvv.
         module.fail_json(msg='ad_group_writeback failed unexpectedly: %s: %s' % (type(err).__name__, err),
                          exception=traceback.format_exc())
+    # Through module.warn: Ansible shows them and returns them as `warnings` (passing a `warnings`
+    # key to exit_json is deprecated).
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
     errors = [g for g in result['groups'] if g.get('action') == 'error']
     if errors:
         result['msg'] = 'Writeback failed for %d group(s): %s' % (
