@@ -64,10 +64,18 @@ def log(msg):
 
 # --------------------------------------------------------------------------- processes
 def run_measured(argv, env=None, stdout_path=None, timeout=None):
-    """Run ``argv``; returns (rc, wall seconds, peak RSS MB of that process tree's largest
-    process, stdout text). Peak RSS is ``ru_maxrss`` from wait4 on this child alone."""
+    """Run ``argv``; returns (rc, wall seconds, peak RSS MB, stdout text). Peak RSS: VmHWM of a
+    Python script run through hwm.py; for anything else ``ru_maxrss`` from wait4 on this child
+    (which includes the driver's size at fork: an upper bound)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    hwm_file = None
+    if argv[0] == PY and len(argv) > 1 and argv[1].endswith('.py'):
+        # Peak RSS of the script's own address space (see hwm.py for why not ru_maxrss).
+        fd, hwm_file = tempfile.mkstemp(prefix='bench-hwm-', suffix='.json')
+        os.close(fd)
+        full_env['BENCH_HWM_FILE'] = hwm_file
+        argv = [PY, os.path.join(BENCH, 'hwm.py')] + list(argv[1:])
     out = open(stdout_path, 'w+') if stdout_path else tempfile.TemporaryFile('w+')
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=full_env, cwd=ROOT, text=True)
@@ -86,8 +94,16 @@ def run_measured(argv, env=None, stdout_path=None, timeout=None):
     text = out.read()
     out.close()
     if proc.returncode != 0 and err:
-        log('stderr of %s:\n%s' % (os.path.basename(argv[1] if len(argv) > 1 else argv[0]), err[-3000:]))
-    return proc.returncode, wall, usage.ru_maxrss / 1024.0, text
+        log('stderr of %s:\n%s' % (os.path.basename(argv[2] if len(argv) > 2 else argv[0]), err[-3000:]))
+    rss = usage.ru_maxrss / 1024.0
+    if hwm_file:
+        try:
+            with open(hwm_file) as fh:
+                rss = json.load(fh)['VmHWM']
+        except (IOError, OSError, ValueError, KeyError):
+            log('no VmHWM recorded for %s; ru_maxrss (an upper bound) is reported' % argv[2])
+        os.unlink(hwm_file)
+    return proc.returncode, wall, rss, text
 
 
 # --------------------------------------------------------------------------- AD
