@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from writeback_helpers import Directory, entra_group, entra_user, run
+from writeback_helpers import Directory, entra_group, entra_user, graph_args, run
 
 PREFIX = 'SP %s ' % uuid.uuid4().hex[:6]
 
@@ -19,12 +19,6 @@ def _no_ambient_ca_bundle(monkeypatch):
     monkeypatch.setenv('REQUESTS_CA_BUNDLE', '/nonexistent/ca-bundle.pem')
 
 
-def graph_args(emu):
-    return dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
-                client_certificate_path=None, client_certificate_password=None, auth_method='auto',
-                managed_identity_client_id=None, cloud='public', authority_host=emu.authority_url,
-                graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file, graph_validate_certs=True, graph_timeout=30,
-                graph_max_retries=5, graph_max_retry_wait=60, graph_parallelism=4)
 
 
 def test_selected_prune_deletes_only_selected_groups_gone_from_entra(corp, graph_tenant, graph_emulator_factory):

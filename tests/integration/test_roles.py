@@ -19,7 +19,6 @@ import re
 import subprocess
 import sys
 import uuid
-import zipfile
 
 import pytest
 
@@ -31,7 +30,6 @@ COLLECTIONS = ROOT / ".build" / "collections"
 PLAYBOOKS = ROOT / "playbooks"
 LAB_INVENTORY = PLAYBOOKS / "inventory" / "lab.yml"
 ANSIBLE_PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
-WINDOWS_COLLECTIONS = ("ansible/windows", "community/windows", "microsoft/ad")
 
 # Named groups of the test tenant (ids made fresh per run, see tenant()).
 MIXED = "Roles Mixed Team"          # corp and fabrikam users, a cloud-only user, a device, a nested group
@@ -422,22 +420,9 @@ def test_failed_prerequisite_stops_before_writing(play, sandbox):
 
 @pytest.fixture(scope="module")
 def windows_collections():
-    """ansible.windows, community.windows and microsoft.ad under .build/collections (from the
-    PyPI `ansible` package: Galaxy is not reachable here)."""
-    base = COLLECTIONS / "ansible_collections"
-    if all((base / c / "MANIFEST.json").exists() for c in WINDOWS_COLLECTIONS):
-        return
-    cache = ROOT / ".cache" / "ansible-dl"
-    wheels = sorted(cache.glob("ansible-*.whl")) if cache.exists() else []
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "ansible>=12,<13", "-d", str(cache)],
-                       check=True, timeout=900)
-        wheels = sorted(cache.glob("ansible-*.whl"))
-    prefixes = tuple("ansible_collections/%s/" % c for c in WINDOWS_COLLECTIONS)
-    with zipfile.ZipFile(str(wheels[-1])) as z:
-        for name in z.namelist():
-            if name.startswith(prefixes):
-                z.extract(name, str(COLLECTIONS))
+    """ansible.windows, community.windows and microsoft.ad under .build/collections, from PyPI's
+    ansible bundle (Galaxy is not reachable here): the same script tools/setup.sh runs."""
+    subprocess.run([sys.executable, str(ROOT / "tools" / "windows_collections.py")], check=True, timeout=900)
 
 
 def _ansible_playbook(args, tmp_path):

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from writeback_helpers import Directory, first, identity_dn_keys, run
+from writeback_helpers import Directory, first, graph_args, identity_dn_keys, run
 
 PREFIX = 'GW %s ' % uuid.uuid4().hex[:6]
 
@@ -45,12 +45,6 @@ def world(corp, graph_tenant, graph_emulator_factory):
         directory.close()
 
 
-def graph_args(emu):
-    return dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
-                client_certificate_path=None, client_certificate_password=None, auth_method='auto',
-                managed_identity_client_id=None, cloud='public', authority_host=emu.authority_url,
-                graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file, graph_validate_certs=True, graph_timeout=30,
-                graph_max_retries=5, graph_max_retry_wait=60, graph_parallelism=4)
 
 
 def wb(corp, w, **kw):

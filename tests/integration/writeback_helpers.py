@@ -42,6 +42,15 @@ def writeback_params(forest, entra_groups, **overrides):
     return params
 
 
+def graph_args(emu):
+    """Graph options for the HTTPS emulator ``emu`` (client secret, the lab CA as graph_ca_bundle)."""
+    return dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
+                client_certificate_path=None, client_certificate_password=None, auth_method='auto',
+                managed_identity_client_id=None, cloud='public', authority_host=emu.authority_url,
+                graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file, graph_validate_certs=True, graph_timeout=30,
+                graph_max_retries=5, graph_max_retry_wait=60, graph_parallelism=4)
+
+
 def run(forest, entra_groups, check=False, diff=False, **overrides):
     return run_writeback(writeback_params(forest, entra_groups, **overrides), check_mode=check, diff_mode=diff)
 
