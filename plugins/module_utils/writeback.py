@@ -16,6 +16,7 @@ import tempfile
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, ad_reader
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
@@ -225,7 +226,10 @@ def run_writeback(params, check_mode=False, diff_mode=False):
 
         options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
         names = planned_names(desired, options, domain_dn)
-        taken = ad_reader.read_objects_at(ad, domain_dn, names['dns'])
+        # A planned DN held by a group read above is known already (the planner counts those as
+        # taken itself, with the same dn/anchor/object_guid): only the others are looked up.
+        held = set(dn_key(obj['dn']) for obj in managed + v2_candidates if obj.get('dn'))
+        taken = ad_reader.read_objects_at(ad, domain_dn, [dn for dn in names['dns'] if dn_key(dn) not in held])
         sam_taken = ad_reader.read_sam_account_names(ad, domain_dn, names['sam_account_names']) \
             if names['sam_account_names'] else set()
 
