@@ -19,8 +19,6 @@ def _no_ambient_ca_bundle(monkeypatch):
     monkeypatch.setenv('REQUESTS_CA_BUNDLE', '/nonexistent/ca-bundle.pem')
 
 
-
-
 def test_selected_prune_deletes_only_selected_groups_gone_from_entra(corp, graph_tenant, graph_emulator_factory):
     ids = corp.identities
     b = graph_tenant()

@@ -127,7 +127,7 @@ def test_ca_bundle_is_not_replaced_by_requests_ca_bundle(graph_emulator, monkeyp
 def test_paging_follows_next_links_and_defaults_to_top_999(graph_emulator):
     emu = graph_emulator
     client = GraphClient(params(emu))
-    big = [g for g in client.iter_pages('/groups', {'$filter': "displayName eq 'Paging Group'", '$select': 'id'})][0]
+    big = list(client.iter_pages('/groups', {'$filter': "displayName eq 'Paging Group'", '$select': 'id'}))[0]
     start = len(emu.admin.requests())
     members = list(client.iter_pages('/groups/%s/members' % big['id'], {'$select': 'id', '$top': '100'}))
     assert len(members) == 260 and len(set(m['id'] for m in members)) == 260

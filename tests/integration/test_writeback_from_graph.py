@@ -45,8 +45,6 @@ def world(corp, graph_tenant, graph_emulator_factory):
         directory.close()
 
 
-
-
 def wb(corp, w, **kw):
     kw.setdefault('target_ou', w['ou'])
     kw.setdefault('search_base', w['ou'])

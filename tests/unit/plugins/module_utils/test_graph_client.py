@@ -61,7 +61,7 @@ def test_backoff_within_half_and_full_ceiling(attempt, base, cap, r):
 
 def test_backoff_grows_and_has_jitter():
     rng = random.Random(1)
-    firsts = set(round(backoff_delay(0, rand=rng.random), 6) for _ in range(20))
+    firsts = set(round(backoff_delay(0, rand=rng.random), 6) for _attempt in range(20))
     assert len(firsts) > 1, 'no jitter'
     assert backoff_delay(3, rand=lambda: 0.0) == 4.0   # ceiling 8, lower half bound
     assert backoff_delay(3, rand=lambda: 1.0) == 8.0
