@@ -137,6 +137,21 @@ def _share_members(groups):
                 members[index] = first_seen
 
 
+def refuse_empty_scope(params, selected_ids, desired, managed, search_base):
+    """All mode with prune and no Entra group in scope would delete every managed group: that is
+    far more often a group_filter typo, a wrong tenant or an empty entra_groups than an intent.
+    Refused unless prune_empty_scope says it is meant. (Selected mode is bounded by its selection.)"""
+    if not params.get('prune') or selected_ids is not None or desired or not managed:
+        return
+    if params.get('prune_empty_scope'):
+        return
+    raise WritebackError(
+        'Refused: no Entra group is in scope, so prune would delete all %d managed groups under %s. Nothing was '
+        'written. Check groups, group_filter, entra_groups and the tenant; set prune_empty_scope=true if removing '
+        'them all is intended.' % (len(managed), search_base),
+        details=dict(changed=False, managed_groups=len(managed)))
+
+
 def _users_to_resolve(groups):
     users = {}
     for g in groups:
@@ -222,6 +237,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         # users spent most of its time in those searches.
         member_guids = {}
         managed = ad_reader.read_managed_groups(ad, search_base, ids, member_guids=member_guids)
+        refuse_empty_scope(params, ids, desired, managed, search_base)
         v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, ids)
 
         options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)

@@ -122,6 +122,14 @@ options:
       - Without it such groups are left in place and reported as C(orphaned).
     type: bool
     default: false
+  prune_empty_scope:
+    description:
+      - With O(prune) in all mode, allow a run that finds no Entra group in scope to delete every managed group under
+        O(search_base). Refused by default, because an empty scope is far more often a O(group_filter) typo, a wrong
+        tenant or an empty O(entra_groups) than an intent. Selected mode (O(groups)) is bounded by its selection and
+        not affected.
+    type: bool
+    default: false
   deletion_threshold:
     description:
       - Accidental-deletion prevention. A run that would delete more groups than this deletes none and fails, naming the count.
@@ -359,6 +367,7 @@ def argument_spec():
             member_match=dict(type='str', default='auto', choices=['auto', 'object_identifier', 'sid', 'immutable_id']),
             max_members=dict(type='int', default=50000),
             prune=dict(type='bool', default=False),
+            prune_empty_scope=dict(type='bool', default=False),
             deletion_threshold=dict(type='int', default=500),
             allow_admin_count=dict(type='bool', default=False),
             adopt_writeback_v2=dict(type='bool', default=False),

@@ -417,7 +417,7 @@ def test_writes_land_on_the_object_that_was_read_not_on_whoever_took_its_dn(corp
     ours = corp_dir.one(group['id'])
     group['description'] = 'v2'
     stale_update = in_box(corp, [group], sandbox, check=True)
-    stale_delete = in_box(corp, [], sandbox, check=True, prune=True)
+    stale_delete = in_box(corp, [], sandbox, check=True, prune=True, prune_empty_scope=True)
     assert [op['op'] for op in stale_update['plan']] == ['modify']
     assert [op['op'] for op in stale_delete['plan']] == ['delete']
     corp_dir.client.modify_dn(ours['dn'], 'CN=renamed by hand')
@@ -501,3 +501,15 @@ def test_a_missing_container_is_named_as_what_to_fix(corp, corp_dir, sandbox):
     assert 'does not exist: check target_ou and ou_map' in by_id[group['id']]['reason_text']
     assert missing in by_id[group['id']]['reason_text']
     assert by_id[other['id']]['action'] == 'created'
+
+
+def test_prune_with_an_empty_scope_is_refused_unless_meant(corp, corp_dir, sandbox):
+    """A filter typo or an empty entra_groups must not delete every managed group."""
+    groups = [entra_group('Kept %d' % i) for i in range(2)]
+    in_box(corp, groups, sandbox)
+    with pytest.raises(CloudSyncError) as refused:
+        in_box(corp, [], sandbox, prune=True)
+    assert 'no Entra group is in scope' in refused.value.msg and 'prune_empty_scope' in refused.value.msg
+    assert len(corp_dir.children(sandbox)) == 2
+    meant = in_box(corp, [], sandbox, prune=True, prune_empty_scope=True)
+    assert meant['summary']['deleted'] == 2 and corp_dir.children(sandbox) == []

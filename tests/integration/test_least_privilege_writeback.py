@@ -56,7 +56,7 @@ def test_writeback_works_with_only_the_granted_rights(corp, tmp_path):
             assert by_id[group['id']]['action'] == 'unchanged'
             assert directory.by_anchor(outside['id']) == []
 
-            pruned = as_svc(corp, [], ou, prune=True)
+            pruned = as_svc(corp, [], ou, prune=True, prune_empty_scope=True)
             assert pruned['summary']['deleted'] == 1
             assert directory.by_anchor(group['id']) == []
     finally:
