@@ -55,6 +55,8 @@ SIZES = {
     'large': dict(groups=2000, synced=20000, users=22000, memberships=200000, big=50000, depth=3, seed=7),
 }
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'ad_group_writeback.py')
+SUMMARY_KEYS = ('created', 'updated', 'renamed', 'deleted', 'unchanged', 'skipped', 'errors', 'members_added',
+                'members_removed', 'unresolved_members')
 
 
 def log(msg):
@@ -240,8 +242,7 @@ def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=
         ldap=dict(searches=ops.get('searches', 0), adds=ops.get('adds', 0), modifies=ops.get('modifies', 0),
                   deletes=ops.get('deletes', 0), modify_dns=ops.get('modify_dns', ops.get('renames', 0))),
         ldap_raw=ops, peak_rss_mb=round(rss, 1), changed=result.get('changed'),
-        summary=dict((k, summary.get(k)) for k in ('created', 'updated', 'renamed', 'deleted', 'unchanged', 'skipped',
-                                                  'errors', 'members_added', 'members_removed', 'unresolved_members')),
+        summary=dict((k, summary.get(k)) for k in SUMMARY_KEYS),
         plan_ops=len(result.get('plan') or []),
     )
     log('%-18s %7.2f s  graph %s  ldap %s  rss %.0f MB  %s' % (
@@ -314,7 +315,7 @@ def run_peer(forest, emu, work, timeout):
     peer_ou = fresh_ou(forest, 'BenchPeer')
     vars_path = os.path.join(work, 'peer-groups.json')
     before = emu.counters()
-    rc1, wall1, rss1, _ = run_measured(
+    rc1, wall1, rss1, unused_out = run_measured(
         [PY, os.path.join(BENCH, 'peer', 'read_groups.py'), '--emulator-info', emu.state_file, '--ou', peer_ou,
          '--out', vars_path],
         env={'PYTHONPATH': os.path.join(ROOT, 'tests'), 'BENCH_TENANT_ID': TENANT_ID, 'BENCH_CLIENT_ID': CLIENT_ID,
@@ -387,7 +388,7 @@ def table(rows, first_wall, floor_wall, peer_wall):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     ap.add_argument('--size', choices=sorted(SIZES), default='small')
     ap.add_argument('--peer', choices=['auto', 'yes', 'no'], default='auto',
                     help='auto: run the peer on the small size only (it cannot finish the large one in reasonable time)')
