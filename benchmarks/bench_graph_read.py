@@ -204,7 +204,7 @@ def run_sdk(info, parallelism):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     ap.add_argument('--groups', type=int, default=2000)
     ap.add_argument('--users', type=int, default=20000)
     ap.add_argument('--memberships', type=int, default=200000)
@@ -259,11 +259,12 @@ def main(argv=None):
 
     print('\nReading all groups with direct members: %d groups, %d users, %d memberships, parallelism %d, throttling %s'
           % (args.groups, args.users, args.memberships, args.parallelism, 'on' if args.throttle else 'off'))
-    print('%-14s %4s %9s %9s %8s %13s %8s %9s' % ('client', 'run', 'seconds', 'requests', 'batches', 'sub-requests',
-                                                 'groups', 'links'))
+    header = ('client', 'run', 'seconds', 'requests', 'batches', 'sub-requests', 'groups', 'links')
+    print('%-14s %4s %9s %9s %8s %13s %8s %9s' % header)
     for row in rows:
-        print('%-14s %4d %9.2f %9d %8d %13d %8d %9d' % (row['client'], row['run'], row['seconds'], row['http'],
-                                                         row['batch'], row['sub_requests'], row['groups'], row['links']))
+        cells = (row['client'], row['run'], row['seconds'], row['http'], row['batch'], row['sub_requests'], row['groups'],
+                 row['links'])
+        print('%-14s %4d %9.2f %9d %8d %13d %8d %9d' % cells)
     if incremental:
         print('\nentra_reader.read_groups_incremental (%d membership changes between the runs):' % args.incremental)
         print('%-6s %9s %9s %8s %9s %12s' % ('run', 'seconds', 'requests', 'groups', 'links', 'state bytes'))
