@@ -397,6 +397,9 @@ def main(argv=None):
     ap.add_argument('--repeat', type=int, default=2, help='runs of each no-op scenario (the fastest is reported)')
     ap.add_argument('--profile', action='append', default=[], help='scenario name(s) to run under cProfile')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
+    ap.add_argument('--keep', action='store_true',
+                    help='leave the written groups in OU=Bench/OU=BenchPeer (default: emptied at the end, untimed, '
+                         'so the shared lab does not carry 100,000+ links for other users)')
     args = ap.parse_args(argv)
 
     from lab.lab import Lab
@@ -450,6 +453,9 @@ def main(argv=None):
             peer_row = run_peer(forest, emu, work, args.peer_timeout)
     finally:
         emu.stop()
+        if not args.keep:
+            for name in ('Bench', 'BenchPeer'):
+                fresh_ou(forest, name)
 
     floor_wall = floor_row['wall_s'] if floor_row else None
     peer_wall = peer_row['wall_s'] if peer_row else None
