@@ -14,12 +14,11 @@ __metaclass__ = type
 
 import datetime
 import json
-import socket
-import ssl
-import threading
 import uuid
 
 import pytest
+
+from listeners import Listener
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
@@ -130,42 +129,6 @@ def test_odata_injection_in_a_selected_name_selects_nothing(corp, box, graph_emu
 
 # -- wrong options and broken environments, through ansible-playbook ------------------------------
 
-class TLSListener(object):
-    """An LDAPS look-alike on 127.0.0.x: completes TLS handshakes with the given certificate, then hangs up."""
-
-    def __init__(self, ip, certfile, keyfile):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.address = '%s:%d' % (ip, self.sock.getsockname()[1])
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(certfile), str(keyfile))
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                conn, _addr = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.settimeout(2)
-            try:
-                self.ctx.wrap_socket(conn, server_side=True).close()
-            except (OSError, ssl.SSLError):
-                conn.close()
-
-    def close(self):
-        self._stop = True
-        self.thread.join(2)
-        self.sock.close()
-
-
 def other_ca(path):
     """A CA certificate that signed nothing of the lab's."""
     from cryptography import x509
@@ -211,7 +174,7 @@ def test_wrong_options_and_broken_environments_fail_with_a_message_that_says_wha
     _directory, ou = box
     lab_dir = tmp_path.__class__(corp.ca_file).resolve().parents[1]
     cert, key = pki.issue_expired_cert(lab_dir, 'hostile-expired', [], ['127.0.0.97'])
-    expired = TLSListener('127.0.0.97', cert, key)
+    expired = Listener('127.0.0.97', cert, key)
     emu = graph_emulator_factory(TenantBuilder(onprem_domain=corp.dns_domain).build(), settings={'throttle_enabled': False})
     subst = {'{ou}': ou, '{base}': corp.base_dn, '{wrong_password}': 'Wr0ng-%s' % uuid.uuid4().hex,
              '{expired}': expired.address, '{other_ca}': other_ca(tmp_path / 'other-ca.pem')}
@@ -268,38 +231,6 @@ def test_wrong_options_and_broken_environments_fail_with_a_message_that_says_wha
 
 # -- a tampered or damaged delta state file -------------------------------------------------------
 
-class CountingListener(object):
-    """A TCP listener that counts the connections made to it (and hangs up)."""
-
-    def __init__(self, ip):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.origin = 'https://%s:%d' % (ip, self.sock.getsockname()[1])
-        self.connections = 0
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                conn, _addr = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self):
-        self._stop = True
-        self.thread.join(2)
-        self.sock.close()
-
-
 def _graph_params(emu):
     return dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
                 authority_host=emu.authority_url, graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file,
@@ -322,7 +253,7 @@ def test_a_tampered_or_damaged_delta_state_file_never_sends_the_token_elsewhere_
     state = json.loads(state_path.read_text())
     assert state.get('delta_link', '').startswith(emu.base_url)
 
-    elsewhere = CountingListener('127.0.0.96')
+    elsewhere = Listener('127.0.0.96')
     try:
         state['delta_link'] = elsewhere.origin + '/v1.0/groups/delta?$deltatoken=stolen'
         state_path.write_text(json.dumps(state))

@@ -26,6 +26,8 @@ import uuid
 
 import pytest
 
+from listeners import Listener
+
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
@@ -271,39 +273,10 @@ def test_dc_stopped_during_an_ansible_run_is_a_failed_task_naming_the_server_not
         fresh.close()
 
 
-class DeadDC(object):
-    """A TCP listener on an address of our own that accepts and hangs up at once (a DC whose LDAPS
-    service is broken), counting the connections made to it."""
-
-    def __init__(self, ip='127.0.0.99'):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, 0))
-        self.sock.listen(16)
-        self.address = '%s:%d' % (ip, self.sock.getsockname()[1])
-        self.connections = 0
-        self._stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self._stop:
-            try:
-                conn, _peer = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self):
-        self._stop = True
-        self.sock.close()
-
-
 def test_unreachable_first_dc_fails_over_to_the_live_one_and_stays_there(rel):
     _lab, forest, directory, sandbox = rel
     ou = sandbox('failover')
-    dead = DeadDC()
+    dead = Listener('127.0.0.99')  # a DC whose LDAPS service is broken: accepts, then hangs up
     groups = many_groups(forest, 6, 'Failover')
     try:
         result = in_ou(forest, groups, ou, domain_controllers=['127.0.0.99', dead.address, forest.ip])
