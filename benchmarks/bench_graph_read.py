@@ -32,7 +32,6 @@ import asyncio
 import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ if not os.path.exists(_LINK):
     os.symlink(ROOT, _LINK)
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader  # noqa: E402
+from emulator.process import EmulatorProcess, requests_between  # noqa: E402
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient  # noqa: E402
 
 FILTER = 'securityEnabled eq true and mailEnabled eq false'
@@ -61,45 +61,6 @@ MEMBER_SELECT = ['id', 'displayName', 'userPrincipalName', 'onPremisesSyncEnable
 def log(msg):
     sys.stderr.write('[%s] %s\n' % (time.strftime('%H:%M:%S'), msg))
     sys.stderr.flush()
-
-
-class Emulator(object):
-    """The emulator in its own process."""
-
-    def __init__(self, args, work):
-        self.state_file = os.path.join(work, 'emulator.json')
-        self.log = open(os.path.join(work, 'emulator.log'), 'w')
-        cmd = [PY, os.path.join(ROOT, 'tests', 'emulator', 'server.py'), '--standard-apps', '--port', '0',
-               '--generate', 'groups=%d,users=%d,memberships=%d,seed=1' % (args.groups, args.users, args.memberships),
-               '--state-file', self.state_file]
-        if not args.throttle:
-            cmd.append('--no-throttle')
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.time() + 600
-        while not os.path.exists(self.state_file):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError('the emulator did not start: see %s' % self.log.name)
-            time.sleep(0.3)
-        time.sleep(0.2)
-        with open(self.state_file) as fh:
-            self.info = json.load(fh)
-        from emulator.server import RemoteAdmin
-        self.admin = RemoteAdmin(self.info['base_url'], self.info['ca_file'])
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-
-def served(before, after):
-    kb, ka = before.get('by_kind', {}), after.get('by_kind', {})
-    d = dict((k, ka.get(k, 0) - kb.get(k, 0)) for k in ka)
-    return dict(http=d.get('graph', 0) + d.get('batch', 0), batch=d.get('batch', 0), sub_requests=d.get('batch_item', 0),
-                tokens=d.get('token', 0), throttled=after.get('throttled', 0) - before.get('throttled', 0))
 
 
 def run_ours(info, parallelism):
@@ -219,23 +180,25 @@ def main(argv=None):
     os.environ.pop('REQUESTS_CA_BUNDLE', None)
     work = tempfile.mkdtemp(prefix='bench-graph-read-')
     log('generating and serving %d groups / %d users / %d memberships' % (args.groups, args.users, args.memberships))
-    emu = Emulator(args, work)
+    server_args = ['--standard-apps', '--generate', 'groups=%d,users=%d,memberships=%d,seed=1'
+                   % (args.groups, args.users, args.memberships)] + ([] if args.throttle else ['--no-throttle'])
+    emu = EmulatorProcess(server_args, work, python=PY)
     rows = []
     incremental = []
     try:
         ours_links = sdk_links = None
         for n in range(args.repeat):
-            before = emu.admin.counters()
+            before = emu.counters()
             seconds, ours_links, stats = run_ours(emu.info, args.parallelism)
-            req = served(before, emu.admin.counters())
+            req = requests_between(before, emu.counters())
             rows.append(dict(client='entra_reader', run=n + 1, seconds=round(seconds, 3), groups=len(ours_links),
                              links=sum(len(v) for v in ours_links.values()), client_stats=stats, **req))
             log('entra_reader run %d: %.2fs, %d HTTP requests' % (n + 1, seconds, req['http']))
             if args.no_sdk:
                 continue
-            before = emu.admin.counters()
+            before = emu.counters()
             seconds, sdk_links, retries = run_sdk(emu.info, args.parallelism)
-            req = served(before, emu.admin.counters())
+            req = requests_between(before, emu.counters())
             rows.append(dict(client='msgraph-sdk', run=n + 1, seconds=round(seconds, 3), groups=len(sdk_links),
                              links=sum(len(v) for v in sdk_links.values()), transport_retries=retries, **req))
             log('msgraph-sdk run %d: %.2fs, %d HTTP requests' % (n + 1, seconds, req['http']))
@@ -262,7 +225,7 @@ def main(argv=None):
     header = ('client', 'run', 'seconds', 'requests', 'batches', 'sub-requests', 'groups', 'links')
     print('%-14s %4s %9s %9s %8s %13s %8s %9s' % header)
     for row in rows:
-        cells = (row['client'], row['run'], row['seconds'], row['http'], row['batch'], row['sub_requests'], row['groups'],
+        cells = (row['client'], row['run'], row['seconds'], row['http'], row['batch'], row['batch_items'], row['groups'],
                  row['links'])
         print('%-14s %4d %9.2f %9d %8d %13d %8d %9d' % cells)
     if incremental:

@@ -49,6 +49,8 @@ if not os.path.exists(_LINK):
     os.makedirs(os.path.dirname(_LINK), exist_ok=True)
     os.symlink(ROOT, _LINK)
 
+from emulator.process import EmulatorProcess, requests_between  # noqa: E402
+
 SIZES = {
     # synced users come from the lab (created once); users = synced + ~10% cloud-only.
     'small': dict(groups=100, synced=1000, users=1100, memberships=5000, big=2000, depth=3, seed=7),
@@ -158,45 +160,10 @@ def count_groups(forest, ou_dn):
 
 
 # --------------------------------------------------------------------------- Graph emulator
-class Emulator(object):
+
+def start_emulator(tenant_path, work):
     """The Graph emulator in its own process (so it is not measured as part of the module)."""
-
-    def __init__(self, tenant_path, work):
-        self.state_file = os.path.join(work, 'emulator.json')
-        if os.path.exists(self.state_file):
-            os.unlink(self.state_file)
-        self.log = open(os.path.join(work, 'emulator.log'), 'w')
-        self.proc = subprocess.Popen([PY, os.path.join(ROOT, 'tests', 'emulator', 'server.py'), '--tenant', tenant_path,
-                                      '--port', '0', '--no-throttle', '--state-file', self.state_file],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.time() + 300
-        while not os.path.exists(self.state_file):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError('the emulator did not start: see %s' % self.log.name)
-            time.sleep(0.2)
-        with open(self.state_file) as fh:
-            self.info = json.load(fh)
-        from emulator.server import RemoteAdmin
-        self.admin = RemoteAdmin(self.info['base_url'], self.info['ca_file'])
-
-    def counters(self):
-        return self.admin.counters()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-
-def requests_between(before, after):
-    """Graph requests the emulator served between two counter snapshots (tokens apart)."""
-    kinds_b, kinds_a = before.get('by_kind', {}), after.get('by_kind', {})
-    d = dict((k, kinds_a.get(k, 0) - kinds_b.get(k, 0)) for k in kinds_a)
-    return dict(http=sum(v for k, v in d.items() if k in ('graph', 'batch')), batch_items=d.get('batch_item', 0),
-                tokens=d.get('token', 0), throttled=after.get('throttled', 0) - before.get('throttled', 0))
+    return EmulatorProcess(['--tenant', tenant_path, '--no-throttle'], work, python=PY, timeout=300)
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -408,7 +375,7 @@ def main(argv=None):
     os.makedirs(work, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     tenant, tenant_path = build_tenant(args.size, forest, work)
-    emu = Emulator(tenant_path, work)
+    emu = start_emulator(tenant_path, work)
     rows, extra = [], {}
     try:
         target = fresh_ou(forest, 'Bench')

@@ -45,7 +45,7 @@ def main(argv=None):
     if client.get(ou, ['distinguishedName']) is None:
         client.add(ou, {'objectClass': 'organizationalUnit'})
     client.close()
-    emu = bench.Emulator(os.path.join(work, 'tenant.json'), work)
+    emu = bench.start_emulator(os.path.join(work, 'tenant.json'), work)
     start = time.perf_counter()
 
     def probe(label):

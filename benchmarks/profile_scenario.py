@@ -32,7 +32,7 @@ def main(argv=None):
     from lab.lab import Lab
     forest = Lab().forest('corp')
     work = os.path.join(bench.ROOT, '.build', 'bench', args.size)
-    emu = bench.Emulator(os.path.join(work, 'tenant.json'), work)
+    emu = bench.start_emulator(os.path.join(work, 'tenant.json'), work)
     state = None
     if args.delta:
         state = os.path.join(work, 'profile-delta-state.json')
