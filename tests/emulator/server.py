@@ -726,20 +726,17 @@ class Emulator(object):
         hdrs = {}
         self._throttle(principal, cost, headers, ctx, hdrs)
         if method == "POST" and [x.lower() for x in segs] == ["directoryobjects", "getbyids"]:
-            try:
-                reply = self._get_by_ids(version, headers, body, principal, ctx)
-            except QueryError as e:
-                raise GraphError(e.status, e.code, e.message, hdrs)
-            except GraphError as e:
-                e.headers.update(hdrs)
-                raise
-            reply.headers.update(hdrs)
-            return reply
+            return self._answer(hdrs, self._get_by_ids, version, headers, body, principal, ctx)
         if method != "GET":
             raise GraphError(405, "Request_BadRequest",
                              "The emulator serves reads only; change state through /_emulator.", hdrs)
+        return self._answer(hdrs, self._route, version, segs, params, headers, principal, ctx)
+
+    @staticmethod
+    def _answer(hdrs, handler, *args):
+        """Run a handler; its reply or error carries the throttling headers ``hdrs``."""
         try:
-            reply = self._route(version, segs, params, headers, principal, ctx)
+            reply = handler(*args)
         except QueryError as e:
             raise GraphError(e.status, e.code, e.message, hdrs)
         except GraphError as e:
