@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-APT_PACKAGES=(samba-ad-dc samba winbind krb5-user ldb-tools smbclient libkrb5-dev python3-venv python3-dev gcc iproute2 openssl rsync shellcheck)
+APT_PACKAGES=(samba-ad-dc samba-ad-provision samba winbind krb5-user ldb-tools smbclient libkrb5-dev python3-venv python3-dev gcc iproute2 openssl rsync shellcheck)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
