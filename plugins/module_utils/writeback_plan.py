@@ -397,14 +397,55 @@ def _diff_members(dns):
 
 
 def plan_writeback(desired_groups, ad_state, resolution, options=None):
-    """Plan the writeback; see the module docstring for inputs, options and output."""
+    """Plan the writeback; see the module docstring for inputs, options and output.
+
+    The plan is built in phases, each a function of its own (in this order):
+    ``index_desired`` and ``index_ad_state`` (inputs by id), ``plan_targets`` (per group: the AD
+    object, the target DN, eligibility and collisions), ``plan_renames`` (modify DN of existing
+    groups), ``desired_memberships`` (the member DNs each group should have), ``plan_creates``
+    (new groups, children before parents), ``plan_attribute_updates`` and ``plan_member_changes``
+    (existing groups), ``finish_existing_reports`` (action and diff of existing groups) and
+    ``plan_deletes`` (orphans, the deletion threshold).
+    """
     ad_state = ad_state or {}
-    resolution = resolution or {}
     opts = _normalize_options(options, ad_state.get('domain_dn'))
     plan = Plan()
     warnings = plan.warnings
 
-    # ---- desired groups, de-duplicated and sorted --------------------------------------------
+    desired = index_desired(desired_groups, warnings)
+    order = sorted(desired)
+    ad_index = index_ad_state(ad_state)
+    targets = plan_targets(desired, ad_index, opts, warnings)
+    state, reports = targets['state'], targets['reports']
+    modify_dn_ops, rename_map = plan_renames(order, state, reports)
+    wanted = desired_memberships(order, desired, state, reports, resolution or {}, targets['not_written'], rename_map)
+
+    plan.cycles = _find_cycles(order, wanted['child_groups'])
+    for cyc in plan.cycles:
+        warnings.append('Nested groups form a cycle: %s' % ' -> '.join(cyc + [cyc[0]]))
+
+    create_ops, create_member_ops = plan_creates(order, state, reports, wanted, opts, plan.diff)
+    modify_ops, attr_changes = plan_attribute_updates(order, state, reports, opts)
+    member_ops, member_changes = plan_member_changes(order, state, reports, wanted, rename_map, opts)
+    finish_existing_reports(order, state, reports, attr_changes, member_changes, plan.diff)
+    deletes = plan_deletes(desired, ad_index['managed_by_id'], opts, plan.diff, warnings)
+    plan.deletion_threshold_exceeded = deletes['threshold_exceeded']
+
+    plan.ops = modify_dn_ops + create_ops + modify_ops + create_member_ops + member_ops + deletes['ops']
+    plan.groups = [reports[gid] for gid in order] + deletes['reports']
+    for rep in plan.groups:
+        if rep['reason'] and not rep['reason_text']:
+            rep['reason_text'] = reason_text(rep['reason'])
+    plan.summary = summarise(plan.groups)
+    plan.diff = dict((side, dict(sorted(plan.diff[side].items()))) for side in ('before', 'after'))
+    return plan
+
+
+# ---- phase: inputs by id --------------------------------------------------------------------
+
+def index_desired(desired_groups, warnings):
+    """{group id: Entra group}: groups without a usable id are dropped (with a warning), the first
+    copy of a group given twice is kept."""
     desired = {}
     for g in desired_groups or []:
         gid = group_id(g)
@@ -419,9 +460,13 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
             warnings.append('Entra group %s was given twice; the first copy is used' % gid)
             continue
         desired[gid] = g
-    order = sorted(desired)
+    return desired
 
-    # ---- AD objects by anchor ---------------------------------------------------------------
+
+def index_ad_state(ad_state):
+    """The AD state by id: ``managed_by_id`` ({gid: [objects with its anchor]}), ``v2_by_id``
+    ({gid: [Writeback v2 objects]}), ``taken`` ({dn_key: holder} of every DN known to be in use)
+    and ``sam_taken`` (lower-cased sAMAccountNames in use)."""
     managed_by_id = {}
     for obj in ad_state.get('managed') or []:
         gid = group_id_from_anchor(obj.get('anchor'))
@@ -445,122 +490,146 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
         if obj.get('dn'):
             taken.setdefault(dn_key(obj['dn']), dict(dn=obj['dn'], anchor=obj.get('anchor'), object_guid=obj.get('object_guid')))
     sam_taken = set(str(s).lower() for s in (ad_state.get('sam_taken') or []))
+    return dict(managed_by_id=managed_by_id, v2_by_id=v2_by_id, taken=taken, sam_taken=sam_taken)
 
+
+# ---- phase: targets and collisions -----------------------------------------------------------
+
+def plan_targets(desired, ad_index, opts, warnings):
+    """Per desired group: which AD object it is (anchor, Writeback v2 adoption, or a create), its
+    target cn/container/DN and attributes, or why it is not written (ineligible, duplicate anchor,
+    adminCount, DN or sAMAccountName collision).
+
+    Returns ``dict(reports={gid: report}, state={gid: target}, not_written={gid: [existing DNs]})``
+    where a target is ``dict(obj (None for a create), dn, cn, container, attrs, adopted)``; groups
+    in ``not_written`` have no target, and their existing DNs are never removed from a parent.
+    """
     reports = {}
-    state = {}          # gid -> dict(obj (None for a create), dn, cn, container, attrs, adopted)
-    not_written = {}    # gid -> list of existing DNs (protected from removal in parents)
-    claimed_dns = {}    # dn_key -> gid
-    claimed_sams = {}   # lower sam -> gid
-
-    # ---- phase 1: per group target, eligibility, collisions ----------------------------------
-    for gid in order:
+    state = {}
+    not_written = {}
+    claimed = dict(dns={}, sams={})   # dn_key -> gid, lower sam -> gid
+    for gid in sorted(desired):
         g = desired[gid]
         rep = _report(gid, g.get('display_name'))
         reports[gid] = rep
-        existing = managed_by_id.get(gid, [])
-        v2 = v2_by_id.get(gid, [])
+        existing = ad_index['managed_by_id'].get(gid, [])
+        v2 = ad_index['v2_by_id'].get(gid, [])
         existing_dns = [o.get('dn') for o in existing + v2 if o.get('dn')]
-
-        reasons = group_ineligibility(g, opts['max_members'])
-        if reasons:
-            _set_reason(rep, 'skipped', reasons[0])
-            rep['reasons'] = reasons
-            rep['reason_text'] = ' '.join(reason_text(r) for r in reasons)
-            rep['dn'] = existing[0]['dn'] if len(existing) == 1 else None
+        found = _existing_object(gid, g, existing, v2, existing_dns, rep, opts, warnings)
+        if found is None:
             not_written[gid] = existing_dns
             continue
-        if len(existing) > 1:
-            _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Objects: %s.' % '; '.join(sorted(existing_dns, key=dn_key)))
-            rep['duplicates'] = sorted((o.get('dn') for o in existing), key=dn_key)
+        obj, adopted = found
+        target = _target_for(gid, g, obj, ad_index, claimed, rep, opts)
+        if target is None:
             not_written[gid] = existing_dns
             continue
-        adopted = False
-        if existing:
-            obj = existing[0]
-            if v2:
-                warnings.append('Entra group %s: ignoring Writeback v2 group(s) %s because %s carries the anchor' % (
-                    gid, '; '.join(o.get('dn') for o in v2), obj.get('dn')))
-        elif v2:
-            if not opts['adopt_writeback_v2']:
-                _set_reason(rep, 'skipped', 'writeback_v2_group_exists', 'Object: %s.' % '; '.join(o.get('dn') for o in v2))
-                not_written[gid] = existing_dns
-                continue
-            if len(v2) > 1:
-                _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Writeback v2 objects: %s.' % '; '.join(sorted(existing_dns, key=dn_key)))
-                rep['duplicates'] = sorted(existing_dns, key=dn_key)
-                not_written[gid] = existing_dns
-                continue
-            obj = v2[0]
-            adopted = True
-        else:
-            obj = None
-
-        if obj is not None and int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
-            _set_reason(rep, 'skipped', 'admin_count', 'Object: %s.' % obj.get('dn'))
-            rep['dn'] = obj.get('dn')
-            rep['object_guid'] = obj.get('object_guid')
-            not_written[gid] = existing_dns
-            warnings.append('Group %s (%s) is protected by adminCount=1 and was not changed' % (gid, obj.get('dn')))
-            continue
-
-        cn = cn_for(g, opts['naming'])
-        container = container_for(g, opts)
-        if obj is not None and not opts['adopt_rename'] and opts['naming'] != 'writeback_v2':
-            current_cn = rdn_value(obj['dn'])
-            if current_cn.lower() == anchor_for(gid).lower():
-                cn = current_cn
-                container = parent_dn(obj['dn'])
-        new_dn = build_rdn('CN', cn) + ',' + container
-        key = dn_key(new_dn)
-
-        if obj is None or key != dn_key(obj['dn']):
-            holder = taken.get(key)
-            if holder and not _is_self(holder, gid, obj):
-                _set_reason(rep, 'error', 'dn_collision', 'Wanted %s, held by %s (anchor %s).' % (new_dn, holder.get('dn'), holder.get('anchor')))
-                rep['dn'] = obj.get('dn') if obj else None
-                not_written[gid] = existing_dns
-                continue
-        if key in claimed_dns:
-            _set_reason(rep, 'error', 'dn_collision', 'Wanted %s, also computed for Entra group %s.' % (new_dn, claimed_dns[key]))
-            rep['dn'] = obj.get('dn') if obj else None
-            not_written[gid] = existing_dns
-            continue
-
-        sam = sam_for(g, opts['sam_account_name_template'], cn)
-        if opts['sam_account_name_template']:
-            if not sam:
-                _set_reason(rep, 'error', 'sam_account_name_invalid')
-                not_written[gid] = existing_dns
-                continue
-            own = (obj.get('sam_account_name') or '').lower() if obj else ''
-            if sam.lower() in claimed_sams or (sam.lower() in sam_taken and sam.lower() != own):
-                other = claimed_sams.get(sam.lower())
-                _set_reason(rep, 'error', 'sam_account_name_collision', 'Name %r%s.' % (sam, ' (also Entra group %s)' % other if other else ''))
-                rep['dn'] = obj.get('dn') if obj else None
-                not_written[gid] = existing_dns
-                continue
-            claimed_sams[sam.lower()] = gid
-        claimed_dns[key] = gid
-
-        attrs = {
-            'cn': cn,
-            'displayName': g.get('display_name') or None,
-            'description': description_for(g),
-            'groupType': GROUP_TYPE_UNIVERSAL_SECURITY,
-            'msDS-ExternalDirectoryObjectId': anchor_for(gid),
-            'adminDescription': anchor_for(gid),
-        }
-        if sam:
-            attrs['sAMAccountName'] = sam
-        state[gid] = dict(obj=obj, dn=new_dn, cn=cn, container=container, attrs=attrs, adopted=adopted)
-        rep['dn'] = new_dn
+        target['adopted'] = adopted
+        state[gid] = target
+        rep['dn'] = target['dn']
         rep['adopted'] = adopted
         if obj is not None:
             rep['object_guid'] = obj.get('object_guid')
+    return dict(reports=reports, state=state, not_written=not_written)
 
-    # ---- renames / moves --------------------------------------------------------------------
-    rename_map = {}   # dn_key(old dn) -> new dn
-    modify_dn_ops = []
+
+def _existing_object(gid, g, existing, v2, existing_dns, rep, opts, warnings):
+    """``(obj or None, adopted)`` for a group that may be written, or None (``rep`` says why not)."""
+    reasons = group_ineligibility(g, opts['max_members'])
+    if reasons:
+        _set_reason(rep, 'skipped', reasons[0])
+        rep['reasons'] = reasons
+        rep['reason_text'] = ' '.join(reason_text(r) for r in reasons)
+        rep['dn'] = existing[0]['dn'] if len(existing) == 1 else None
+        return None
+    if len(existing) > 1:
+        _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Objects: %s.' % '; '.join(sorted(existing_dns, key=dn_key)))
+        rep['duplicates'] = sorted((o.get('dn') for o in existing), key=dn_key)
+        return None
+    adopted = False
+    if existing:
+        obj = existing[0]
+        if v2:
+            warnings.append('Entra group %s: ignoring Writeback v2 group(s) %s because %s carries the anchor' % (
+                gid, '; '.join(o.get('dn') for o in v2), obj.get('dn')))
+    elif v2:
+        if not opts['adopt_writeback_v2']:
+            _set_reason(rep, 'skipped', 'writeback_v2_group_exists', 'Object: %s.' % '; '.join(o.get('dn') for o in v2))
+            return None
+        if len(v2) > 1:
+            _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Writeback v2 objects: %s.' % '; '.join(sorted(existing_dns, key=dn_key)))
+            rep['duplicates'] = sorted(existing_dns, key=dn_key)
+            return None
+        obj = v2[0]
+        adopted = True
+    else:
+        obj = None
+    if obj is not None and int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
+        _set_reason(rep, 'skipped', 'admin_count', 'Object: %s.' % obj.get('dn'))
+        rep['dn'] = obj.get('dn')
+        rep['object_guid'] = obj.get('object_guid')
+        warnings.append('Group %s (%s) is protected by adminCount=1 and was not changed' % (gid, obj.get('dn')))
+        return None
+    return obj, adopted
+
+
+def _target_for(gid, g, obj, ad_index, claimed, rep, opts):
+    """The target (see ``plan_targets``) of a group to be written, or None on a collision."""
+    cn = cn_for(g, opts['naming'])
+    container = container_for(g, opts)
+    if obj is not None and not opts['adopt_rename'] and opts['naming'] != 'writeback_v2':
+        current_cn = rdn_value(obj['dn'])
+        if current_cn.lower() == anchor_for(gid).lower():
+            cn = current_cn
+            container = parent_dn(obj['dn'])
+    new_dn = build_rdn('CN', cn) + ',' + container
+    key = dn_key(new_dn)
+
+    if obj is None or key != dn_key(obj['dn']):
+        holder = ad_index['taken'].get(key)
+        if holder and not _is_self(holder, gid, obj):
+            _set_reason(rep, 'error', 'dn_collision', 'Wanted %s, held by %s (anchor %s).' % (new_dn, holder.get('dn'), holder.get('anchor')))
+            rep['dn'] = obj.get('dn') if obj else None
+            return None
+    if key in claimed['dns']:
+        _set_reason(rep, 'error', 'dn_collision', 'Wanted %s, also computed for Entra group %s.' % (new_dn, claimed['dns'][key]))
+        rep['dn'] = obj.get('dn') if obj else None
+        return None
+
+    sam = sam_for(g, opts['sam_account_name_template'], cn)
+    if opts['sam_account_name_template']:
+        if not sam:
+            _set_reason(rep, 'error', 'sam_account_name_invalid')
+            return None
+        own = (obj.get('sam_account_name') or '').lower() if obj else ''
+        if sam.lower() in claimed['sams'] or (sam.lower() in ad_index['sam_taken'] and sam.lower() != own):
+            other = claimed['sams'].get(sam.lower())
+            _set_reason(rep, 'error', 'sam_account_name_collision', 'Name %r%s.' % (sam, ' (also Entra group %s)' % other if other else ''))
+            rep['dn'] = obj.get('dn') if obj else None
+            return None
+        claimed['sams'][sam.lower()] = gid
+    claimed['dns'][key] = gid
+
+    attrs = {
+        'cn': cn,
+        'displayName': g.get('display_name') or None,
+        'description': description_for(g),
+        'groupType': GROUP_TYPE_UNIVERSAL_SECURITY,
+        'msDS-ExternalDirectoryObjectId': anchor_for(gid),
+        'adminDescription': anchor_for(gid),
+    }
+    if sam:
+        attrs['sAMAccountName'] = sam
+    return dict(obj=obj, dn=new_dn, cn=cn, container=container, attrs=attrs)
+
+
+# ---- phase: renames and moves ----------------------------------------------------------------
+
+def plan_renames(order, state, reports):
+    """``(modify_dn ops, rename_map)`` for existing groups whose cn or container changes;
+    ``rename_map`` is {dn_key(old DN): new DN}. Sets each target's final ``dn``."""
+    rename_map = {}
+    ops = []
     for gid in order:
         st = state.get(gid)
         if not st or st['obj'] is None:
@@ -586,14 +655,25 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
         reports[gid]['dn'] = new_dn
         reports[gid]['previous_dn'] = old_dn
         rename_map[dn_key(old_dn)] = new_dn
-        modify_dn_ops.append(dict(op='modify_dn', group_id=gid, dn=old_dn, new_dn=new_dn, new_rdn=new_rdn,
-                                  new_superior=new_superior, object_guid=st['obj'].get('object_guid')))
+        ops.append(dict(op='modify_dn', group_id=gid, dn=old_dn, new_dn=new_dn, new_rdn=new_rdn,
+                        new_superior=new_superior, object_guid=st['obj'].get('object_guid')))
+    return ops, rename_map
 
-    # ---- desired members --------------------------------------------------------------------
+
+# ---- phase: members ----------------------------------------------------------------------------
+
+def desired_memberships(order, desired, state, reports, resolution, not_written, rename_map):
+    """What each written group's ``member`` should be.
+
+    Returns ``dict(members={gid: {dn_key: dn}}, child_groups={gid: set of child gids written in
+    this run}, protected={gid: set of dn_keys never removed})``. Groups whose members are not
+    managed (``members`` None) are left out of ``members`` and get ``members_known`` False.
+    Skipped and unresolved members are reported on the group.
+    """
     in_scope = set(desired)
-    desired_members = {}   # gid -> {key: dn}
-    child_groups = {}      # gid -> set of child gids (written in this run)
-    protected = {}         # gid -> set of keys never removed
+    members = {}
+    child_groups = {}
+    protected = {}
     for gid in order:
         st = state.get(gid)
         if not st:
@@ -633,58 +713,65 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
                 rep['unresolved_members'].append(_member_entry(m, why or 'unresolved'))
                 continue
             wanted[dn_key(dn)] = dn
-        desired_members[gid] = wanted
+        members[gid] = wanted
         child_groups[gid] = children
         protected[gid] = prot
+    return dict(members=members, child_groups=child_groups, protected=protected)
 
-    # ---- cycles (reported for all written groups) and create order -------------------------
-    plan.cycles = _find_cycles(order, child_groups)
-    for cyc in plan.cycles:
-        warnings.append('Nested groups form a cycle: %s' % ' -> '.join(cyc + [cyc[0]]))
+
+# ---- phase: creates in order -------------------------------------------------------------------
+
+def plan_creates(order, state, reports, wanted, opts, diff):
+    """``(create ops, member ops)`` for groups without an AD object, children before parents: a
+    create carries the members it can (up to ``chunk_size``); links to a child that is created
+    later (a cycle) and the rest of a large membership follow as member ops."""
+    child_groups = wanted['child_groups']
     creates = [gid for gid in order if gid in state and state[gid]['obj'] is None]
     create_order, deferred = _topological(creates, child_groups)
-
     create_ops = []
     member_ops = []
-    modify_ops = []
-    create_member_keys = {}
     for gid in create_order:
         st = state[gid]
         rep = reports[gid]
         attrs = dict((k, v) for k, v in st['attrs'].items() if v is not None)
         attrs['objectClass'] = 'group'
-        wanted = desired_members.get(gid, {})
+        members = wanted['members'].get(gid, {})
         initial = []
         later = []
-        for key in sorted(wanted):
+        for key in sorted(members):
             child = _child_of(key, gid, child_groups, state)
             if child is not None and (gid, child) in deferred:
-                later.append(wanted[key])
+                later.append(members[key])
             else:
-                initial.append(wanted[key])
+                initial.append(members[key])
         if len(initial) > opts['chunk_size']:
             later = initial[opts['chunk_size']:] + later
             initial = initial[:opts['chunk_size']]
         create_ops.append(dict(op='create', group_id=gid, dn=st['dn'], attributes=attrs, members=initial))
-        create_member_keys[gid] = set(dn_key(d) for d in initial)
         for chunk in _chunks(sorted(later, key=dn_key), opts['chunk_size']):
             member_ops.append(dict(op='members', group_id=gid, dn=st['dn'], add=chunk, remove=[]))
         rep['action'] = 'created'
         rep['changes'] = sorted(k for k in attrs if k != 'objectClass')
-        rep['members_added'] = sorted(wanted.values(), key=dn_key)
-        plan.diff['before'][gid] = {}
+        rep['members_added'] = sorted(members.values(), key=dn_key)
+        diff['before'][gid] = {}
         after = dict(attrs)
         after['dn'] = st['dn']
-        after['members'] = _diff_members(list(wanted.values()))
-        plan.diff['after'][gid] = after
+        after['members'] = _diff_members(list(members.values()))
+        diff['after'][gid] = after
+    return create_ops, member_ops
 
-    # ---- updates of existing groups ---------------------------------------------------------
+
+# ---- phase: existing groups: attributes, members, report -----------------------------------------
+
+def plan_attribute_updates(order, state, reports, opts):
+    """``(modify ops, {gid: {attr: new value}})`` for existing groups whose attributes differ."""
+    ops = []
+    changed = {}
     for gid in order:
         st = state.get(gid)
         if not st or st['obj'] is None:
             continue
         obj = st['obj']
-        rep = reports[gid]
         current = _attrs_of(obj)
         changes = {}
         for attr, value in st['attrs'].items():
@@ -695,29 +782,57 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
             if current.get(attr) != value:
                 changes[attr] = value
         if changes:
-            modify_ops.append(dict(op='modify', group_id=gid, dn=st['dn'], changes=changes, object_guid=obj.get('object_guid')))
-            rep['changes'].extend(sorted(changes))
-        adds = []
+            ops.append(dict(op='modify', group_id=gid, dn=st['dn'], changes=changes, object_guid=obj.get('object_guid')))
+            reports[gid]['changes'].extend(sorted(changes))
+        changed[gid] = changes
+    return ops, changed
+
+
+def plan_member_changes(order, state, reports, wanted, rename_map, opts):
+    """``(member ops, {gid: (adds, removes, have)})`` for existing groups whose members are managed:
+    adds of missing members, and (authoritative membership) removes of the others, except the
+    protected DNs of child groups that were not written this run. ``have`` is the current
+    membership ({dn_key: dn}, renamed DNs followed)."""
+    ops = []
+    result = {}
+    for gid in order:
+        st = state.get(gid)
+        if not st or st['obj'] is None or not st.get('members_known'):
+            continue
+        want = wanted['members'][gid]
+        have = {}
+        for dn in st['obj'].get('members') or []:
+            k = dn_key(dn)
+            new = rename_map.get(k)
+            if new is not None:
+                have[dn_key(new)] = new
+            else:
+                have[k] = dn
+        adds = [want[k] for k in sorted(want) if k not in have]
         removes = []
-        if st.get('members_known'):
-            wanted = desired_members[gid]
-            have = {}
-            for dn in obj.get('members') or []:
-                k = dn_key(dn)
-                new = rename_map.get(k)
-                if new is not None:
-                    have[dn_key(new)] = new
-                else:
-                    have[k] = dn
-            adds = [wanted[k] for k in sorted(wanted) if k not in have]
-            if opts['membership'] == 'authoritative':
-                removes = [have[k] for k in sorted(have) if k not in wanted and k not in protected.get(gid, ())]
-            items = [('remove', d) for d in removes] + [('add', d) for d in adds]
-            for chunk in _chunks(items, opts['chunk_size']):
-                member_ops.append(dict(op='members', group_id=gid, dn=st['dn'],
-                                       add=[d for a, d in chunk if a == 'add'], remove=[d for a, d in chunk if a == 'remove']))
-            if adds or removes:
-                rep['changes'].append('member')
+        if opts['membership'] == 'authoritative':
+            protected = wanted['protected'].get(gid, ())
+            removes = [have[k] for k in sorted(have) if k not in want and k not in protected]
+        items = [('remove', d) for d in removes] + [('add', d) for d in adds]
+        for chunk in _chunks(items, opts['chunk_size']):
+            ops.append(dict(op='members', group_id=gid, dn=st['dn'],
+                            add=[d for a, d in chunk if a == 'add'], remove=[d for a, d in chunk if a == 'remove']))
+        if adds or removes:
+            reports[gid]['changes'].append('member')
+        result[gid] = (adds, removes, have)
+    return ops, result
+
+
+def finish_existing_reports(order, state, reports, attr_changes, member_changes, diff):
+    """Action (moved/renamed/updated/unchanged), member lists and diff of each existing group."""
+    for gid in order:
+        st = state.get(gid)
+        if not st or st['obj'] is None:
+            continue
+        obj = st['obj']
+        rep = reports[gid]
+        changes = attr_changes.get(gid) or {}
+        adds, removes, have = member_changes.get(gid, ([], [], {}))
         rep['members_added'] = adds
         rep['members_removed'] = removes
         if st.get('moved'):
@@ -728,24 +843,31 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
             rep['action'] = 'updated'
         else:
             rep['action'] = 'unchanged'
-        if rep['action'] != 'unchanged':
-            before = dict(current)
-            before['dn'] = obj['dn']
-            after = dict(current)
-            after.update(changes)
-            after['dn'] = st['dn']
-            if adds or removes:
-                before['members'] = _diff_members(list(obj.get('members') or []))
-                after_members = dict(have)
-                for d in removes:
-                    after_members.pop(dn_key(d), None)
-                for d in adds:
-                    after_members[dn_key(d)] = d
-                after['members'] = _diff_members(list(after_members.values()))
-            plan.diff['before'][gid] = dict((k, v) for k, v in before.items() if v is not None)
-            plan.diff['after'][gid] = dict((k, v) for k, v in after.items() if v is not None)
+        if rep['action'] == 'unchanged':
+            continue
+        current = _attrs_of(obj)
+        before = dict(current)
+        before['dn'] = obj['dn']
+        after = dict(current)
+        after.update(changes)
+        after['dn'] = st['dn']
+        if adds or removes:
+            before['members'] = _diff_members(list(obj.get('members') or []))
+            after_members = dict(have)
+            for d in removes:
+                after_members.pop(dn_key(d), None)
+            for d in adds:
+                after_members[dn_key(d)] = d
+            after['members'] = _diff_members(list(after_members.values()))
+        diff['before'][gid] = dict((k, v) for k, v in before.items() if v is not None)
+        diff['after'][gid] = dict((k, v) for k, v in after.items() if v is not None)
 
-    # ---- orphans and deletes ----------------------------------------------------------------
+
+# ---- phase: deletes ------------------------------------------------------------------------------
+
+def plan_deletes(desired, managed_by_id, opts, diff, warnings):
+    """Managed groups whose Entra group is not desired: deleted (``prune``) or reported orphaned.
+    Over ``deletion_threshold`` nothing is deleted. Returns ``dict(ops, reports, threshold_exceeded)``."""
     delete_ops = []
     orphan_reports = []
     for gid in sorted(managed_by_id):
@@ -773,27 +895,20 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
                 continue
             rep['action'] = 'deleted'
             delete_ops.append(dict(op='delete', group_id=gid, dn=obj['dn'], object_guid=obj.get('object_guid')))
-            plan.diff['before'][gid] = dict((k, v) for k, v in dict(_attrs_of(obj), dn=obj['dn']).items() if v is not None)
-            plan.diff['after'][gid] = {}
+            diff['before'][gid] = dict((k, v) for k, v in dict(_attrs_of(obj), dn=obj['dn']).items() if v is not None)
+            diff['after'][gid] = {}
+    exceeded = False
     threshold = opts['deletion_threshold']
     if threshold is not None and len(delete_ops) > int(threshold):
-        plan.deletion_threshold_exceeded = True
+        exceeded = True
         warnings.append('The run would delete %d groups, more than the deletion threshold %d; nothing was deleted' % (len(delete_ops), int(threshold)))
         for rep in orphan_reports:
             if rep['action'] == 'deleted':
                 _set_reason(rep, 'orphaned', 'deletion_threshold_exceeded')
-                plan.diff['before'].pop(rep['id'], None)
-                plan.diff['after'].pop(rep['id'], None)
+                diff['before'].pop(rep['id'], None)
+                diff['after'].pop(rep['id'], None)
         delete_ops = []
-
-    plan.ops = modify_dn_ops + create_ops + modify_ops + member_ops + delete_ops
-    plan.groups = [reports[gid] for gid in order] + orphan_reports
-    for rep in plan.groups:
-        if rep['reason'] and not rep['reason_text']:
-            rep['reason_text'] = reason_text(rep['reason'])
-    plan.summary = summarise(plan.groups)
-    plan.diff = dict((side, dict(sorted(plan.diff[side].items()))) for side in ('before', 'after'))
-    return plan
+    return dict(ops=delete_ops, reports=orphan_reports, threshold_exceeded=exceeded)
 
 
 def _is_self(holder, gid, obj):
