@@ -88,8 +88,26 @@ def _role_definition(rid):
             "isEnabled": True, "description": name or "Custom role"}
 
 
-# Resource-unit base costs (spec "Errors and throttling"); anything not listed costs 1.
+# Every limit below traces to a page of Microsoft's documentation:
+# * throttling (token bucket per app+tenant of 3,500/5,000/8,000 resource units per 10 s by tenant
+#   size, base costs, $select -1 / $expand +1 / $top<20 -1, min 1, the x-ms-* headers, and
+#   "Using the priority request header doesn't change the limits"):
+#   https://learn.microsoft.com/en-us/graph/throttling-limits#identity-and-access-service-limits
+# * page size 1..999 ($top): https://learn.microsoft.com/en-us/graph/api/group-list and
+#   https://learn.microsoft.com/en-us/graph/paging
+# * $expand on directory objects: at most 20 objects, no nextLink; the in/eq limits of $filter:
+#   https://learn.microsoft.com/en-us/graph/known-issues#some-limitations-apply-to-query-parameters
+# * $batch: at most 20 requests: https://learn.microsoft.com/en-us/graph/json-batching
+# * /groups/delta: $filter on id only, at most 50 ids; no $expand/$top/$orderby:
+#   https://learn.microsoft.com/en-us/graph/api/group-delta
+# * delta tokens of directory objects live 7 days:
+#   https://learn.microsoft.com/en-us/graph/delta-query-overview
+# * getByIds: at most 1,000 ids: https://learn.microsoft.com/en-us/graph/api/directoryobject-getbyids
+# Resource-unit base costs (throttling page above); anything not listed costs 1.
 BASE_COSTS = {"members": 3, "transitiveMembers": 5, "users": 2, "subscribedSkus": 3}
+# A URL of the real service, to measure the documented 2,048-character URL limit of advanced
+# queries as Graph would see it (the emulator's own host is shorter or longer).
+GRAPH_ORIGIN = "https://graph.microsoft.com"
 
 DEFAULT_SETTINGS = {
     "token_lifetime": 3599,           # expires_in of issued access tokens
@@ -107,13 +125,16 @@ DEFAULT_SETTINGS = {
     "throttle_scale": 1.0,            # multiplies the budget (3,500/5,000/8,000 per window)
     "throttle_limit": None,           # explicit budget per window, overrides size and scale
     "throttle_window": 10.0,          # seconds
-    "throttle_low_priority_reserve": 0.2,  # low-priority requests may not use the last 20% of the bucket
     "retry_after_format": "int",      # Retry-After of a bucket 429: "int" (ceil seconds), "float" or "http-date"
     "latency": 0.0,                   # seconds added to every Graph request
     "seed": 0,
     "log_max": 500000,                # request-log entries kept (oldest dropped; counters stay exact)
     "delta_max_rounds": 64,           # delta rounds whose nextLinks stay valid (older: syncStateNotFound)
     "identity_header": "emulator-identity-header",  # App Service managed identity: X-IDENTITY-HEADER
+    # Availability switches (a property on beta in the public cloud may be missing elsewhere, and
+    # beta may change: https://learn.microsoft.com/en-us/graph/versioning-and-support):
+    "beta_available": True,           # False: every /beta request is 400 BadRequest "Invalid version"
+    "beta_withdrawn": [],             # property names removed from beta ("onPremisesObjectIdentifier")
 }
 
 
@@ -357,6 +378,8 @@ class Emulator(object):
                 if f["methods"] and method not in f["methods"]:
                     continue
                 if f["count"] is not None and f["count"] <= 0:
+                    continue
+                if f.get("until") is not None and time.time() >= f["until"]:
                     continue
                 if f["rate"] < 1.0 and self._rng.random() >= f["rate"]:
                     continue
@@ -752,6 +775,8 @@ class Emulator(object):
                 last = s
         if segs and segs[-1].startswith("microsoft.graph.") and len(segs) >= 2:
             last = segs[-2] if segs[-2] in BASE_COSTS else last
+        if [x.lower() for x in segs] == ["directoryobjects", "getbyids"]:
+            return 2 if "$select" in params else 5
         if segs == ["users"]:
             cost = 2
         elif last in ("members", "transitiveMembers"):
@@ -777,7 +802,9 @@ class Emulator(object):
         if not s["throttle_enabled"]:
             return
         key = (principal["app"], self.tenant.tenant_id)
-        low = (headers.get("x-ms-throttle-priority") or "").lower() == "low"
+        # x-ms-throttle-priority is recorded in the log only: "Using the priority request header
+        # doesn't change the limits" (throttling page); with one client there is nobody to throttle
+        # before it.
         with self._lock:
             b = self.buckets.get(key)
             if b is None:
@@ -787,7 +814,7 @@ class Emulator(object):
                     n = self.tenant.user_count
                     cap = (3500 if n < 50 else 5000 if n <= 500 else 8000) * float(s["throttle_scale"])
                 b = self.buckets[key] = Bucket(cap, float(s["throttle_window"]))
-            ok, wait, used = b.charge(cost, s["throttle_low_priority_reserve"] if low else 0.0)
+            ok, wait, used = b.charge(cost, 0.0)
         if used > 0.8:
             hdrs["x-ms-throttle-limit-percentage"] = "%.2f" % min(used, 1.8)
         if ok:
@@ -810,8 +837,14 @@ class Emulator(object):
             raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 
     def _route(self, version, segs, params, headers, principal, ctx):
-        if version not in ("v1.0", "beta"):
+        if version not in ("v1.0", "beta") or (version == "beta" and not self.settings["beta_available"]):
             raise GraphError(400, "BadRequest", "Invalid version: %s" % version)
+        withdrawn = self.settings["beta_withdrawn"] if version == "beta" else ()
+        for p in (params.get("$select") or "").split(","):
+            if p.strip() and p.strip() in withdrawn:
+                raise GraphError(400, "Request_BadRequest", "Could not find a property named '%s' on type "
+                                 "'microsoft.graph.%s'." % (p.strip(), "user" if segs[0].lower() != "groups" or
+                                                              "members" in segs else "group"))
         if not segs:
             raise GraphError(400, "BadRequest", "Invalid request URL.")
         head = segs[0]
@@ -1434,18 +1467,21 @@ class Admin(object):
 
     # faults and timing
     def add_fault(self, status=429, rate=1.0, count=None, retry_after=None, retry_after_format="seconds",
-                  match=None, methods=None, target="graph", latency=0.0):
+                  match=None, methods=None, target="graph", latency=0.0, duration=None):
         """Inject a fault: ``status`` (429/503/504/... or None for latency only) on requests whose path
         contains ``match``, with probability ``rate``, ``count`` times (None: until cleared).
         ``retry_after``: seconds (int or fractional) or, with retry_after_format="http-date", the HTTP-date
-        that many seconds ahead; None: no Retry-After header. ``target``: graph | token | imds | all."""
+        that many seconds ahead; None: no Retry-After header. ``target``: graph | token | imds | all.
+        ``duration``: seconds from now during which the fault applies (an outage of that length), after
+        which it no longer matches; None: no time limit."""
         emu = self.emu
         with emu._lock:
             emu._fault_ids += 1
             f = {"id": emu._fault_ids, "status": status, "rate": float(rate), "count": count,
                  "retry_after": retry_after, "retry_after_format": retry_after_format, "match": match,
                  "methods": [m.upper() for m in methods] if methods else None, "target": target,
-                 "latency": float(latency or 0), "hits": 0}
+                 "latency": float(latency or 0), "hits": 0,
+                 "until": time.time() + float(duration) if duration is not None else None}
             emu.faults.append(f)
         return f["id"]
 
