@@ -128,6 +128,16 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibi
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640
+GROUP_TYPE_SECURITY = 0x80000000
+GROUP_TYPE_GLOBAL = 0x2
+GROUP_TYPE_DOMAIN_LOCAL = 0x4
+GROUP_TYPE_UNIVERSAL = 0x8
+
+# Every value of a group report's ``action`` (and so of the module's ``groups[].action``).
+GROUP_ACTIONS = ('created', 'updated', 'renamed', 'moved', 'deleted', 'unchanged', 'skipped', 'orphaned', 'error')
+
+# At most this many groups are named in a warning or refusal (the rest are counted).
+NAMED_GROUPS_MAX = 20
 
 # The same member DNs are keyed several times per run (wanted, present, sorted, diffed): a
 # 2,000-group tenant made 334,000 dn_key calls for 22,000 distinct DNs, 40% of planning time.
@@ -151,9 +161,10 @@ DEFAULT_OPTIONS = dict(
     naming='cloud_sync',
     sam_account_name_template=None,
     membership='authoritative',
-    prune=False,
-    prune_scope='all',
+    prune=True,
+    out_of_scope='keep',
     existing_group_ids=None,
+    soa_move=False,
     deletion_threshold=500,
     max_members=MAX_MEMBERS,
     allow_admin_count=False,
@@ -169,7 +180,17 @@ PLAN_REASON_TEXT = {
     'sam_account_name_invalid': 'The sAMAccountName template produced an empty or invalid name.',
     'admin_count': 'The AD group is protected by AdminSDHolder (adminCount=1); it is not changed unless allow_admin_count is set.',
     'writeback_v2_group_exists': 'A Group Writeback v2 group (adminDescription=Group_<id>) exists; set adopt_writeback_v2 to take it over.',
-    'not_in_scope': 'The Entra group is no longer in scope (or no longer exists); its AD group is left in place.',
+    'not_in_scope': 'The Entra group still exists but is no longer in scope (deselected, not matching group_filter, or '
+                    'ineligible); its AD group is left in place (out_of_scope is "keep").',
+    'scope_unknown': 'The Entra group is not in scope and whether it still exists in Entra was not checked (entra_groups '
+                     'given without Graph); its AD group is left in place unless out_of_scope is "delete".',
+    'deleted_in_entra': 'The Entra group was deleted; its AD group is left in place because prune is false.',
+    'soa_original_not_found': 'The group\'s source of authority moved to the cloud, but its original AD group (by objectSid) '
+                              'is not in this domain; no new copy is created.',
+    'soa_original_anchored_elsewhere': 'The original AD group of this cloud-managed group carries the anchor of another '
+                                       'Entra group; it is not changed.',
+    'soa_not_universal': 'The original AD group of this cloud-managed group is not a universal security group; Cloud Sync '
+                         'writes back only universal groups. It is not changed.',
     'deletion_threshold_exceeded': 'The run would delete more groups than the deletion threshold; nothing is deleted.',
     'self_member': 'The group contains itself; AD does not allow that membership.',
 }
@@ -252,8 +273,8 @@ def _normalize_options(options, domain_dn):
         raise PlanError('naming must be cloud_sync or writeback_v2, not %r' % (opts['naming'],))
     if opts['membership'] not in ('authoritative', 'additive'):
         raise PlanError('membership must be authoritative or additive, not %r' % (opts['membership'],))
-    if opts['prune_scope'] not in ('all', 'deleted'):
-        raise PlanError('prune_scope must be all or deleted, not %r' % (opts['prune_scope'],))
+    if opts['out_of_scope'] not in ('keep', 'delete'):
+        raise PlanError('out_of_scope must be keep or delete, not %r' % (opts['out_of_scope'],))
     try:
         opts['chunk_size'] = int(opts['chunk_size'])
     except (TypeError, ValueError):
@@ -342,6 +363,7 @@ class Plan(object):
         self.warnings = []
         self.cycles = []
         self.deletion_threshold_exceeded = False
+        self.threshold_deletions = []
         self.diff = {'before': {}, 'after': {}}
 
     @property
@@ -352,6 +374,7 @@ class Plan(object):
         return copy.deepcopy(dict(
             ops=self.ops, groups=self.groups, summary=self.summary, warnings=self.warnings,
             cycles=self.cycles, deletion_threshold_exceeded=self.deletion_threshold_exceeded,
+            threshold_deletions=self.threshold_deletions,
             changed=self.changed, diff=self.diff,
         ))
 
@@ -422,17 +445,18 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
 
     plan.cycles = _find_cycles(order, wanted['child_groups'])
     for cyc in plan.cycles:
-        warnings.append('Nested groups form a cycle: %s' % ' -> '.join(cyc + [cyc[0]]))
+        warnings.append('Nested groups form a cycle: %s' % ' -> '.join(_group_label(desired[c]) for c in cyc + [cyc[0]]))
 
     create_ops, create_member_ops = plan_creates(order, state, reports, wanted, opts, plan.diff)
     modify_ops, attr_changes = plan_attribute_updates(order, state, reports, opts)
     member_ops, member_changes = plan_member_changes(order, state, reports, wanted, rename_map, opts)
     finish_existing_reports(order, state, reports, attr_changes, member_changes, plan.diff)
-    deletes = plan_deletes(desired, ad_index['managed_by_id'], opts, plan.diff, warnings)
+    deletes = plan_deletes(desired, ad_index['managed_by_id'], opts, plan.diff, warnings, reports)
     plan.deletion_threshold_exceeded = deletes['threshold_exceeded']
 
     plan.ops = modify_dn_ops + create_ops + modify_ops + create_member_ops + member_ops + deletes['ops']
     plan.groups = [reports[gid] for gid in order] + deletes['reports']
+    plan.threshold_deletions = deletes['threshold_deletions']
     for rep in plan.groups:
         if rep['reason'] and not rep['reason_text']:
             rep['reason_text'] = reason_text(rep['reason'])
@@ -490,7 +514,11 @@ def index_ad_state(ad_state):
         if obj.get('dn'):
             taken.setdefault(dn_key(obj['dn']), dict(dn=obj['dn'], anchor=obj.get('anchor'), object_guid=obj.get('object_guid')))
     sam_taken = set(str(s).lower() for s in (ad_state.get('sam_taken') or []))
-    return dict(managed_by_id=managed_by_id, v2_by_id=v2_by_id, taken=taken, sam_taken=sam_taken)
+    soa_by_sid = {}
+    for obj in ad_state.get('soa_originals') or []:
+        if obj.get('object_sid'):
+            soa_by_sid.setdefault(str(obj['object_sid']).upper(), []).append(obj)
+    return dict(managed_by_id=managed_by_id, v2_by_id=v2_by_id, taken=taken, sam_taken=sam_taken, soa_by_sid=soa_by_sid)
 
 
 # ---- phase: targets and collisions -----------------------------------------------------------
@@ -515,7 +543,7 @@ def plan_targets(desired, ad_index, opts, warnings):
         existing = ad_index['managed_by_id'].get(gid, [])
         v2 = ad_index['v2_by_id'].get(gid, [])
         existing_dns = [o.get('dn') for o in existing + v2 if o.get('dn')]
-        found = _existing_object(gid, g, existing, v2, existing_dns, rep, opts, warnings)
+        found = _existing_object(gid, g, existing, v2, existing_dns, rep, ad_index, opts, warnings)
         if found is None:
             not_written[gid] = existing_dns
             continue
@@ -524,18 +552,32 @@ def plan_targets(desired, ad_index, opts, warnings):
         if target is None:
             not_written[gid] = existing_dns
             continue
-        target['adopted'] = adopted
+        target['adopted'] = bool(adopted)
         state[gid] = target
         rep['dn'] = target['dn']
-        rep['adopted'] = adopted
+        rep['adopted'] = bool(adopted)
+        if adopted == 'soa':
+            rep['adopted_from'] = 'source_of_authority'
+        elif adopted:
+            rep['adopted_from'] = 'writeback_v2'
         if obj is not None:
             rep['object_guid'] = obj.get('object_guid')
     return dict(reports=reports, state=state, not_written=not_written)
 
 
-def _existing_object(gid, g, existing, v2, existing_dns, rep, opts, warnings):
-    """``(obj or None, adopted)`` for a group that may be written, or None (``rep`` says why not)."""
+def is_cloud_managed(group):
+    """Was the group's source of authority moved from AD to the cloud (``onPremisesSyncBehavior/isCloudManaged``)?"""
+    return group.get('cloud_managed') is True
+
+
+def _existing_object(gid, g, existing, v2, existing_dns, rep, ad_index, opts, warnings):
+    """``(obj or None, adopted)`` for a group that may be written, or None (``rep`` says why not).
+    ``adopted``: False, True (a Writeback v2 group) or ``'soa'`` (the original AD group of a group
+    whose source of authority moved to the cloud)."""
     reasons = group_ineligibility(g, opts['max_members'])
+    if is_cloud_managed(g):
+        # A converted group may still say onPremisesSyncEnabled; the cloud masters it now.
+        reasons = [r for r in reasons if r != 'synced_from_ad']
     if reasons:
         _set_reason(rep, 'skipped', reasons[0])
         rep['reasons'] = reasons
@@ -562,6 +604,11 @@ def _existing_object(gid, g, existing, v2, existing_dns, rep, opts, warnings):
             return None
         obj = v2[0]
         adopted = True
+    elif is_cloud_managed(g):
+        found = _soa_original(gid, g, ad_index, rep)
+        if found is None:
+            return None
+        obj, adopted = found
     else:
         obj = None
     if obj is not None and int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
@@ -573,6 +620,54 @@ def _existing_object(gid, g, existing, v2, existing_dns, rep, opts, warnings):
     return obj, adopted
 
 
+def _soa_original(gid, g, ad_index, rep):
+    """The original AD group of a cloud-managed group, found by its objectSid (Entra's
+    ``onPremisesSecurityIdentifier``): ``(obj, 'soa')`` to adopt, ``(obj, False)`` when it carries
+    our anchor already (outside ``search_base``), or None (``rep`` says why: never a new copy).
+
+    Cloud Sync provisions such a group onto its original AD object and needs it universal:
+    https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-provisioning-to-active-directory-works
+    """
+    sid = str(g.get('on_premises_security_identifier') or '').upper()
+    found = ad_index['soa_by_sid'].get(sid, []) if sid else []
+    if not found:
+        _set_reason(rep, 'skipped', 'soa_original_not_found', 'objectSid %s%s.' % (
+            sid or '(none in Entra)', ', domain %s' % g['on_premises_domain_name'] if g.get('on_premises_domain_name') else ''))
+        return None
+    obj = found[0]
+    owner = group_id_from_anchor(obj.get('anchor'))
+    if owner == gid:
+        return obj, False
+    if obj.get('anchor'):
+        _set_reason(rep, 'error', 'soa_original_anchored_elsewhere', 'Object %s, anchor %s.' % (obj.get('dn'), obj.get('anchor')))
+        rep['dn'] = obj.get('dn')
+        return None
+    gtype = int(obj.get('group_type') or 0) & 0xFFFFFFFF
+    if not gtype & GROUP_TYPE_UNIVERSAL or not gtype & GROUP_TYPE_SECURITY:
+        _set_reason(rep, 'skipped', 'soa_not_universal', soa_conversion_hint(obj))
+        rep['dn'] = obj.get('dn')
+        rep['object_guid'] = obj.get('object_guid')
+        return None
+    return obj, 'soa'
+
+
+def soa_conversion_hint(obj):
+    """What to change on a non-universal (or non-security) original AD group, in words."""
+    gtype = int(obj.get('group_type') or 0) & 0xFFFFFFFF
+    scope = 'universal' if gtype & GROUP_TYPE_UNIVERSAL else 'global' if gtype & GROUP_TYPE_GLOBAL else \
+        'domain local' if gtype & GROUP_TYPE_DOMAIN_LOCAL else 'unknown'
+    kind = 'security' if gtype & GROUP_TYPE_SECURITY else 'distribution'
+    steps = []
+    if scope != 'universal':
+        steps.append('change its scope from %s to universal (Set-ADGroup -Identity "%s" -GroupScope Universal; a global group '
+                     'must not be a member of another global group, a domain local group must not contain domain local groups)'
+                     % (scope, obj.get('dn')))
+    if kind != 'security':
+        steps.append('make it a security group (Set-ADGroup -GroupCategory Security)')
+    return '%s is a %s %s group (groupType %d): %s, then run again.' % (
+        obj.get('dn'), scope, kind, int(obj.get('group_type') or 0), '; '.join(steps))
+
+
 def _target_for(gid, g, obj, ad_index, claimed, rep, opts):
     """The target (see ``plan_targets``) of a group to be written, or None on a collision."""
     cn = cn_for(g, opts['naming'])
@@ -582,6 +677,11 @@ def _target_for(gid, g, obj, ad_index, claimed, rep, opts):
         if current_cn.lower() == anchor_for(gid).lower():
             cn = current_cn
             container = parent_dn(obj['dn'])
+    soa = is_cloud_managed(g)
+    if soa and obj is not None and not opts['soa_move']:
+        # The original group keeps its name and OU (ACLs, scripts and people know it there).
+        cn = rdn_value(obj['dn'])
+        container = parent_dn(obj['dn'])
     new_dn = build_rdn('CN', cn) + ',' + container
     key = dn_key(new_dn)
 
@@ -596,8 +696,9 @@ def _target_for(gid, g, obj, ad_index, claimed, rep, opts):
         rep['dn'] = obj.get('dn') if obj else None
         return None
 
-    sam = sam_for(g, opts['sam_account_name_template'], cn)
-    if opts['sam_account_name_template']:
+    # An original AD group keeps its sAMAccountName (logons and scripts use it).
+    sam = None if soa else sam_for(g, opts['sam_account_name_template'], cn)
+    if sam is not None or (opts['sam_account_name_template'] and not soa):
         if not sam:
             _set_reason(rep, 'error', 'sam_account_name_invalid')
             return None
@@ -620,6 +721,10 @@ def _target_for(gid, g, obj, ad_index, claimed, rep, opts):
     }
     if sam:
         attrs['sAMAccountName'] = sam
+    if soa:
+        # adminDescription=Group_<id> would take the original out of Connect Sync's scope (its
+        # default rules filter on it); the anchor alone links it.
+        del attrs['adminDescription']
     return dict(obj=obj, dn=new_dn, cn=cn, container=container, attrs=attrs)
 
 
@@ -667,7 +772,9 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
 
     Returns ``dict(members={gid: {dn_key: dn}}, child_groups={gid: set of child gids written in
     this run}, protected={gid: set of dn_keys never removed})``. Groups whose members are not
-    managed (``members`` None) are left out of ``members`` and get ``members_known`` False.
+    managed are left out of ``members`` and get ``members_known`` False: ``members`` None (not
+    read), or ``nested_only`` (written only because a selected group contains it: Cloud Sync
+    writes such a group "without its members", so its AD members are neither added nor removed).
     Skipped and unresolved members are reported on the group.
     """
     in_scope = set(desired)
@@ -680,7 +787,9 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
             continue
         g = desired[gid]
         rep = reports[gid]
-        if g.get('members') is None:
+        if g.get('nested_only'):
+            rep['nested_only'] = True
+        if g.get('members') is None or g.get('nested_only'):
             st['members_known'] = False
             continue
         st['members_known'] = True
@@ -865,50 +974,106 @@ def finish_existing_reports(order, state, reports, attr_changes, member_changes,
 
 # ---- phase: deletes ------------------------------------------------------------------------------
 
-def plan_deletes(desired, managed_by_id, opts, diff, warnings):
-    """Managed groups whose Entra group is not desired: deleted (``prune``) or reported orphaned.
-    Over ``deletion_threshold`` nothing is deleted. Returns ``dict(ops, reports, threshold_exceeded)``."""
+def orphan_state(gid, opts):
+    """What Entra says of a managed group that is not desired: ``deleted`` (not among
+    ``existing_group_ids``), ``exists`` (among them: out of scope) or ``unknown`` (not checked)."""
+    if opts['existing_group_ids'] is None:
+        return 'unknown'
+    return 'exists' if gid in opts['existing_group_ids'] else 'deleted'
+
+
+def plan_deletes(desired, managed_by_id, opts, diff, warnings, reports=None):
+    """Managed groups whose Entra group is not desired (orphans), and copies of desired groups
+    that became ineligible: what to delete.
+
+    * Deleted in Entra (``orphan_state`` ``deleted``): deleted when ``prune`` (Cloud Sync deletes
+      the AD group of a hard-deleted group), else ``orphaned`` (``deleted_in_entra``).
+    * Out of scope (still in Entra, or not checked; or ineligible now, except for its size):
+      deleted only when ``prune`` and ``out_of_scope`` is ``delete``, else ``orphaned``
+      (``not_in_scope`` / ``scope_unknown``) or, for an ineligible group, left ``skipped``.
+    * Never: a duplicate anchor, an adminCount=1 group (unless allowed).
+
+    Over ``deletion_threshold`` nothing is deleted (``deletion_threshold_exceeded``; the warning
+    names the groups). Returns ``dict(ops, reports (of orphans), threshold_exceeded,
+    threshold_deletions ([{id, display_name, dn}] that would have been deleted))``.
+    """
     delete_ops = []
     orphan_reports = []
+    deleting = []      # reports marked deleted (orphans, and ineligible groups' reports)
     for gid in sorted(managed_by_id):
         if gid in desired:
             continue
         objs = managed_by_id[gid]
+        entra = orphan_state(gid, opts)
         for obj in sorted(objs, key=lambda o: dn_key(o.get('dn') or '')):
             rep = _report(gid, obj.get('display_name'))
             rep['dn'] = obj.get('dn')
             rep['object_guid'] = obj.get('object_guid')
+            rep['entra'] = entra
             orphan_reports.append(rep)
             if len(objs) > 1:
                 _set_reason(rep, 'error', 'DuplicateTargetEntries', 'Objects: %s.' % '; '.join(sorted((o.get('dn') for o in objs), key=dn_key)))
                 continue
-            if not opts['prune']:
-                _set_reason(rep, 'orphaned', 'not_in_scope')
+            if entra == 'deleted' and not opts['prune']:
+                _set_reason(rep, 'orphaned', 'deleted_in_entra')
                 continue
-            if opts['prune_scope'] == 'deleted' and (opts['existing_group_ids'] is None or gid in opts['existing_group_ids']):
-                _set_reason(rep, 'orphaned', 'not_in_scope', 'prune_scope is "deleted" and the Entra group %s.' % (
-                    'still exists' if opts['existing_group_ids'] is not None else 'may still exist (existing ids unknown)'))
+            if entra != 'deleted' and not (opts['prune'] and opts['out_of_scope'] == 'delete'):
+                _set_reason(rep, 'orphaned', 'not_in_scope' if entra == 'exists' else 'scope_unknown')
                 continue
             if int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
                 _set_reason(rep, 'orphaned', 'admin_count')
                 warnings.append('Orphaned group %s is protected by adminCount=1 and was not deleted' % obj.get('dn'))
                 continue
             rep['action'] = 'deleted'
+            deleting.append(rep)
+            delete_ops.append(dict(op='delete', group_id=gid, dn=obj['dn'], object_guid=obj.get('object_guid')))
+            diff['before'][gid] = dict((k, v) for k, v in dict(_attrs_of(obj), dn=obj['dn']).items() if v is not None)
+            diff['after'][gid] = {}
+    if opts['prune'] and opts['out_of_scope'] == 'delete':
+        for gid in sorted(desired):
+            rep = (reports or {}).get(gid)
+            objs = managed_by_id.get(gid, [])
+            if rep is None or rep['action'] != 'skipped' or len(objs) != 1 or not rep.get('reasons'):
+                continue
+            if 'too_many_members' in rep['reasons']:
+                continue   # a size limit is not a scope change: the group is still wanted
+            obj = objs[0]
+            if int(obj.get('admin_count') or 0) == 1 and not opts['allow_admin_count']:
+                continue
+            rep['action'] = 'deleted'
+            rep['reason_text'] = (rep.get('reason_text') or '') + ' Its AD group is deleted (out_of_scope is "delete").'
+            rep['dn'] = obj['dn']
+            rep['object_guid'] = obj.get('object_guid')
+            deleting.append(rep)
             delete_ops.append(dict(op='delete', group_id=gid, dn=obj['dn'], object_guid=obj.get('object_guid')))
             diff['before'][gid] = dict((k, v) for k, v in dict(_attrs_of(obj), dn=obj['dn']).items() if v is not None)
             diff['after'][gid] = {}
     exceeded = False
+    would_delete = []
     threshold = opts['deletion_threshold']
     if threshold is not None and len(delete_ops) > int(threshold):
         exceeded = True
-        warnings.append('The run would delete %d groups, more than the deletion threshold %d; nothing was deleted' % (len(delete_ops), int(threshold)))
-        for rep in orphan_reports:
-            if rep['action'] == 'deleted':
-                _set_reason(rep, 'orphaned', 'deletion_threshold_exceeded')
-                diff['before'].pop(rep['id'], None)
-                diff['after'].pop(rep['id'], None)
+        would_delete = [dict(id=r['id'], display_name=r['display_name'], dn=r['dn']) for r in deleting]
+        warnings.append('The run would delete %d groups, more than the deletion threshold %d; nothing was deleted: %s' % (
+            len(delete_ops), int(threshold), describe_groups(would_delete)))
+        for rep in deleting:
+            _set_reason(rep, 'orphaned' if rep['id'] not in desired else 'skipped', 'deletion_threshold_exceeded')
+            diff['before'].pop(rep['id'], None)
+            diff['after'].pop(rep['id'], None)
         delete_ops = []
-    return dict(ops=delete_ops, reports=orphan_reports, threshold_exceeded=exceeded)
+    return dict(ops=delete_ops, reports=orphan_reports, threshold_exceeded=exceeded, threshold_deletions=would_delete)
+
+
+def _group_label(group):
+    """``'Display Name' (id)`` of an Entra group or a report, for warnings."""
+    return '%r (%s)' % (group.get('display_name') or '', group.get('id'))
+
+
+def describe_groups(groups, limit=NAMED_GROUPS_MAX):
+    """``'Name' (DN), ...`` of at most ``limit`` groups (``[{display_name, dn, id}]``), then how many more."""
+    shown = ['%r (%s)' % (g.get('display_name') or g.get('id'), g.get('dn') or g.get('id')) for g in groups[:limit]]
+    more = len(groups) - len(shown)
+    return ', '.join(shown) + (' and %d more' % more if more > 0 else '')
 
 
 def _is_self(holder, gid, obj):

@@ -81,6 +81,8 @@ def report(plan, n):
 def simulate(plan, ad_state):
     """Apply ``plan`` to an in-memory copy of ``ad_state`` with AD semantics; return the new state."""
     objs = [copy.deepcopy(o) for o in (ad_state.get('managed') or []) + (ad_state.get('v2_candidates') or [])]
+    objs += [dict(copy.deepcopy(o), soa=True) for o in ad_state.get('soa_originals') or []
+             if not any(dn_key(x['dn']) == dn_key(o['dn']) for x in objs)]
     for o in (ad_state.get('taken_dns') or {}).values():
         if not any(dn_key(x['dn']) == dn_key(o['dn']) for x in objs):
             objs.append(dict(dn=o['dn'], anchor=o.get('anchor'), foreign=True, members=[]))
@@ -144,9 +146,13 @@ def simulate(plan, ad_state):
                 other['members'] = [m for m in other.get('members', []) if dn_key(m) != dn_key(op['dn'])]
     managed = [o for o in objs if not o.get('foreign') and o.get('anchor')]
     v2 = [o for o in objs if not o.get('foreign') and not o.get('anchor') and o.get('admin_description')]
+    soa = [o for o in objs if o.get('soa') and not o.get('anchor')]
     taken = dict((dn_key(o['dn']), dict(dn=o['dn'], anchor=o.get('anchor'), object_guid=o.get('object_guid'))) for o in objs)
     sams = [o['sam_account_name'].lower() for o in objs if o.get('sam_account_name')]
-    return dict(domain_dn=ad_state['domain_dn'], managed=managed, v2_candidates=v2, taken_dns=taken, sam_taken=sams)
+    out = dict(domain_dn=ad_state['domain_dn'], managed=managed, v2_candidates=v2, taken_dns=taken, sam_taken=sams)
+    if soa:
+        out['soa_originals'] = soa
+    return out
 
 
 def assert_idempotent(desired, ad_state, res, options=None):
@@ -353,7 +359,7 @@ def test_ou_map_first_match_wins():
 def test_duplicates_error_for_that_group_only():
     a = ad_group(1)
     b = ad_group(1, dn='CN=Copy,OU=Other,' + DOMAIN, guid=str(uuid.UUID(int=99)))
-    plan = wp.plan_writeback([egroup(1, 'Renamed'), egroup(2)], state([a, b]), {}, dict(prune=True))
+    plan = wp.plan_writeback([egroup(1, 'Renamed'), egroup(2)], state([a, b]), {}, dict(prune=True, existing_group_ids=()))
     assert [o['group_id'] for o in plan.ops] == [gid(2)]
     r = report(plan, 1)
     assert r['action'] == 'error' and r['reason'] == 'DuplicateTargetEntries'
@@ -399,17 +405,17 @@ def test_admin_count_refused_unless_allowed():
 
 
 def test_orphan_with_admin_count_not_deleted():
-    plan = wp.plan_writeback([], state([ad_group(1, admin_count=1)]), {}, dict(prune=True))
+    plan = wp.plan_writeback([], state([ad_group(1, admin_count=1)]), {}, dict(prune=True, existing_group_ids=()))
     assert plan.ops == []
     assert report(plan, 1)['action'] == 'orphaned' and report(plan, 1)['reason'] == 'admin_count'
-    plan = wp.plan_writeback([], state([ad_group(1, admin_count=1)]), {}, dict(prune=True, allow_admin_count=True))
+    plan = wp.plan_writeback([], state([ad_group(1, admin_count=1)]), {}, dict(prune=True, existing_group_ids=(), allow_admin_count=True))
     assert ops_of(plan, 'delete')
 
 
 def test_ineligible_group_skipped_and_its_ad_copy_left_alone():
     ad = ad_group(1, members=[user_dn(1)])
     groups = [egroup(1, mail_enabled=True), egroup(2, members=[user(i) for i in range(5)])]
-    plan = wp.plan_writeback(groups, state([ad]), resolution_for(range(5)), dict(prune=True, max_members=4))
+    plan = wp.plan_writeback(groups, state([ad]), resolution_for(range(5)), dict(prune=True, existing_group_ids=(), max_members=4))
     assert plan.ops == []
     assert report(plan, 1)['action'] == 'skipped' and report(plan, 1)['reasons'] == ['mail_enabled']
     assert report(plan, 1)['dn'] == ad['dn']
@@ -464,63 +470,101 @@ def test_v2_duplicates_are_an_error():
 def test_v2_candidate_ignored_when_anchor_exists_and_never_deleted():
     plan = wp.plan_writeback([egroup(1)], state([ad_group(1)], v2=[v2_group(1)]), {}, dict(adopt_writeback_v2=True))
     assert plan.ops == [] and plan.warnings
-    plan = wp.plan_writeback([], state(v2=[v2_group(1)]), {}, dict(prune=True))
+    plan = wp.plan_writeback([], state(v2=[v2_group(1)]), {}, dict(prune=True, existing_group_ids=()))
     assert plan.ops == [] and plan.groups == []
 
 
 # ------------------------------------------------------------------ prune / orphans / threshold
 
 def test_orphan_left_and_reported_without_prune():
-    plan = wp.plan_writeback([], state([ad_group(1)]), {})
+    plan = wp.plan_writeback([], state([ad_group(1)]), {}, dict(prune=False, existing_group_ids=()))
     assert plan.ops == []
     r = report(plan, 1)
-    assert r['action'] == 'orphaned' and r['reason'] == 'not_in_scope'
+    assert r['action'] == 'orphaned' and r['reason'] == 'deleted_in_entra'
     assert plan.summary['orphaned'] == 1
 
 
 def test_prune_deletes_orphans():
     ad = ad_group(1)
-    plan = wp.plan_writeback([egroup(2)], state([ad]), {}, dict(prune=True))
+    plan = wp.plan_writeback([egroup(2)], state([ad]), {}, dict(prune=True, existing_group_ids=()))
     assert ops_of(plan, 'delete') == [dict(op='delete', group_id=gid(1), dn=ad['dn'], object_guid=ad['object_guid'])]
     assert plan.ops[-1]['op'] == 'delete'
     assert report(plan, 1)['action'] == 'deleted' and plan.summary['deleted'] == 1
 
 
-def test_prune_scope_deleted_only_removes_gone_groups():
+def test_orphans_deleted_in_entra_vs_out_of_scope():
+    """Cloud Sync deletes the AD group of a group hard-deleted in Entra; a group that only left
+    scope is kept by default (out_of_scope: keep) and deleted with out_of_scope: delete.
+    https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-provisioning-to-active-directory-works"""
     managed = [ad_group(1), ad_group(2)]
-    opts = dict(prune=True, prune_scope='deleted', existing_group_ids=[gid(1).upper()])
-    plan = wp.plan_writeback([], state(managed), {}, opts)
-    assert [o['group_id'] for o in plan.ops] == [gid(2)]
-    assert report(plan, 1)['action'] == 'orphaned'
-    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, prune_scope='deleted'))
-    assert plan.ops == []
+    still_there = [gid(1).upper()]       # group 1 exists in Entra (out of scope); group 2 was deleted
+    plan = wp.plan_writeback([], state(managed), {}, dict(existing_group_ids=still_there))
+    assert [(o['op'], o['group_id']) for o in plan.ops] == [('delete', gid(2))], 'prune is on by default'
+    assert report(plan, 1)['action'] == 'orphaned' and report(plan, 1)['reason'] == 'not_in_scope'
+    assert report(plan, 1)['entra'] == 'exists' and report(plan, 2)['entra'] == 'deleted'
+    plan = wp.plan_writeback([], state(managed), {}, dict(existing_group_ids=still_there, out_of_scope='delete'))
+    assert sorted(o['group_id'] for o in ops_of(plan, 'delete')) == [gid(1), gid(2)]
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=False, existing_group_ids=still_there, out_of_scope='delete'))
+    assert plan.ops == [], 'prune: false deletes nothing'
+    assert report(plan, 2)['action'] == 'orphaned' and report(plan, 2)['reason'] == 'deleted_in_entra'
+    # existence not checked (entra_groups without Graph): kept unless out_of_scope is delete
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True))
+    assert plan.ops == [] and report(plan, 2)['reason'] == 'scope_unknown'
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, out_of_scope='delete'))
+    assert len(ops_of(plan, 'delete')) == 2
+
+
+def test_ineligible_copy_deleted_only_with_out_of_scope_delete_and_never_for_size():
+    groups = [egroup(1, mail_enabled=True), egroup(2, members=[user(i) for i in range(5)])]
+    managed = [ad_group(1), ad_group(2)]
+    plan = wp.plan_writeback(groups, state(managed), resolution_for(range(5)), dict(max_members=4, existing_group_ids=()))
+    assert plan.ops == [] and report(plan, 1)['action'] == 'skipped'
+    plan = wp.plan_writeback(groups, state(managed), resolution_for(range(5)),
+                             dict(max_members=4, existing_group_ids=(), out_of_scope='delete'))
+    assert [(o['op'], o['group_id']) for o in plan.ops] == [('delete', gid(1))]
+    assert report(plan, 1)['action'] == 'deleted' and report(plan, 2)['action'] == 'skipped'
+    _plan, after = assert_idempotent(groups, state(managed), resolution_for(range(5)),
+                                     dict(max_members=4, existing_group_ids=(), out_of_scope='delete'))
+    assert [o['anchor'] for o in after['managed']] == ['Group_' + gid(2)]
+
+
+def test_threshold_warning_names_the_groups_it_would_delete():
+    managed = [ad_group(n, name='Team %d' % n) for n in range(1, 26)]
+    plan = wp.plan_writeback([], state(managed), {}, dict(existing_group_ids=(), deletion_threshold=3))
+    assert plan.deletion_threshold_exceeded and plan.ops == []
+    warning = [w for w in plan.warnings if 'threshold' in w][0]
+    assert "'Team 1' (%s)" % managed[0]['dn'] in warning
+    assert 'and 5 more' in warning, 'at most 20 groups are named'
+    assert len(plan.threshold_deletions) == 25
+    assert plan.threshold_deletions[0] == dict(id=gid(1), display_name='Team 1', dn=managed[0]['dn'])
+    assert plan.to_dict()['threshold_deletions'] == plan.threshold_deletions
 
 
 def test_duplicate_orphans_are_not_deleted():
     a = ad_group(1)
     b = ad_group(1, dn='CN=dup,' + USERS)
-    plan = wp.plan_writeback([], state([a, b]), {}, dict(prune=True))
+    plan = wp.plan_writeback([], state([a, b]), {}, dict(prune=True, existing_group_ids=()))
     assert plan.ops == [] and plan.summary['errors'] == 2
 
 
 def test_deletion_threshold_exceeded_deletes_nothing():
     managed = [ad_group(n) for n in range(1, 5)]
-    plan = wp.plan_writeback([egroup(9)], state(managed), {}, dict(prune=True, deletion_threshold=3))
+    plan = wp.plan_writeback([egroup(9)], state(managed), {}, dict(prune=True, existing_group_ids=(), deletion_threshold=3))
     assert ops_of(plan, 'delete') == []
     assert ops_of(plan, 'create')
     assert plan.deletion_threshold_exceeded
     assert any('threshold' in w for w in plan.warnings)
     assert all(r['action'] == 'orphaned' and r['reason'] == 'deletion_threshold_exceeded' for r in plan.groups if r['id'] != gid(9))
     assert plan.summary['deleted'] == 0
-    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, deletion_threshold=4))
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, existing_group_ids=(), deletion_threshold=4))
     assert len(ops_of(plan, 'delete')) == 4 and not plan.deletion_threshold_exceeded
-    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, deletion_threshold=None))
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, existing_group_ids=(), deletion_threshold=None))
     assert len(ops_of(plan, 'delete')) == 4
 
 
 def test_default_threshold_is_500():
     managed = [ad_group(n) for n in range(1, 502)]
-    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True))
+    plan = wp.plan_writeback([], state(managed), {}, dict(prune=True, existing_group_ids=()))
     assert plan.deletion_threshold_exceeded and not plan.ops
 
 
@@ -656,7 +700,9 @@ def test_cycle_broken_and_reported():
     members = ops_of(plan, 'members')
     assert len(members) == 1 and len(members[0]['add']) == 1
     assert plan.cycles == [[gid(1), gid(2), gid(3)]]
-    assert any('cycle' in w for w in plan.warnings)
+    cycle = [w for w in plan.warnings if 'cycle' in w]
+    assert cycle == ["Nested groups form a cycle: 'Group 1' (%s) -> 'Group 2' (%s) -> 'Group 3' (%s) -> 'Group 1' (%s)"
+                     % (gid(1), gid(2), gid(3), gid(1))], 'cycle warnings name the groups by display name and id'
     assert_idempotent(groups, state(), {})
 
 
@@ -720,7 +766,7 @@ def test_writeback_v2_naming():
 
 
 @pytest.mark.parametrize('opts', [
-    dict(naming='other'), dict(membership='sometimes'), dict(chunk_size=0), dict(prune_scope='x'),
+    dict(naming='other'), dict(membership='sometimes'), dict(chunk_size=0), dict(out_of_scope='x'), dict(prune_scope='all'),
     dict(ou_map=[dict(ou='OU=x,' + DOMAIN)]), dict(ou_map=[dict(id='a', name='b', ou='OU=x,' + DOMAIN)]),
     dict(ou_map=[dict(pattern='(', ou='OU=x,' + DOMAIN)]), dict(ou_map=[dict(id='a', ou='not a dn')]),
     dict(target_ou='garbage'), dict(unknown_option=1), dict(deletion_threshold=-1),
@@ -748,7 +794,7 @@ def test_op_order_and_determinism():
     managed = [ad_group(1, name='Old'), ad_group(2, members=[user_dn(1)]), ad_group(3, description='x'), ad_group(9)]
     groups = [egroup(1, 'New'), egroup(2, members=[user(2)]), egroup(3), egroup(4, members=[gmember(1)])]
     res = resolution_for([1, 2])
-    plan = wp.plan_writeback(groups, state(managed), res, dict(prune=True))
+    plan = wp.plan_writeback(groups, state(managed), res, dict(prune=True, existing_group_ids=()))
     kinds = [o['op'] for o in plan.ops]
     rank = ['modify_dn', 'create', 'modify', 'members', 'delete']
     assert kinds == sorted(kinds, key=rank.index)
@@ -757,14 +803,14 @@ def test_op_order_and_determinism():
     random.Random(4).shuffle(shuffled)
     m2 = list(managed)
     random.Random(5).shuffle(m2)
-    again = wp.plan_writeback(copy.deepcopy(shuffled), state(copy.deepcopy(m2)), res, dict(prune=True))
+    again = wp.plan_writeback(copy.deepcopy(shuffled), state(copy.deepcopy(m2)), res, dict(prune=True, existing_group_ids=()))
     assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(plan.to_dict(), sort_keys=True)
     json.dumps(plan.to_dict())
     d = plan.to_dict()
     assert set(d) >= {'ops', 'groups', 'summary', 'warnings', 'changed', 'diff'}
     assert d['summary']['created'] == 1 and d['summary']['deleted'] == 1 and d['summary']['renamed'] == 1
     assert [r['id'] for r in plan.groups] == [gid(1), gid(2), gid(3), gid(4), gid(9)]
-    assert_idempotent(groups, state(managed), res, dict(prune=True))
+    assert_idempotent(groups, state(managed), res, dict(prune=True, existing_group_ids=()))
 
 
 def test_diff_shows_before_and_after():
@@ -806,7 +852,7 @@ def test_idempotence_random_worlds(data):
             g = v2_group(n)
             g['members'] = members
             v2.append(g)
-    opts = dict(prune=data.draw(st.booleans()), membership=data.draw(st.sampled_from(['authoritative', 'additive'])),
+    opts = dict(prune=data.draw(st.booleans()), existing_group_ids=(), membership=data.draw(st.sampled_from(['authoritative', 'additive'])),
                 target_ou=data.draw(st.sampled_from([None, 'OU=Groups,' + DOMAIN])), chunk_size=data.draw(st.integers(1, 4)),
                 adopt_writeback_v2=data.draw(st.booleans()), adopt_rename=data.draw(st.booleans()),
                 naming=data.draw(st.sampled_from(['cloud_sync', 'writeback_v2'])),
@@ -843,7 +889,7 @@ def test_prune_never_deletes_an_object_whose_anchor_is_not_exactly_ours():
     foreign[1]['anchor'] = 'Group_' + gid(3) + ' '
     foreign[2]['anchor'] = 'Group_{%s}' % gid(4)
     own = ad_group(5)
-    plan = wp.plan_writeback([egroup(1)], state(foreign + [own]), {}, dict(prune=True))
+    plan = wp.plan_writeback([egroup(1)], state(foreign + [own]), {}, dict(prune=True, existing_group_ids=()))
     assert [o['dn'] for o in ops_of(plan, 'delete')] == [own['dn']]
     assert sorted(r['id'] for r in plan.groups) == sorted([gid(1), gid(5)])
 
@@ -868,3 +914,118 @@ def test_summarise_counts_a_failed_group_once():
     groups[0]['action'] = 'error'
     summary = wp.summarise(groups)
     assert summary['created'] == 1 and summary['errors'] == 1
+
+
+# ------------------------------------------------------------------ every action is a listed value
+
+def test_every_action_is_in_group_actions():
+    managed = [ad_group(1), ad_group(2, name='Old 2'), ad_group(3), ad_group(5, admin_count=1), ad_group(6)]
+    groups = [egroup(2), egroup(3, description='new'), egroup(4), egroup(5), egroup(7, mail_enabled=True)]
+    plan = wp.plan_writeback(groups, state(managed), {}, dict(existing_group_ids=[gid(6)]))
+    actions = set(r['action'] for r in plan.groups)
+    assert actions == {'deleted', 'renamed', 'updated', 'created', 'skipped', 'orphaned'}
+    assert actions <= set(wp.GROUP_ACTIONS)
+    assert set(wp.summarise([]).keys()) >= set(a for a in wp.GROUP_ACTIONS if a != 'error')
+
+
+# ------------------------------------------------------------------ nested groups in selected mode
+
+def test_nested_only_group_written_without_members_and_linked_to_parent():
+    """Cloud Sync writes a nested cloud group of a selected group "without its members" and links
+    it into the parent (docs: how-provisioning-to-active-directory-works, nested groups)."""
+    child = egroup(2, members=[], nested_only=True)
+    parent = egroup(1, members=[gmember(2), user(1)])
+    plan = wp.plan_writeback([parent, child], state(), resolution_for([1]))
+    creates = dict((o['group_id'], o) for o in ops_of(plan, 'create'))
+    assert creates[gid(2)]['members'] == []
+    assert [o['group_id'] for o in ops_of(plan, 'create')] == [gid(2), gid(1)], 'child before parent'
+    assert sorted(creates[gid(1)]['members']) == sorted([creates[gid(2)]['dn'], user_dn(1)])
+    assert report(plan, 2)['nested_only'] is True and report(plan, 2)['action'] == 'created'
+    assert_idempotent([parent, child], state(), resolution_for([1]))
+
+
+def test_nested_only_group_keeps_its_ad_members_and_is_renamed():
+    existing = ad_group(2, name='Old', members=[user_dn(5), user_dn(6)])
+    child = egroup(2, 'Child', members=[], nested_only=True)
+    parent = egroup(1, members=[gmember(2)])
+    plan = wp.plan_writeback([parent, child], state([existing]), {})
+    assert ops_of(plan, 'members') == []
+    assert [o['op'] for o in plan.ops if o['group_id'] == gid(2)] == ['modify_dn', 'modify']
+    assert report(plan, 2)['members_removed'] == [] and report(plan, 2)['action'] == 'renamed'
+    # the same group selected itself: its members are managed
+    selected = egroup(2, 'Child', members=[user(5)])
+    plan = wp.plan_writeback([parent, selected], state([existing]), resolution_for([5]))
+    assert [o['remove'] for o in ops_of(plan, 'members') if o['group_id'] == gid(2)] == [[user_dn(6)]]
+
+
+# ------------------------------------------------------------------ source of authority moved to the cloud
+
+SOA_DN = 'CN=Legacy Finance,OU=Legacy,' + DOMAIN
+
+
+def soa_original(n, group_type=GT, anchor=None, dn=SOA_DN, members=()):
+    obj = ad_group(n, dn=dn, name='Legacy Finance', anchor=False, members=members)
+    obj.update(admin_description=None, group_type=group_type, anchor=anchor, sam_account_name='LegacyFin',
+               object_sid='S-1-5-21-7-7-7-%d' % (3000 + n))
+    return obj
+
+
+def soa_group(n, name='Finance', **kw):
+    return egroup(n, name, cloud_managed=True, on_premises_security_identifier='s-1-5-21-7-7-7-%d' % (3000 + n),
+                  on_premises_sync_enabled=True, **kw)
+
+
+def soa_state(originals, managed=()):
+    st_ = state(managed)
+    st_['soa_originals'] = list(originals)
+    return st_
+
+
+def test_soa_group_adopts_its_original_in_place():
+    orig = soa_original(1, members=[user_dn(9)])
+    g = soa_group(1, members=[user(1)])
+    plan = wp.plan_writeback([g], soa_state([orig]), resolution_for([1]))
+    assert [o['op'] for o in plan.ops] == ['modify', 'members'], 'no create, no rename: the original keeps its DN'
+    modify = ops_of(plan, 'modify')[0]
+    assert modify['dn'] == SOA_DN and modify['object_guid'] == orig['object_guid']
+    assert modify['changes'] == {'msDS-ExternalDirectoryObjectId': 'Group_' + gid(1), 'displayName': 'Finance'}
+    r = report(plan, 1)
+    assert r['adopted'] and r['adopted_from'] == 'source_of_authority' and r['action'] == 'updated'
+    # the next run finds it by its anchor: nothing to do, still at its DN (also when outside search_base)
+    after = simulate(plan, soa_state([orig]))
+    again = wp.plan_writeback([g], after, resolution_for([1]))
+    assert again.ops == [] and report(again, 1)['dn'] == SOA_DN
+    anchored = copy.deepcopy(after['managed'][0])
+    outside = wp.plan_writeback([g], soa_state([anchored]), resolution_for([1]))
+    assert outside.ops == [] and not report(outside, 1)['adopted']
+    # a rename in Entra changes displayName only; with soa_move it follows the naming scheme
+    renamed = dict(g, display_name='Finance EMEA')
+    plan = wp.plan_writeback([renamed], after, resolution_for([1]))
+    assert [o['op'] for o in plan.ops] == ['modify'] and plan.ops[0]['changes'] == {'displayName': 'Finance EMEA'}
+    plan = wp.plan_writeback([renamed], after, resolution_for([1]), dict(soa_move=True, target_ou='OU=Groups,' + DOMAIN))
+    assert ops_of(plan, 'modify_dn')[0]['new_dn'] == 'CN=Finance EMEA_%s,OU=Groups,%s' % (gid(1)[-12:], DOMAIN)
+
+
+def test_soa_original_not_universal_is_reported_with_what_to_change():
+    global_group = soa_original(1, group_type=-2147483646)
+    plan = wp.plan_writeback([soa_group(1)], soa_state([global_group]), {})
+    assert plan.ops == []
+    r = report(plan, 1)
+    assert r['action'] == 'skipped' and r['reason'] == 'soa_not_universal'
+    assert 'global' in r['reason_text'] and '-GroupScope Universal' in r['reason_text'] and SOA_DN in r['reason_text']
+    local = soa_original(1, group_type=-2147483644)
+    assert 'domain local' in report(wp.plan_writeback([soa_group(1)], soa_state([local]), {}), 1)['reason_text']
+
+
+def test_soa_group_without_its_original_is_never_created():
+    plan = wp.plan_writeback([soa_group(1)], soa_state([]), {})
+    assert plan.ops == [] and report(plan, 1)['reason'] == 'soa_original_not_found'
+    other = soa_original(1, anchor='Group_' + gid(2))
+    plan = wp.plan_writeback([soa_group(1)], soa_state([other]), {})
+    assert plan.ops == [] and report(plan, 1)['reason'] == 'soa_original_anchored_elsewhere'
+
+
+def test_soa_adoption_keeps_sam_account_name_and_admin_description():
+    orig = soa_original(1)
+    plan = wp.plan_writeback([soa_group(1)], soa_state([orig]), {}, dict(sam_account_name_template='g-{id_suffix}'))
+    assert set(ops_of(plan, 'modify')[0]['changes']) == {'msDS-ExternalDirectoryObjectId', 'displayName'}
