@@ -15,10 +15,10 @@ import os
 import tempfile
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, ad_reader
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import apply_plan
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import ApplyResult, apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
     planned_names, plan_writeback, summarise,
 )
@@ -73,6 +73,73 @@ def _desired_from_graph(params):
     gone_ids = [i for i in selected_ids if i not in found_ids]
     not_found = gone_ids + [n for n in selected_names if n.lower() not in found_names]
     return dict(groups=groups, graph=client, not_found=not_found, gone_ids=gone_ids, ambiguous=ambiguous)
+
+
+# Options naming files the run writes. Each is checked before the first write to AD (in check mode
+# too): a run must not write to AD and then find it cannot record what it did.
+OUTPUT_PATH_OPTIONS = ('delta_state_path',)
+
+
+def check_output_paths(params):
+    """Refuse (before anything is read or written) an output path the run could not write: its
+    directory missing or not a directory, the path itself a directory, or no file creatable there
+    (the check creates and removes a temporary file, as ``save_state`` will)."""
+    problems = []
+    for option in OUTPUT_PATH_OPTIONS:
+        path = params.get(option)
+        if not path:
+            continue
+        directory = os.path.dirname(os.path.abspath(path)) or '.'
+        if os.path.isdir(path):
+            problems.append('%s %s is a directory, not a file' % (option, path))
+            continue
+        if not os.path.isdir(directory):
+            problems.append('%s %s cannot be written: its directory %s %s' % (
+                option, path, directory, 'is not a directory' if os.path.exists(directory) else 'does not exist'))
+            continue
+        try:
+            fd, probe = tempfile.mkstemp(prefix='.cloudsync-probe-', dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+        except (IOError, OSError) as exc:
+            problems.append('%s %s cannot be written: %s' % (option, path, exc))
+    if problems:
+        raise WritebackError('Refused: %s. Nothing was written.' % '; '.join(problems), details=dict(changed=False))
+
+
+def containers_to_check(params, domain_dn, search_base):
+    """[(what, dn)]: search_base, target_ou and every ou_map target (pure)."""
+    out = [('search_base', search_base), ('target_ou', params.get('target_ou') or 'CN=Users,%s' % domain_dn)]
+    for index, entry in enumerate(params.get('ou_map') or []):
+        if isinstance(entry, dict) and entry.get('ou'):
+            out.append(('ou_map[%d].ou' % index, entry['ou']))
+    return out
+
+
+def check_containers(client, params, domain_dn, search_base):
+    """Refuse, before anything is planned or written (check mode included: it must not report a
+    create the real run would refuse), a search_base, target_ou or ou_map target that does not
+    exist in AD."""
+    missing = []
+    seen = {}
+    for what, dn in containers_to_check(params, domain_dn, search_base):
+        try:
+            key = dn_key(dn)
+        except ValueError as exc:
+            missing.append('%s %r is not a valid distinguished name (%s)' % (what, dn, exc))
+            continue
+        if key not in seen:
+            try:
+                seen[key] = client.get(dn, ['objectClass']) is not None
+            except ADError as err:
+                if err.result is None:
+                    raise
+                seen[key] = False
+        if not seen[key]:
+            missing.append('%s %s does not exist on %s' % (what, dn, client.server))
+    if missing:
+        raise WritebackError('Refused: %s. Nothing was written; create the container or correct the option.' % '; '.join(missing),
+                             details=dict(changed=False))
 
 
 def load_state(path):
@@ -162,11 +229,17 @@ def _users_to_resolve(groups):
 
 
 def _merge_apply(plan_dict, applied):
-    """Fold the applier's per-group errors into the report and summary."""
-    if not applied.errors and not applied.notes:
+    """Fold what the applier did into the report and summary: per-group errors, groups a
+    concurrent run created a moment ago (adopted: ``updated`` or ``unchanged``, never ``created``),
+    and, when the run stopped, the groups whose operations were not (all) run."""
+    if not applied.errors and not applied.notes and not applied.adopted and not applied.not_run:
         return
+    not_reached = set(op.get('group_id') for op in applied.not_run)
+    stopped = applied.fatal.msg if applied.fatal is not None else None
     for rep in plan_dict['groups']:
         gid = rep.get('id')
+        if gid in applied.adopted and gid not in applied.errors:
+            _report_adopted(rep, applied, plan_dict['diff'])
         if gid in applied.errors:
             rep['action'] = 'error'
             rep['reason'] = 'ldap_error'
@@ -175,10 +248,62 @@ def _merge_apply(plan_dict, applied):
                 # The planned state was not reached (some of the group's operations may have run):
                 # the diff must not show it as the result.
                 plan_dict['diff']['after'][gid] = {'error': applied.errors[gid]}
+        elif gid in not_reached:
+            rep['action'] = 'error'
+            rep['reason'] = 'not_applied'
+            rep['reason_text'] = 'Not (fully) written: the run stopped before this group\'s operations ran (%s). ' \
+                                 'The next run completes it.' % stopped
+            if gid in plan_dict['diff']['after']:
+                plan_dict['diff']['after'][gid] = {'error': rep['reason_text']}
         if gid in applied.notes:
             rep.setdefault('notes', []).extend(applied.notes[gid])
     # A group that failed counts as an error only, not also as created/updated/... as planned.
     plan_dict['summary'] = summarise(plan_dict['groups'])
+
+
+def _report_adopted(rep, applied, diff):
+    """A planned create that met the group already made by a concurrent run: report what this run
+    changed on it, not a create."""
+    info = applied.adopted[rep['id']]
+    later = [dn for op in applied.executed if op.get('group_id') == rep['id'] and op['op'] == 'members'
+             and op.get('outcome') == 'done' for dn in op.get('add') or []]
+    added = list(info['members_added']) + later
+    rep['members_added'] = added
+    rep['changes'] = sorted(info['changes']) + (['member'] if added else [])
+    rep['action'] = 'updated' if rep['changes'] else 'unchanged'
+    rep['adopted_concurrent'] = True
+    if rep['action'] == 'unchanged':
+        diff['before'].pop(rep['id'], None)
+        diff['after'].pop(rep['id'], None)
+    else:
+        diff['before'][rep['id']] = dict((attr, c['before']) for attr, c in info['changes'].items())
+        diff['after'][rep['id']] = dict((attr, c['after']) for attr, c in info['changes'].items())
+        if added:
+            diff['after'][rep['id']]['members_added'] = added
+
+
+def _executed_plan(applied, ops):
+    """The plan as run: each operation with its ``outcome`` (``not_run`` for those never sent)."""
+    if not applied.executed and not applied.not_run:
+        return ops
+    return applied.executed + applied.not_run
+
+
+def _failed_after_writes(exc, result, applied, ops):
+    """The run wrote to AD and then failed: the failure says changed, with what was done."""
+    if applied.fatal is not None:
+        _merge_apply(result, applied)
+        what = 'stopped after it wrote to AD: %s' % (exc.msg if isinstance(exc, ADError) else exc)
+        advice = 'the groups not reached are listed with reason not_applied; the next run finds every group made by its ' \
+                 'anchor and completes the rest'
+    else:
+        what = 'wrote to AD and then failed: %s' % (getattr(exc, 'msg', None) or '%s: %s' % (type(exc).__name__, exc))
+        advice = 'what was written is in summary, groups and plan'
+    details = dict(getattr(exc, 'details', None) or {})
+    details.update(changed=True, summary=result['summary'], groups=result['groups'], plan=_executed_plan(applied, ops),
+                   cycles=result['cycles'])
+    summary = ', '.join('%s %d' % (k, v) for k, v in sorted(result['summary'].items()) if v and not k.endswith('_members'))
+    return WritebackError('The run %s (done: %s); %s' % (what, summary or 'nothing counted', advice), details=details)
 
 
 def _outside_search_base(params, domain_dn, search_base):
@@ -212,6 +337,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     """Run the whole writeback; returns the module result (without ``failed``), or raises
     WritebackError/CloudSyncError. Groups that failed individually are in the result with
     ``action: error``; the caller decides how to report them."""
+    check_output_paths(params)
     wanted = _desired(params)
     desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
     if graph is not None:
@@ -225,6 +351,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         check_schema(ad)
         domain_dn = ad.root_dse().get('default_naming_context')
         search_base = params.get('search_base') or domain_dn
+        check_containers(ad, params, domain_dn, search_base)
         ids = None
         if params.get('groups') and params.get('entra_groups') is None:
             # Selected mode: only the selected groups are in scope, with or without prune. The managed
@@ -271,16 +398,26 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 % (deletions, params.get('deletion_threshold') or 0),
                 details=dict(summary=plan.summary, groups=plan.groups, changed=False))
 
-        applied = apply_plan(ad, plan.ops, check_mode=check_mode)
-        _merge_apply(result, applied)
-        if new_state is not None and not check_mode and not applied.errors:
-            save_state(params['delta_state_path'], new_state)
+        applied = ApplyResult()
+        try:
+            apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
+            _merge_apply(result, applied)
+            if new_state is not None and not check_mode and not applied.errors:
+                try:
+                    save_state(params['delta_state_path'], new_state)
+                except (IOError, OSError) as exc:
+                    raise WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads '
+                                         'what changed since the previous state' % (params['delta_state_path'], exc))
+        except Exception as exc:  # pylint: disable=broad-except
+            if not applied.changed:
+                raise
+            raise _failed_after_writes(exc, result, applied, plan.ops)
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,
             summary=result['summary'],
             groups=result['groups'],
-            plan=result['ops'],
+            plan=_executed_plan(applied, result['ops']),
             warnings=list(result['warnings']) + ['Entra group not found: %s' % x for x in not_found] + [
                 'Entra display name %r matches %d groups (%s): none of them was written; select them by id'
                 % (e['name'], len(e['ids']), ', '.join(e['ids'])) for e in ambiguous] + _outside_search_base(params, domain_dn, search_base),

@@ -8,12 +8,16 @@ request (the planner already chunked large member changes). What can go wrong an
 - an object-level refusal (insufficient rights, constraint violation, a name taken meanwhile):
   recorded for that group, its remaining operations are skipped, other groups go on;
 - a create that finds its DN taken (``entryAlreadyExists``): the object there is read; if it
-  carries this group's anchor, another run created it a moment ago, and its members are brought
-  in line instead (two concurrent runs never make two groups); a foreign object is an error for
-  that group only;
-- a lost connection (no LDAP result code: the DC went away): the run stops at once with a clear
-  error; every group already created carries its anchor (one add with every attribute), so the
-  next run finds it and converges.
+  carries this group's anchor, another run created it a moment ago: it is adopted, its attributes
+  and members are brought in line, and it is reported as what this run did to it (``updated``
+  when something had to be written, ``unchanged`` otherwise), never as ``created`` (two
+  concurrent runs never make two groups, and their counts add up to what was made); a foreign
+  object is an error for that group only;
+- a lost connection (no LDAP result code: the DC went away): the run stops at once; the error
+  carries the ``ApplyResult`` so far (``err.applied``: what was done, the failed operation and
+  the operations not run), so the caller can report what was written. Every group already
+  created carries its anchor (one add with every attribute), so the next run finds it and
+  converges.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,6 +38,9 @@ class ApplyResult(object):
         self.executed = []        # ops sent (as given, with 'outcome' added)
         self.errors = {}          # group_id -> message
         self.notes = {}           # group_id -> [text]
+        self.adopted = {}         # group_id -> {"changes": {attr: {"before", "after"}}, "members_added": [dn]}
+        self.not_run = []         # ops never sent because the run stopped (outcome 'not_run')
+        self.fatal = None         # the connection-level ADError that stopped the run, if any
         self.changed = False
 
     def note(self, group_id, text):
@@ -69,19 +76,31 @@ def _create(client, op, result):
         if err.result != ENTRY_ALREADY_EXISTS:
             raise
     # Someone holds the DN: a concurrent run of ours (same anchor), or a foreign object.
-    existing = client.get(op['dn'], [ANCHOR_ATTRIBUTE, 'member'])
     wanted_anchor = attributes.get(ANCHOR_ATTRIBUTE)
+    compared = sorted(k for k in op['attributes'] if k not in ('objectClass', ANCHOR_ATTRIBUTE))
+    existing = client.get(op['dn'], [ANCHOR_ATTRIBUTE, 'member'] + compared)
     if existing is None or first(existing, ANCHOR_ATTRIBUTE) != wanted_anchor:
         raise ADError('Cannot create %r: an object without the anchor %s already holds that name on %s; '
                       'rename or remove it, or map the group to another OU'
                       % (op['dn'], wanted_anchor, client.server),
                       operation='add', server=client.server, dn=op['dn'], result=ENTRY_ALREADY_EXISTS,
                       result_name='entryAlreadyExists')
-    have = set(ad_codecs.dn_key(dn) for dn in values(existing, 'member'))
-    missing = [dn for dn in op.get('members') or [] if ad_codecs.dn_key(dn) not in have]
+    changes = {}
+    for attr in compared:
+        want = op['attributes'][attr]
+        have = first(existing, attr)
+        if have is None or str(have) != str(want):
+            changes[attr] = {'before': have, 'after': want}
+    have_members = set(ad_codecs.dn_key(dn) for dn in values(existing, 'member'))
+    missing = [dn for dn in op.get('members') or [] if ad_codecs.dn_key(dn) not in have_members]
+    modify = dict((attr, ('replace', [change['after']])) for attr, change in changes.items())
     if missing:
-        client.modify(op['dn'], _members_change(missing, []))
-    result.note(op['group_id'], 'created by a concurrent run; members brought in line')
+        modify['member'] = [('add', list(missing))]
+    if modify:
+        client.modify(op['dn'], modify)
+    result.adopted[op['group_id']] = {'changes': changes, 'members_added': missing, 'wrote': bool(modify)}
+    result.note(op['group_id'], 'created by a concurrent run a moment ago: adopted (found by its anchor)%s'
+                % ('; attributes and members brought in line' if modify else '; nothing to change'))
     return 'adopted_concurrent'
 
 
@@ -137,14 +156,15 @@ def _execute(client, op):
     return 'done'
 
 
-def apply_plan(client, ops, check_mode=False):
-    """Run ``ops`` (a plan's ordered operations). Returns an ApplyResult; raises ADError when the
-    connection is lost (nothing more can be done safely in this run)."""
-    result = ApplyResult()
+def apply_plan(client, ops, check_mode=False, result=None):
+    """Run ``ops`` (a plan's ordered operations). Returns an ApplyResult (``result`` when given, so
+    the caller holds it even when this raises); raises ADError when the connection is lost
+    (nothing more can be done safely in this run), with the ApplyResult so far as ``err.applied``."""
+    result = result if result is not None else ApplyResult()
     if check_mode:
         return result
     failed = set()
-    for op in ops:
+    for index, op in enumerate(ops):
         gid = op.get('group_id')
         if gid in failed:
             result.executed.append(dict(op, outcome='skipped_after_error'))
@@ -152,13 +172,18 @@ def apply_plan(client, ops, check_mode=False):
         try:
             outcome = _create(client, op, result) if op['op'] == 'create' else _execute(client, op)
         except ADError as err:
+            msg = err.msg if op['dn'] in err.msg else '%s (group %s)' % (err.msg, op['dn'])
+            result.executed.append(dict(op, outcome='error', error=msg))
             if _fatal(err):
+                result.errors[gid] = msg
+                result.fatal = err
+                result.not_run = [dict(rest, outcome='not_run') for rest in ops[index + 1:]]
+                err.applied = result
                 raise
             failed.add(gid)
-            msg = err.msg if op['dn'] in err.msg else '%s (group %s)' % (err.msg, op['dn'])
             result.errors[gid] = msg
-            result.executed.append(dict(op, outcome='error', error=msg))
             continue
-        result.changed = True
+        if outcome != 'adopted_concurrent' or result.adopted[gid]['wrote']:
+            result.changed = True
         result.executed.append(dict(op, outcome=outcome))
     return result

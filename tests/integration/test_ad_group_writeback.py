@@ -493,14 +493,16 @@ __all__ = ['values']
 
 
 def test_a_missing_container_is_named_as_what_to_fix(corp, corp_dir, sandbox):
+    """Checked before the first write (check mode too): the run refuses, naming the option and the
+    DN, and writes no group at all (before, the other group was created and this one failed)."""
     missing = 'OU=No Such OU,%s' % sandbox
     group, other = entra_group('Nowhere To Go'), entra_group('Somewhere')
-    result = in_box(corp, [group, other], sandbox, ou_map=[{'id': group['id'], 'ou': missing}])
-    by_id = dict((g['id'], g) for g in result['groups'])
-    assert by_id[group['id']]['action'] == 'error'
-    assert 'does not exist: check target_ou and ou_map' in by_id[group['id']]['reason_text']
-    assert missing in by_id[group['id']]['reason_text']
-    assert by_id[other['id']]['action'] == 'created'
+    for check in (True, False):
+        with pytest.raises(CloudSyncError) as refused:
+            in_box(corp, [group, other], sandbox, check=check, ou_map=[{'id': group['id'], 'ou': missing}])
+        assert 'ou_map[0].ou %s does not exist' % missing in refused.value.msg, refused.value.msg
+        assert refused.value.details['changed'] is False
+    assert corp_dir.children(sandbox) == []
 
 
 def test_prune_with_an_empty_scope_is_refused_unless_meant(corp, corp_dir, sandbox):

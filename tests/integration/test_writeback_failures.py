@@ -1,0 +1,195 @@
+"""Honest failures (issue 14, item 2): a run never writes to AD and then says "nothing changed".
+
+- Every output path (``delta_state_path``) and every container (``target_ou``, the ``ou_map``
+  targets, ``search_base``) is checked before the first write, in check mode too: check mode must
+  not report a create that the real run refuses.
+- A failure after writes (the state file cannot be saved, an LDAP error mid-apply) fails with
+  ``changed: true`` and the summary, groups and plan of what was done.
+
+Through ansible-playbook where the module contract is what is tested, through the engine where a
+failure has to be placed between two steps of one run.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import shutil
+import uuid
+
+import pytest
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+
+from writeback_helpers import Directory, entra_group, entra_user, graph_args, run, run_playbook
+
+PREFIX = 'WF %s ' % uuid.uuid4().hex[:6]
+
+PLAY = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/hybrid_identity.cloud_sync.cloud_sync:
+      domain_controllers: ["{ip}"]
+      ad_ca_file: "{ca}"
+      ad_user: "{user}"
+      ad_password: "{password}"
+  tasks:
+    - name: drift
+      hybrid_identity.cloud_sync.ad_group_writeback: {args}
+      check_mode: true
+      register: r_drift
+      ignore_errors: true
+    - name: apply
+      hybrid_identity.cloud_sync.ad_group_writeback: {args}
+      register: r_apply
+      ignore_errors: true
+    - name: save
+      ansible.builtin.copy:
+        content: "{{{{ {{'drift': r_drift, 'apply': r_apply}} | to_json }}}}"
+        dest: "{{results}}"
+        mode: "0600"
+"""
+
+
+def play_for(forest, args):
+    return PLAY.format(ip=forest.ip, ca=forest.ca_file, user=forest.admin_upn, password=forest.admin_password,
+                       args=json.dumps(args))
+
+
+@pytest.fixture
+def box(corp):
+    directory = Directory(corp)
+    dn = directory.make_ou('t-fail-%s' % uuid.uuid4().hex[:8])
+    yield directory, dn
+    directory.remove_tree(dn)
+    directory.close()
+
+
+@pytest.fixture
+def tenant(corp, graph_tenant, graph_emulator_factory):
+    """An emulated tenant with two cloud groups whose members are lab users."""
+    ids = corp.identities
+    b = graph_tenant()
+    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
+                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[36:38]]
+    groups = [b.group(PREFIX + 'One', members=users[:1]), b.group(PREFIX + 'Two', members=users)]
+    return graph_emulator_factory(b.build()), groups
+
+
+def module_graph_args(emu):
+    return dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
+                authority_host=emu.authority_url, graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file)
+
+
+def test_unwritable_state_path_is_refused_before_any_write_in_check_mode_too(corp, box, tenant, tmp_path):
+    """The state file's directory is a regular file: nothing can be saved there. Before, check mode
+    passed and the real run created the groups and then failed with changed false."""
+    directory, ou = box
+    emu, group_ids = tenant
+    blocker = tmp_path / 'not-a-directory'
+    blocker.write_text('a file where the state directory should be')
+    state = str(blocker / 'state.json')
+    args = dict(module_graph_args(emu), all_groups=True, group_filter="startswith(displayName,'%s')" % PREFIX,
+                target_ou=ou, search_base=ou, delta_state_path=state)
+    rc, output, saved = run_playbook(play_for(corp, args), tmp_path)
+    assert rc == 0, output[-3000:]
+    for task in ('drift', 'apply'):
+        result = saved[task]
+        assert result.get('failed') is True, (task, result)
+        assert result['changed'] is False, (task, result)
+        assert 'delta_state_path' in result['msg'] and state in result['msg'], result['msg']
+        assert 'Nothing was written' in result['msg'], result['msg']
+        assert 'Traceback' not in result['msg']
+    for gid in group_ids:
+        assert directory.by_anchor(gid, ou) == [], 'the refused run wrote to AD'
+
+
+def test_a_missing_ou_map_target_fails_in_check_mode_and_writes_nothing(corp, box, tmp_path):
+    """Before, check mode reported a create into an OU that does not exist (changed, ok), and the
+    real run created the other group and failed for this one."""
+    directory, ou = box
+    missing = 'OU=Not There,%s' % ou
+    stray, other = entra_group('Mapped Nowhere'), entra_group('Would Be Fine')
+    args = dict(entra_groups=[stray, other], target_ou=ou, search_base=ou, ou_map=[{'id': stray['id'], 'ou': missing}])
+    rc, output, saved = run_playbook(play_for(corp, args), tmp_path)
+    assert rc == 0, output[-3000:]
+    for task in ('drift', 'apply'):
+        result = saved[task]
+        assert result.get('failed') is True, (task, result)
+        assert result['changed'] is False
+        assert missing in result['msg'] and 'ou_map' in result['msg'], result['msg']
+    assert directory.by_anchor(other['id'], ou) == [] and directory.by_anchor(stray['id'], ou) == []
+
+
+def test_missing_target_ou_and_search_base_are_named_before_anything_is_planned(corp, box):
+    _directory, ou = box
+    gone = 'OU=Gone,%s' % ou
+    for option in ('target_ou', 'search_base'):
+        with pytest.raises(CloudSyncError) as refused:
+            run(corp, [entra_group('Anything')], check=True, **dict(dict(target_ou=ou, search_base=ou), **{option: gone}))
+        assert option in refused.value.msg and gone in refused.value.msg, refused.value.msg
+        assert refused.value.details.get('changed') is False
+
+
+def test_a_state_file_that_cannot_be_saved_after_the_writes_reports_changed_with_the_summary(corp, box, tenant, tmp_path,
+                                                                                                monkeypatch):
+    """The state directory disappears while the run writes (checked writable before the writes):
+    the writes happened, so the failure says changed true and carries what was done."""
+    directory, ou = box
+    emu, group_ids = tenant
+    state_dir = tmp_path / 'state'
+    state_dir.mkdir()
+    state = str(state_dir / 'state.json')
+    real_apply = writeback.apply_plan
+
+    def apply_then_lose_the_directory(*args, **kwargs):
+        outcome = real_apply(*args, **kwargs)
+        shutil.rmtree(str(state_dir))
+        (tmp_path / 'state').write_text('now a file')
+        return outcome
+    monkeypatch.setattr(writeback, 'apply_plan', apply_then_lose_the_directory)
+    args = graph_args(emu)
+    args.update(all_groups=True, group_filter="startswith(displayName,'%s')" % PREFIX, target_ou=ou, search_base=ou,
+                delta_state_path=state)
+    with pytest.raises(CloudSyncError) as failed:
+        run(corp, None, **args)
+    err = failed.value
+    assert err.details['changed'] is True, err.details
+    assert err.details['summary']['created'] == 2, err.details['summary']
+    assert [op['op'] for op in err.details['plan']] == ['create', 'create']
+    assert all(op['outcome'] == 'created' for op in err.details['plan'])
+    assert 'delta_state_path' in err.msg and state in err.msg, err.msg
+    assert 'wrote to AD' in err.msg, err.msg
+    for gid in group_ids:
+        assert len(directory.by_anchor(gid, ou)) == 1
+    assert not os.path.isdir(state)
+
+
+def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box, monkeypatch):
+    """The connection is lost after the first create (a DC that went away: no LDAP result code).
+    The run stops, and says that it wrote one group and which ones it did not get to."""
+    directory, ou = box
+    groups = [entra_group('Mid %d' % i, [entra_user(corp.identities[36])]) for i in range(3)]
+    real_add = ADClient.add
+    calls = []
+
+    def add_then_lose_the_connection(self, dn, attributes, *args, **kwargs):
+        calls.append(dn)
+        if len(calls) > 1:
+            raise ADError('Connection to %s lost during add of %r' % (self.server, dn), operation='add', server=self.server, dn=dn)
+        return real_add(self, dn, attributes, *args, **kwargs)
+    monkeypatch.setattr(ADClient, 'add', add_then_lose_the_connection)
+    with pytest.raises(CloudSyncError) as failed:
+        run(corp, groups, target_ou=ou, search_base=ou)
+    err = failed.value
+    assert err.details['changed'] is True, err.details
+    assert err.details['summary']['created'] == 1, err.details['summary']
+    outcomes = [op['outcome'] for op in err.details['plan']]
+    assert outcomes == ['created', 'error', 'not_run'], outcomes
+    by_action = sorted(g['action'] for g in err.details['groups'])
+    assert by_action == ['created', 'error', 'error'], err.details['groups']
+    assert 'Connection to' in err.msg and 'lost' in err.msg
+    assert sum(len(directory.by_anchor(g['id'], ou)) for g in groups) == 1
