@@ -55,6 +55,8 @@ SIZES = {
     # synced users come from the lab (created once); users = synced + ~10% cloud-only.
     'small': dict(groups=100, synced=1000, users=1100, memberships=5000, big=2000, depth=3, seed=7),
     'large': dict(groups=2000, synced=20000, users=22000, memberships=200000, big=50000, depth=3, seed=7),
+    # Cloud Sync's published limit for all mode (20,000 groups): issue 12's memory and slope target.
+    'xlarge': dict(groups=20000, synced=200000, users=220000, memberships=2000000, big=50000, depth=3, seed=7),
 }
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'ad_group_writeback.py')
 SUMMARY_KEYS = ('created', 'updated', 'renamed', 'deleted', 'unchanged', 'skipped', 'errors', 'members_added',
@@ -254,26 +256,36 @@ def mutate(emu, tenant, fraction, seed):
 
 
 # --------------------------------------------------------------------------- baselines
-def run_floor(forest, plan_path, work):
+def _floor_script(forest, plan_path, floor_ou, out):
+    return run_measured([PY, os.path.join(BENCH, 'floor.py'), '--plan', plan_path, '--from-ou',
+                         'OU=Bench,' + forest.base_dn, '--to-ou', floor_ou, '--server', forest.ip,
+                         '--ca-file', forest.ca_file, '--user', forest.admin_upn,
+                         '--password-env', 'BENCH_AD_PASSWORD', '--out', out],
+                        env={'BENCH_AD_PASSWORD': forest.admin_password})
+
+
+def run_floor(forest, plan_path, work, name='floor', base_plan=None):
+    """Time floor.py writing ``plan_path`` into OU=BenchFloor. With ``base_plan`` (the first run's
+    plan) the OU is first given, untimed, the groups that plan creates: the floor of an incremental
+    run is its writes replayed onto the same groups."""
     floor_ou = fresh_ou(forest, 'BenchFloor')
-    out = os.path.join(work, 'floor.json')
-    rc, wall, rss, text = run_measured([PY, os.path.join(BENCH, 'floor.py'), '--plan', plan_path, '--from-ou',
-                                        'OU=Bench,' + forest.base_dn, '--to-ou', floor_ou, '--server', forest.ip,
-                                        '--ca-file', forest.ca_file, '--user', forest.admin_upn,
-                                        '--password-env', 'BENCH_AD_PASSWORD', '--out', out],
-                                       env={'BENCH_AD_PASSWORD': forest.admin_password})
+    if base_plan:
+        _floor_script(forest, base_plan, floor_ou, os.path.join(work, '%s-base.json' % name))
+    out = os.path.join(work, '%s.json' % name)
+    rc, wall, rss, unused_text = _floor_script(forest, plan_path, floor_ou, out)
     data = json.load(open(out)) if os.path.exists(out) else {}
     groups_in_ad = count_groups(forest, floor_ou)
     # Samba keeps each user's memberOf backlinks in the user's record: leaving the floor's 100,000+
-    # links in place would make the module's first run pay for twice as many. Removed, untimed.
+    # links in place would make the module's runs pay for twice as many. Removed, untimed.
     fresh_ou(forest, 'BenchFloor')
     # The floor is the whole script (interpreter start, bind, writes), as the module is measured
     # as a whole process; write_s is the bind and the writes alone.
-    row = dict(scenario='floor', ok=rc == 0, wall_s=round(wall, 3), write_s=round(data.get('write_s', 0), 3),
-               ldap=dict(searches=0, adds=data.get('adds', 0), modifies=data.get('modifies', 0), deletes=0, modify_dns=0),
+    row = dict(scenario=name, ok=rc == 0, wall_s=round(wall, 3), write_s=round(data.get('write_s', 0), 3),
+               ldap=dict(searches=0, adds=data.get('adds', 0), modifies=data.get('modifies', 0), deletes=data.get('deletes', 0),
+                         modify_dns=data.get('modify_dns', 0)),
                graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=groups_in_ad)
-    log('floor              %7.2f s (bind and writes %.2f s)  ldap %s  rss %.0f MB' % (
-        wall, row['write_s'], row['ldap'], rss))
+    log('%-18s %7.2f s (bind and writes %.2f s)  ldap %s  rss %.0f MB' % (
+        name, wall, row['write_s'], row['ldap'], rss))
     return row
 
 
@@ -412,8 +424,17 @@ def main(argv=None):
         scenario('noop full read', False, state_path=None, repeat=args.repeat)
         extra['mutation'] = mutate(emu, tenant, 0.01, SIZES[args.size]['seed'])
         log('mutated Entra: %s' % extra['mutation'])
-        scenario('incremental (check)', True)
-        scenario('incremental', False)
+        _row, check_incr = scenario('incremental (check)', True)
+        incr_plan = os.path.join(work, 'plan-incremental.json')
+        with open(incr_plan, 'w') as fh:
+            json.dump(check_incr.get('plan') or [], fh)
+        del check_incr
+        incr_floor = None
+        if not args.no_floor:
+            incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', base_plan=plan_path)
+        incr_row, unused = scenario('incremental', False)
+        if incr_floor:
+            extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
         scenario('after incr. (check)', True)
         peer_row = None
         if args.peer == 'yes' or (args.peer == 'auto' and args.size == 'small'):
@@ -426,7 +447,7 @@ def main(argv=None):
 
     floor_wall = floor_row['wall_s'] if floor_row else None
     peer_wall = peer_row['wall_s'] if peer_row else None
-    all_rows = ([floor_row] if floor_row else []) + rows + ([peer_row] if peer_row else [])
+    all_rows = ([floor_row] if floor_row else []) + rows + ([incr_floor] if incr_floor else []) + ([peer_row] if peer_row else [])
     text = table(all_rows, first_row['wall_s'], floor_wall, peer_wall)
     print('\nad_group_writeback benchmark, size %s (%s)' % (args.size, json.dumps(SIZES[args.size])))
     print(text)
@@ -438,6 +459,10 @@ def main(argv=None):
                        first_wall_s=first_row['wall_s'], floor_wall_s=floor_wall, peer_wall_s=peer_wall,
                        cpus=os.cpu_count(), table=text, **extra), fh, indent=1)
     print('\nsaved %s' % os.path.relpath(out, ROOT))
+    failed = [r['scenario'] for r in all_rows if not r.get('ok', True)]
+    if failed:
+        print('FAILED scenarios: %s' % ', '.join(failed))
+        return 1
     return 0
 
 

@@ -4,8 +4,10 @@
     floor.py --plan plan.json --from-ou OU=Bench,DC=... --to-ou OU=BenchFloor,DC=... \
              --server 127.0.0.2 --ca-file ca.crt --user Administrator@corp... --password-env VAR --out floor.json
 
-``plan.json`` is the check-mode plan of the first run (the operations ``ad_group_writeback``
-would send: creates with their attributes and member lists, then member additions in chunks).
+``plan.json`` is a check-mode plan of the module: the first run's (creates with their attributes
+and member lists, then member additions in chunks), or an incremental run's (renames and moves,
+attribute updates, member additions and removals, deletes) replayed onto a copy of the groups
+that the first run's plan built in ``--to-ou``.
 The member lists are known up front: no Graph read, no AD read, no planning. DNs are moved from
 ``--from-ou`` to ``--to-ou`` so the floor writes beside the module's groups, not over them.
 One LDAPS connection, simple bind (as the module in the benchmark), one request per operation.
@@ -52,8 +54,8 @@ def main(argv=None):
     with open(args.plan) as fh:
         ops = relocate(json.load(fh), args.from_ou, args.to_ou)
     kinds = set(op['op'] for op in ops)
-    if kinds - {'create', 'members'}:
-        sys.stderr.write('floor: a first run plan should hold creates and member additions only, got %s\n' % sorted(kinds))
+    if kinds - {'create', 'members', 'modify_dn', 'modify', 'delete'}:
+        sys.stderr.write('floor: unknown operations in the plan: %s\n' % sorted(kinds))
         return 2
 
     start = time.perf_counter()
@@ -61,9 +63,19 @@ def main(argv=None):
     server = ldap3.Server(args.server, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
     conn = ldap3.Connection(server, user=args.user, password=os.environ[args.password_env], auto_bind=True,
                             raise_exceptions=True)
-    adds = modifies = 0
+    adds = modifies = modify_dns = deletes = 0
     for op in ops:
-        if op['op'] == 'create':
+        if op['op'] == 'modify_dn':
+            conn.modify_dn(op['dn'], op['new_rdn'], new_superior=op.get('new_superior'))
+            modify_dns += 1
+        elif op['op'] == 'delete':
+            conn.delete(op['dn'])
+            deletes += 1
+        elif op['op'] == 'modify':
+            conn.modify(op['dn'], dict((k, [(ldap3.MODIFY_REPLACE, [] if v is None else (v if isinstance(v, list) else [v]))])
+                                       for k, v in op['changes'].items()))
+            modifies += 1
+        elif op['op'] == 'create':
             attributes = dict((k, v) for k, v in op['attributes'].items() if v not in (None, []))
             if op.get('members'):
                 attributes['member'] = op['members']
@@ -80,8 +92,8 @@ def main(argv=None):
     conn.unbind()
     elapsed = time.perf_counter() - start
     with open(args.out, 'w') as fh:
-        json.dump(dict(write_s=elapsed, adds=adds, modifies=modifies, ops=len(ops)), fh)
-    print('floor: %d adds, %d modifies in %.2f s' % (adds, modifies, elapsed))
+        json.dump(dict(write_s=elapsed, adds=adds, modifies=modifies, modify_dns=modify_dns, deletes=deletes, ops=len(ops)), fh)
+    print('floor: %d adds, %d modifies, %d modify DNs, %d deletes in %.2f s' % (adds, modifies, modify_dns, deletes, elapsed))
     return 0
 
 
