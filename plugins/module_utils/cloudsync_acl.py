@@ -3,9 +3,10 @@
 """The ACEs of ``Set-AADCloudSyncPermissions`` per permission type, and DACL merge/removal (pure).
 
 Sources: Microsoft Entra docs "Group Managed Service Accounts" (cloud sync, gMSA permission
-tables) and "Microsoft Entra Connect: Configure AD DS Connector Account Permissions" (the
-ADSyncConfig tables the cloud sync cmdlet says it is identical to), plus the spec of this project
-for ``UserGroupCreateDelete``. Each documented row ("Access" / "Applies To") becomes one ACE:
+tables, https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/gmsa-cloud-sync) and
+"Microsoft Entra Connect: Configure AD DS Connector Account Permissions" (the ADSyncConfig tables
+the cloud sync cmdlet says it is identical to). Each documented row ("Access" / "Applies To")
+becomes one ACE:
 
 * "... | Descendant <class> objects": inherit-only, container-inherit object ACE whose inherited
   object type is the class (``(OA;CIIO;<rights>;;<class>;<sid>)``);
@@ -17,6 +18,31 @@ for ``UserGroupCreateDelete``. Each documented row ("Access" / "Applies To") bec
 "Generic Write" is stored as AD maps it (SW|WP|RC, what dsacls calls GW on a directory object),
 so what we write compares equal to what we read back.
 
+``UserGroupCreateDelete`` is what group provisioning to AD needs. The gMSA page's table lists only
+Generic Write and Create/Delete child of groups and users; the group provisioning prerequisites
+say more: "you need to assign Read, Write, Create, and Delete all properties for all descendant
+Groups and User objects" (https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/tutorial-group-provisioning,
+"General requirements"). Without Read, an OU where Authenticated Users cannot read (inheritance
+blocked, hardened) hides the account's own groups from it and its next run collides with what it
+wrote (tests/integration/test_least_privilege_writeback.py shows it on the lab). So the set is the
+documented table plus:
+
+* Read all properties on descendant group and user objects, in the same ACE as the documented
+  Generic write (``(OA;CIIO;RPWPRCSW;;<class>;<sid>)``; one ACE, so that this set shares no ACE with
+  ``BasicRead`` or ``HybridExchangePermissions`` and removing one type never takes another's ACE);
+* List contents and Read permissions on the target and every container below it
+  (``(A;CI;LCRC;;;<sid>)``): without List contents a search below the target returns none of the
+  objects the account may read (measured on the lab); Read permissions lets the account read the
+  DACL that grants it, so ``prereq_facts`` can verify an agentless account's rights as that account.
+
+An ACE written by ``Set-AADCloudSyncPermissions`` or by an earlier version of this module (Generic
+write alone, ``WPRCSW``) is not one of ours: it is left in place (a subset of what we grant), and
+``state=absent`` does not remove it.
+
+``effective_missing(dacl, desired, sids)`` evaluates a DACL the way AD's access check does for a
+token holding ``sids`` (first ACE in order that names a right decides it, deny or allow), so rights
+granted through a group, on a parent and inherited, or by a broader ACE, count.
+
 ``apply_present`` / ``apply_absent`` only ever add or remove explicit ACEs equal to ours (same
 type, trustee, rights, object type, inherited object type and inheritance flags); every other ACE,
 and every inherited ACE, is kept byte for byte and in place.
@@ -27,8 +53,9 @@ __metaclass__ = type
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.security_descriptor import (
-    ACCESS_ALLOWED_OBJECT_ACE_TYPE, CONTAINER_INHERIT_ACE, DS_GENERIC_WRITE, INHERIT_ONLY_ACE, RIGHT_DS_CONTROL_ACCESS,
-    RIGHT_DS_CREATE_CHILD, RIGHT_DS_DELETE_CHILD, RIGHT_DS_READ_PROPERTY, RIGHT_DS_WRITE_PROPERTY, SE_DACL_PRESENT, Ace,
+    ACCESS_ALLOWED_ACE_TYPE, ACCESS_ALLOWED_OBJECT_ACE_TYPE, ALLOW_ACE_TYPES, CONTAINER_INHERIT_ACE, DENY_ACE_TYPES, DS_GENERIC_WRITE,
+    INHERIT_ONLY_ACE, NO_PROPAGATE_INHERIT_ACE, READ_CONTROL, RIGHT_DS_CONTROL_ACCESS, RIGHT_DS_CREATE_CHILD, RIGHT_DS_DELETE_CHILD,
+    RIGHT_DS_LIST_CONTENTS, RIGHT_DS_READ_PROPERTY, RIGHT_DS_WRITE_PROPERTY, SE_DACL_PRESENT, Ace, mask_to_names,
 )
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import sid_to_bytes
 
@@ -76,8 +103,10 @@ def _rules(permission_type):
     if permission_type == 'UserGroupCreateDelete':
         out = []
         for cls in ('group', 'user'):
-            out.append((False, DESCENDANTS, DS_GENERIC_WRITE, None, CLASS_GUIDS[cls]))
+            # "Read, Write ... all properties": Read all properties plus the documented Generic write
+            out.append((False, DESCENDANTS, RIGHT_DS_READ_PROPERTY | DS_GENERIC_WRITE, None, CLASS_GUIDS[cls]))
             out.append((False, THIS_AND_DESCENDANTS, RIGHT_DS_CREATE_CHILD | RIGHT_DS_DELETE_CHILD, CLASS_GUIDS[cls], None))
+        out.append((False, THIS_AND_DESCENDANTS, RIGHT_DS_LIST_CONTENTS | READ_CONTROL, None, None))  # see them at all
         return out
     if permission_type == 'BasicRead':
         return descendant_read + [
@@ -124,7 +153,9 @@ def desired_aces(permission_type, principal_sid, domain_root=True):
         if root_only and not domain_root:
             skipped_root_only = True
             continue
-        ace = Ace(ACCESS_ALLOWED_OBJECT_ACE_TYPE, flags, mask, principal_sid, object_type, inherited)
+        # an ACE that names no object type is a plain allowed ACE (what AD and the ACL editors write)
+        ace_type = ACCESS_ALLOWED_ACE_TYPE if object_type is None and inherited is None else ACCESS_ALLOWED_OBJECT_ACE_TYPE
+        ace = Ace(ace_type, flags, mask, principal_sid, object_type, inherited)
         if ace.key() in seen:
             continue
         seen.add(ace.key())
@@ -201,3 +232,83 @@ def apply_absent(sd, desired):
             kept.append(ace)
     new_sd.dacl.aces = kept
     return new_sd, removed
+
+
+# -- effective rights ---------------------------------------------------------------------------
+
+# Well-known SIDs every authenticated domain account's token holds besides its own SID and the
+# groups of its tokenGroups attribute (which lists only the account's group memberships):
+# Everyone, Authenticated Users, This Organization.
+WELL_KNOWN_TOKEN_SIDS = ('S-1-1-0', 'S-1-5-11', 'S-1-5-15')
+
+
+def _reaches(ace, desired):
+    """Whether ``ace`` applies where ``desired`` applies (this object and/or the descendants of a
+    class) and to the same properties or class: the scope test of an access check."""
+    if desired.flags & INHERIT_ONLY_ACE == 0 and ace.flags & INHERIT_ONLY_ACE:
+        return False            # desired on this object; ace only for descendants
+    if desired.flags & CONTAINER_INHERIT_ACE:
+        if not ace.flags & CONTAINER_INHERIT_ACE or ace.flags & NO_PROPAGATE_INHERIT_ACE:
+            return False        # desired for all descendants
+        if ace.inherited_object_type is not None and ace.inherited_object_type != desired.inherited_object_type:
+            return False        # ace reaches only descendants of another class
+    if ace.object_type is not None and ace.object_type != desired.object_type:
+        return False            # ace is for one property/class, desired for another (or for all)
+    return True
+
+
+def effective_missing(dacl, desired, sids):
+    """The rights of ``desired`` (ACEs, e.g. from ``desired_aces``) that a token holding ``sids`` does
+    not get from ``dacl`` (an ``Acl``): a list of ``(ace, missing_mask)``, empty when all are held.
+
+    Evaluated like AD's access check: ACEs in order, explicit and inherited alike; for each right,
+    the first ACE of one of ``sids`` that reaches the desired scope (``_reaches``) and names the right
+    decides it, deny or allow. A right nobody grants is missing."""
+    sids = set(str(s).upper() for s in sids)
+    aces = list(dacl.aces) if dacl is not None else []
+    out = []
+    for want in desired:
+        pending = want.mask
+        granted = 0
+        for ace in aces:
+            if not pending:
+                break
+            if ace.is_opaque or str(ace.sid).upper() not in sids or not _reaches(ace, want):
+                continue
+            bits = ace.mask & pending
+            if not bits:
+                continue
+            if ace.ace_type in ALLOW_ACE_TYPES:
+                granted |= bits
+            elif ace.ace_type not in DENY_ACE_TYPES:
+                continue
+            pending &= ~bits
+        missing = want.mask & ~granted
+        if missing:
+            out.append((want, missing))
+    return out
+
+
+RIGHT_WORDS = {
+    'RP': 'Read all properties', 'WP': 'Write all properties', 'RC': 'Read permissions', 'SW': 'All validated writes',
+    'CC': 'Create child', 'DC': 'Delete child', 'LC': 'List contents', 'LO': 'List object', 'CR': 'Extended right',
+    'SD': 'Delete', 'DT': 'Delete subtree', 'WD': 'Modify permissions', 'WO': 'Modify owner',
+}
+
+
+def describe_right(ace, mask=None, class_names=None):
+    """Plain words for (part of, ``mask``) an ACE of ours, e.g. ``Create child, Delete child (CC DC) of group
+    objects on this object and all descendants`` or ``Read all properties (RP) on descendant user objects``."""
+    names = dict((v, k) for k, v in (class_names or CLASS_GUIDS).items())
+    codes = mask_to_names(ace.mask if mask is None else mask)
+    rights = '%s (%s)' % (', '.join(RIGHT_WORDS.get(c, c) for c in codes), ' '.join(codes))
+    what = ''
+    if ace.object_type is not None:
+        what = ' of %s objects' % names.get(ace.object_type, ace.object_type)
+    if ace.flags & INHERIT_ONLY_ACE:
+        where = 'descendant %s objects' % names.get(ace.inherited_object_type, ace.inherited_object_type or 'all')
+    elif ace.flags & CONTAINER_INHERIT_ACE:
+        where = 'this object and all descendants'
+    else:
+        where = 'this object'
+    return '%s%s on %s' % (rights, what, where)

@@ -19,8 +19,16 @@ description:
   - Only the DACL is read and written (LDAP SD flags control). After a write the DACL is read back and checked.
   - Cloud Sync sets these permissions at clean install only; after an agent upgrade they must be applied again, which is
     what this module is for. In check mode it reports the ACEs that are missing (drift) and writes nothing.
-  - "V(UserGroupCreateDelete) (what group provisioning to AD needs): Generic Write inherited by descendant group objects,
-    Create/Delete child group objects on the target and all descendants, and the same two for user objects."
+  - "V(UserGroupCreateDelete) (what group provisioning to AD needs): Read all properties and Generic Write on descendant
+    group objects, Create/Delete child group objects on the target and all descendants, the same two for user objects, and
+    List contents and Read permissions on the target and every container below it. This is what Microsoft's group
+    provisioning prerequisites ask for (Read, Write, Create and Delete all properties for all descendant groups and user
+    objects); the table of the C(Set-AADCloudSyncPermissions) cmdlet lists only Generic Write and Create/Delete child, which
+    leaves the account blind to its own groups in an OU where Authenticated Users cannot read. List contents is what lets
+    a search below the target return the objects at all; Read permissions lets M(hybrid_identity.cloud_sync.prereq_facts)
+    verify the grant as the account itself."
+  - An ACE that the cmdlet (or version 0.1 of this module) wrote for V(UserGroupCreateDelete), Generic Write alone, is not
+    one of this module's ACEs: it is left in place, and O(state=absent) does not remove it.
   - "V(BasicRead): Read all properties on descendant device, inetOrgPerson, computer, foreignSecurityPrincipal, group, user
     and contact objects, and Replicating Directory Changes on the domain root."
   - "V(PasswordHashSync): Replicating Directory Changes and Replicating Directory Changes All, on the domain root only."
@@ -41,6 +49,10 @@ attributes:
   diff_mode:
     support: full
     description: Shows the DACL of each changed target in SDDL, one ACE per line, before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers; nothing is installed on the domain controllers.
 requirements:
   - ldap3 >= 2.9.1
   - gssapi (only for O(ad_auth=kerberos))
@@ -88,9 +100,14 @@ notes:
   - AD applies inheritable ACEs to existing child objects itself; on Windows this happens in the background and can take a
     while in a large directory.
 seealso:
+  - module: hybrid_identity.cloud_sync.ad_group_writeback
+  - module: hybrid_identity.cloud_sync.prereq_facts
   - name: Cloud Sync gMSA permissions
     description: The permission types and their ACEs.
-    link: https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/how-to-gmsa-cmdlets
+    link: https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/gmsa-cloud-sync
+  - name: Provision groups to Active Directory, prerequisites
+    description: The rights group provisioning needs (Read, Write, Create and Delete on descendant groups and users).
+    link: https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/tutorial-group-provisioning
 '''
 
 EXAMPLES = r'''

@@ -160,7 +160,7 @@ def test_check_then_apply_then_idempotent_then_absent(corp, tmp_path):
         rc, out, r = grant_permissions(corp, tmp_path / 'check', [ou], principal=corp.unprivileged_user, check=True, diff=True)
         assert rc == 0, out
         assert r['changed'] is True and not r.get('failed'), r
-        assert len(r['targets']) == 1 and len(r['targets'][0]['aces_added']) == 4
+        assert len(r['targets']) == 1 and len(r['targets'][0]['aces_added']) == len(wanted) == 5
         assert r['principal']['sid'] == agent_sid
         assert read_dacl(corp, ou).to_bytes() == original.to_bytes()          # check mode wrote nothing
         assert r['diff'][0]['before_header'] == ou
@@ -197,7 +197,7 @@ def test_check_then_apply_then_idempotent_then_absent(corp, tmp_path):
 
         rc, out, r = grant_permissions(corp, tmp_path / 'absent-check', [ou], principal=corp.unprivileged_user, state='absent',
                                        check=True)
-        assert rc == 0 and r['changed'] is True and len(r['targets'][0]['aces_removed']) == 4, out
+        assert rc == 0 and r['changed'] is True and len(r['targets'][0]['aces_removed']) == len(wanted), out
         assert read_dacl(corp, ou).to_bytes() == with_foreign.to_bytes()
 
         rc, out, r = grant_permissions(corp, tmp_path / 'absent', [ou], principal=corp.unprivileged_user, state='absent')

@@ -18,6 +18,7 @@ AGENT = CORP_SID + '-1105'
 OTHER = CORP_SID + '-1106'
 GROUP = 'bf967a9c-0de6-11d0-a285-00aa003049e2'
 USER = 'bf967aba-0de6-11d0-a285-00aa003049e2'
+N_UGCD = 5   # ACEs of UserGroupCreateDelete
 
 
 def load(name):
@@ -31,11 +32,15 @@ def sddl_list(aces):
 # ------------------------------------------------------------------ the ACE sets
 
 def test_user_group_create_delete_aces():
+    """Read, Write, Create and Delete on descendant groups and users, as the group provisioning
+    prerequisites state (https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/tutorial-group-provisioning),
+    plus List contents / Read permissions on the containers (without which nothing below is visible)."""
     assert sddl_list(acl.desired_aces('UserGroupCreateDelete', AGENT)) == [
-        '(OA;CIIO;WPRCSW;;%s;%s)' % (GROUP, AGENT),
+        '(OA;CIIO;RPWPRCSW;;%s;%s)' % (GROUP, AGENT),
         '(OA;CI;CCDC;%s;;%s)' % (GROUP, AGENT),
-        '(OA;CIIO;WPRCSW;;%s;%s)' % (USER, AGENT),
+        '(OA;CIIO;RPWPRCSW;;%s;%s)' % (USER, AGENT),
         '(OA;CI;CCDC;%s;;%s)' % (USER, AGENT),
+        '(A;CI;LCRC;;;%s)' % AGENT,
     ]
     # on an OU it is the same set (nothing of it is domain-root only)
     assert acl.desired_aces('UserGroupCreateDelete', AGENT, domain_root=False) == acl.desired_aces('UserGroupCreateDelete', AGENT)
@@ -43,7 +48,14 @@ def test_user_group_create_delete_aces():
 
 def test_generic_write_is_stored_mapped():
     ace = acl.desired_aces('UserGroupCreateDelete', AGENT)[0]
-    assert ace.mask == 0x00020028  # RIGHT_DS_WRITE_PROPERTY | RIGHT_DS_SELF | READ_CONTROL
+    assert ace.mask == 0x00020038  # RIGHT_DS_READ_PROPERTY | RIGHT_DS_WRITE_PROPERTY | RIGHT_DS_SELF | READ_CONTROL
+
+
+def test_user_group_create_delete_shares_no_ace_with_other_types():
+    ours = set(a.key() for a in acl.desired_aces('UserGroupCreateDelete', AGENT))
+    for name in acl.PERMISSION_TYPES:
+        if name not in ('UserGroupCreateDelete', 'All'):
+            assert not ours & set(a.key() for a in acl.desired_aces(name, AGENT)), name
 
 
 def test_password_hash_sync_only_on_domain_root():
@@ -104,7 +116,7 @@ def test_present_twice_is_one_set_and_absent_restores(fixture):
     original = sd.to_bytes()
     desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
     once, added = acl.apply_present(sd, desired)
-    assert len(added) == 4
+    assert len(added) == N_UGCD
     assert sd.to_bytes() == original                      # input untouched
     twice, added_again = acl.apply_present(once, desired)
     assert added_again == []
@@ -126,8 +138,8 @@ def test_new_aces_go_after_explicit_allows_before_inherited():
     new, added = acl.apply_present(sd, acl.desired_aces('UserGroupCreateDelete', AGENT))
     n_explicit = len(sd.dacl.explicit())
     assert new.dacl.aces[:n_explicit] == sd.dacl.aces[:n_explicit]
-    assert new.dacl.aces[n_explicit:n_explicit + 4] == added
-    assert new.dacl.aces[n_explicit + 4:] == sd.dacl.inherited()
+    assert new.dacl.aces[n_explicit:n_explicit + N_UGCD] == added
+    assert new.dacl.aces[n_explicit + N_UGCD:] == sd.dacl.inherited()
 
 
 def test_deny_goes_after_explicit_denies():
@@ -158,9 +170,9 @@ def test_inherited_copy_does_not_count_as_present():
     desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
     inherited = [Ace(a.ace_type, a.flags | 0x10, a.mask, a.sid, a.object_type, a.inherited_object_type) for a in desired]
     sd = SecurityDescriptor(dacl=Acl(inherited))
-    assert len(acl.missing_aces(sd.dacl, desired)) == 4
+    assert len(acl.missing_aces(sd.dacl, desired)) == N_UGCD
     new, added = acl.apply_present(sd, desired)
-    assert new.dacl.aces[:4] == added and new.dacl.aces[4:] == inherited
+    assert new.dacl.aces[:N_UGCD] == added and new.dacl.aces[N_UGCD:] == inherited
 
 
 def test_descriptor_without_dacl_or_with_null_dacl_is_refused():
@@ -178,16 +190,16 @@ def test_descriptor_without_dacl_or_with_null_dacl_is_refused():
 def test_empty_dacl_gets_ours():
     sd = SecurityDescriptor(dacl=Acl([], revision=2))
     new, added = acl.apply_present(sd, acl.desired_aces('UserGroupCreateDelete', AGENT))
-    assert len(added) == 4 and new.dacl.to_bytes()[0] == 4  # ACL revision raised for object ACEs
+    assert len(added) == N_UGCD and new.dacl.to_bytes()[0] == 4  # ACL revision raised for object ACEs
     back, removed = acl.apply_absent(new, added)
-    assert len(removed) == 4 and back.dacl.aces == []
+    assert len(removed) == N_UGCD and back.dacl.aces == []
 
 
 def test_desired_duplicates_added_once():
     desired = acl.desired_aces('UserGroupCreateDelete', AGENT)
     sd = load('sd_domain_root_dacl.bin')
     new, added = acl.apply_present(sd, desired + [a.copy() for a in desired])
-    assert len(added) == 4 and len(new.dacl) == len(sd.dacl) + 4
+    assert len(added) == N_UGCD and len(new.dacl) == len(sd.dacl) + N_UGCD
 
 
 @settings(max_examples=100, deadline=None)
@@ -203,3 +215,61 @@ def test_layered_grants_remove_independently(types, sid):
     for name in types:
         sd, _removed = acl.apply_absent(sd, acl.desired_aces(name, sid))
     assert sd.to_bytes() == base.to_bytes()
+
+
+# ------------------------------------------------------------------ effective rights
+
+GROUP_SID = CORP_SID + '-2001'
+
+
+def _inherited(aces):
+    return [Ace(a.ace_type, a.flags | 0x10, a.mask, a.sid, a.object_type, a.inherited_object_type) for a in aces]
+
+
+def test_effective_rights_exact_grant_inherited_or_through_a_group():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT, domain_root=False)
+    assert acl.effective_missing(Acl([]), desired, [AGENT]) == [(a, a.mask) for a in desired]
+    assert acl.effective_missing(Acl(desired), desired, [AGENT]) == []
+    # granted on a parent (the domain root) and inherited by the OU
+    assert acl.effective_missing(Acl(_inherited(desired)), desired, [AGENT]) == []
+    # granted to a group the account is in (tokenGroups)
+    to_group = acl.desired_aces('UserGroupCreateDelete', GROUP_SID, domain_root=False)
+    assert acl.effective_missing(Acl(to_group), desired, [AGENT]) != []
+    assert acl.effective_missing(Acl(to_group), desired, [AGENT, GROUP_SID]) == []
+
+
+def test_effective_rights_broader_aces_count_narrower_do_not():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT, domain_root=False)
+    full_control = Ace(0, 0x02, 0x000F01FF, AGENT)                     # (A;CI;GA-mapped) on this object and all below
+    assert acl.effective_missing(Acl([full_control]), desired, [AGENT]) == []
+    this_only = Ace(0, 0, 0x000F01FF, AGENT)                            # no inheritance: nothing for descendants
+    missing = acl.effective_missing(Acl([this_only]), desired, [AGENT])
+    assert [a.to_sddl(CORP_SID) for a, _m in missing] == sddl_list(a for a in desired if a.flags & 0x02)
+    one_property = Ace(5, 0x0a, 0x30, AGENT, 'bf967953-0de6-11d0-a285-00aa003049e2', GROUP)   # RP/WP of one attribute only
+    assert acl.effective_missing(Acl([one_property]), desired[:1], [AGENT]) == [(desired[0], desired[0].mask)]
+    other_class = Ace(5, 0x0a, 0x20038, AGENT, None, 'bf967a86-0de6-11d0-a285-00aa003049e2')  # descendant computers
+    assert acl.effective_missing(Acl([other_class]), desired[:1], [AGENT]) == [(desired[0], desired[0].mask)]
+    no_propagate = Ace(0, 0x06, 0x000F01FF, AGENT)                      # reaches the children only
+    assert acl.effective_missing(Acl([no_propagate]), desired[1:2], [AGENT]) == [(desired[1], desired[1].mask)]
+
+
+def test_effective_rights_deny_first_wins_and_names_the_missing_bits():
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT, domain_root=False)
+    read = desired[0]
+    deny_read = Ace(6, 0x0a, 0x10, 'S-1-5-11', None, GROUP)            # Authenticated Users: no Read on groups
+    missing = acl.effective_missing(Acl([deny_read] + desired), [read], [AGENT, 'S-1-5-11'])
+    assert missing == [(read, 0x10)]
+    assert acl.describe_right(read, 0x10) == 'Read all properties (RP) on descendant group objects'
+    # an allow before the deny (non-canonical) decides first
+    assert acl.effective_missing(Acl(desired + [deny_read]), [read], [AGENT, 'S-1-5-11']) == []
+
+
+def test_effective_rights_on_a_real_ou_descriptor():
+    """The lab's delegated OU: Authenticated Users may read and list, nobody but admins create."""
+    sd = load('sd_ou_delegated.bin')
+    token = [AGENT] + list(acl.WELL_KNOWN_TOKEN_SIDS)
+    desired = acl.desired_aces('UserGroupCreateDelete', AGENT, domain_root=False)
+    missing = dict((a.key(), m) for a, m in acl.effective_missing(sd.dacl, desired, token))
+    assert desired[1].key() in missing and desired[3].key() in missing     # Create/Delete child: not held
+    granted, _added = acl.apply_present(sd, desired)
+    assert acl.effective_missing(granted.dacl, desired, token) == []
