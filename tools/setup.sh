@@ -6,7 +6,18 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-APT_PACKAGES=(samba-ad-dc samba-ad-provision samba winbind krb5-user ldb-tools smbclient libkrb5-dev python3-venv python3-dev gcc iproute2 openssl rsync shellcheck)
+# Every Debian package the lab, the tests and the set-up rely on, by name: packages are installed
+# with --no-install-recommends, so a package that only comes as a Recommends (samba-ad-provision,
+# the schema files of 'samba-tool domain provision') must be listed here. tests/lab/preflight.py
+# (run below, first in tools/test.sh, and as a test) refuses a relied-on file whose package is
+# not named here, even when the file happens to be present.
+APT_PACKAGES=(
+  samba-ad-dc samba samba-common-bin python3-samba samba-ad-provision winbind  # the lab's AD DCs, samba-tool, the AD schema files
+  krb5-user smbclient ldb-tools iproute2                                       # kinit, smbclient; ldbadd/ldbmodify/ldbsearch; ip
+  libkrb5-dev python3-venv python3-dev gcc                                     # .venv, and gssapi built in it
+  openjdk-17-jre-headless                                                      # java for ansible-rulebook (Event-Driven Ansible)
+  openssl rsync shellcheck                                                     # tools/sanity.sh and ansible-test sanity
+)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +29,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "krb5-config krb5-config/default_realm string" | debconf-set-selections 2>/dev/null || true
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Before anything else: each file and tool the lab relies on is present, from a package named above.
+if ! python3 tests/lab/preflight.py; then
+  echo "setup: the machine lacks what the lab relies on (above); tools/setup.sh must name each package in APT_PACKAGES" >&2
+  exit 1
 fi
 # Samba's packaging starts system daemons we do not want: the lab runs its own DCs.
 for svc in samba-ad-dc smbd nmbd winbind; do

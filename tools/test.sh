@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
 #   1. set-up (Debian packages, .venv)            tools/setup.sh
-#   2. ansible-test sanity                         tools/sanity.sh
-#   3. ansible-lint (production profile) and the changelog fragments
-#   4. unit and integration tests in one pytest run (the lab's Samba DCs and the Graph emulator
+#   2. the lab's preflight: every file and tool the lab relies on is present and comes from a
+#      Debian package tools/setup.sh names (tests/lab/preflight.py; runs whatever the arguments)
+#   3. ansible-test sanity                         tools/sanity.sh
+#   4. ansible-lint (production profile) and the changelog fragments
+#   5. unit and integration tests in one pytest run (the lab's Samba DCs and the Graph emulator
 #      are started by the fixtures and left running for the next run; `python tests/lab/lab.py down`
 #      stops them).
 # Arguments are passed to pytest (e.g. `bash tools/test.sh -k writeback`); with arguments,
@@ -16,6 +18,9 @@ export PATH="$here/.venv/bin:$PATH"
 
 failed=()
 step() { echo; echo "=== $1"; }
+
+step "preflight: what the lab relies on, from packages tools/setup.sh names"
+python3 tests/lab/preflight.py || failed+=("preflight")
 
 if [ "$#" -eq 0 ] || [ "${CLOUDSYNC_FULL:-0}" = 1 ]; then
   step "ansible-test sanity"
