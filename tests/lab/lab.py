@@ -8,6 +8,7 @@ CLI (run with the project's virtualenv python, as root)::
     python tests/lab/lab.py down   [--forest NAME ...]
     python tests/lab/lab.py reset  [--forest NAME ...] [--no-schema-extension]
     python tests/lab/lab.py seed   --users 20000 [--forest NAME ...] [--with-passwords]
+    python tests/lab/lab.py preflight   (what the machine lacks for the lab; see preflight.py)
 
 Python API (test fixtures, the demo, the benchmarks)::
 
@@ -740,9 +741,17 @@ unicodePwd:: {pw}
         return out
 
 
+def preflight(setup_sh=None):
+    """What the machine lacks for the lab, one sentence each ([] when nothing): every file and tool
+    the lab relies on must be present and come from a Debian package tools/setup.sh names in
+    APT_PACKAGES (lab/preflight.py, which tools/setup.sh and tools/test.sh run with the system python)."""
+    from lab import preflight as machine  # pylint: disable=import-outside-toplevel
+    return machine.check(setup_sh or machine.SETUP_SH)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Samba AD lab for cloud_sync tests")
-    parser.add_argument("command", choices=["up", "down", "status", "reset", "seed"])
+    parser.add_argument("command", choices=["up", "down", "status", "reset", "seed", "preflight"])
     parser.add_argument("--forest", action="append", choices=list(FORESTS), help="repeatable; default corp and fabrikam")
     parser.add_argument("--no-schema-extension", action="store_true", help="provision without msDS-ExternalDirectoryObjectId")
     parser.add_argument("--users", type=int, default=DEFAULT_USERS, help="seed: users per forest (incremental)")
@@ -761,6 +770,11 @@ def main(argv=None):
         print(json.dumps({"stopped": lab.down(args.forest)}))
     elif args.command == "status":
         print(json.dumps(lab.status(), indent=2))
+    elif args.command == "preflight":
+        problems = preflight()
+        print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
+        if problems:
+            return 1
     elif args.command == "seed":
         print(json.dumps([lab.seed(name, args.users, args.with_passwords) for name in forests], indent=2))
     print("%s took %.1f s" % (args.command, time.monotonic() - started), file=sys.stderr)
