@@ -1,7 +1,8 @@
 """The roles and playbooks, run with ansible-playbook against the lab's two forests and the Graph
-emulator: the check-mode drift report (its JSON and Markdown content), a real run, a second run
-that changes nothing, drift after a manual change in AD, and the Windows-only role's syntax and
-argument-spec validation.
+emulator: the check-mode drift report (its JSON and Markdown content, old and new values), a real
+run that writes both forests as two inventory hosts in parallel (forks 2), a second run that
+changes nothing and, with the Graph delta state, sends one Graph request per domain, drift after a
+manual change in AD, and the Windows-only role's syntax and argument-spec validation.
 
 The emulator's tenant is seeded from the lab's own users (same objectGUID/objectSid), so members
 resolve; each forest's copy of a group holds only that forest's users. Every run of this module
@@ -21,6 +22,7 @@ import sys
 import uuid
 
 import pytest
+import yaml
 
 from emulator.fixtures import CLIENT_ID, CLIENT_SECRET, build_tenant, start_with_credentials
 from writeback_helpers import Directory, dn_key, values
@@ -40,10 +42,18 @@ MAIL = "Roles Mail Enabled"         # mail-enabled: not eligible, never written
 
 # ------------------------------------------------------------------------------------------ set-up
 
+def _recap(output):
+    """{host: {ok, changed, failed, ...}} from the PLAY RECAP (the last one of the output)."""
+    recap = output[output.rindex("PLAY RECAP"):] if "PLAY RECAP" in output else ""
+    hosts = {}
+    for m in re.finditer(r"^(\S+)\s*:\s*((?:\w+=\d+\s*)+)$", recap, re.M):
+        hosts[m.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2)))
+    assert hosts, "no PLAY RECAP line in the output:\n" + output[-3000:]
+    return hosts
+
+
 def _recap_changed(output):
-    m = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", output)
-    assert m, "no PLAY RECAP line in the output:\n" + output[-3000:]
-    return int(m.group(1))
+    return sum(h["changed"] for h in _recap(output).values())
 
 
 class _Dirs(object):
@@ -139,8 +149,15 @@ def emulator(tenant):
 
 
 @pytest.fixture(scope="module")
-def play(emulator, sandbox, tmp_path_factory):
-    """play(playbook, *extra_args, **extra_vars) -> (rc, output, json report or None)."""
+def state_dir(tmp_path_factory):
+    """The Graph delta state of this module's runs (the emulator of this module issued it)."""
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def play(emulator, sandbox, state_dir, tmp_path_factory):
+    """play(playbook, *extra_args, inventory=path, **extra_vars) -> (rc, output, json report or None).
+    Two forks: the two domain hosts run in parallel."""
     reports = tmp_path_factory.mktemp("reports")
     env = dict(os.environ)
     env.update({
@@ -155,10 +172,11 @@ def play(emulator, sandbox, tmp_path_factory):
     def run(playbook, *args, **extra_vars):
         counter[0] += 1
         name = "report%d" % counter[0]
+        inventory = extra_vars.pop("inventory", LAB_INVENTORY)
         evars = {"cloudsync_lab_ou": sandbox["ou_rdn"], "cloudsync_report_dir": str(reports),
-                 "cloudsync_report_name": name, "group_provisioning_report_name": name}
+                 "cloudsync_report_name": name, "group_provisioning_report_name": name, "cloudsync_state_dir": str(state_dir)}
         evars.update(extra_vars)
-        cmd = [ANSIBLE_PLAYBOOK, "-i", str(LAB_INVENTORY), str(PLAYBOOKS / playbook), "-e", json.dumps(evars)] + list(args)
+        cmd = [ANSIBLE_PLAYBOOK, "-i", str(inventory), "--forks", "2", str(PLAYBOOKS / playbook), "-e", json.dumps(evars)] + list(args)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=str(ROOT), check=False)
         out = proc.stdout + proc.stderr
         report = reports / (name + ".json")
@@ -227,12 +245,13 @@ def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
     assert report is not None, "no JSON drift report was written:\n" + out[-3000:]
     assert report["check_mode"] is True and report["has_drift"] is True and report["changed"] is True
     assert report["failed_domains"] == []
-    assert report["entra"]["groups_read"] >= 3
+    assert report["hosts"] == ["corp", "fabrikam"]
     assert gids[MAIL] not in {g["id"] for d in report["domains"] for g in d["groups"]}
 
     for forest in ("corp", "fabrikam"):
         dom = _domain(report, forest)
         assert dom["failed"] is False
+        assert dom["entra"]["groups_in_scope"] >= 3
         assert dom["summary"]["created"] >= 3
         assert dom["summary"]["deleted"] == 0
         for name in (MIXED, NESTED, FAB_ONLY):
@@ -261,6 +280,8 @@ def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
         assert name in md
     assert "Members to add" in md
     assert "Unresolved members" in md
+    # a group to create lists the values it will get
+    assert "    - description: `roles test %s`" % NESTED in md, md
     assert facts["a_corp_member_dn"].lower() in md.lower()
 
     for forest in ("corp", "fabrikam"):
@@ -268,13 +289,25 @@ def test_check_mode_reports_drift_and_writes_nothing(play, sandbox, tenant):
             assert d.children(sandbox["ous"][forest]) == [], "check mode wrote to " + forest
 
 
-def test_real_run_writes_both_forests(play, sandbox, tenant):
+def test_real_run_writes_both_forests(play, sandbox, tenant, state_dir):
+    """One ansible-playbook run (forks 2) writes both lab forests, each domain an inventory host of
+    its own: the PLAY RECAP lists both hosts with changes, the tasks ran per host."""
     facts = tenant[1]
     gids = facts["gids"]
     rc, out, report = play("group_writeback.yml", cloudsync_report="always")
     assert rc == 0, out[-4000:]
     assert report["check_mode"] is False and report["changed"] is True
     assert "corp: changed" in out and "fabrikam: changed" in out
+    recap = _recap(out)
+    assert {"corp", "fabrikam"} <= set(recap), recap
+    assert "localhost" not in recap, recap
+    assert recap["corp"]["changed"] > 0 and recap["fabrikam"]["changed"] > 0, recap
+    assert re.search(r"^changed: \[corp\]", out, re.M) and re.search(r"^changed: \[fabrikam\]", out, re.M), out[-4000:]
+    assert report["hosts"] == ["corp", "fabrikam"]
+    # the delta state of each domain, saved by the real run (all mode)
+    for forest in ("corp", "fabrikam"):
+        assert _domain(report, forest)["delta_state_path"] == str(state_dir / (forest + ".delta.json"))
+        assert (state_dir / (forest + ".delta.json")).is_file()
     for forest in ("corp", "fabrikam"):
         nested_dn = None
         for name in (NESTED, MIXED, FAB_ONLY):
@@ -292,12 +325,17 @@ def test_real_run_writes_both_forests(play, sandbox, tenant):
 
 
 def test_second_run_changes_nothing(play):
+    """Nothing changed in Entra: with the delta state each domain's run sends one Graph request
+    (the delta query), and changes nothing."""
     rc, out, report = play("group_writeback.yml", cloudsync_report="always")
     assert rc == 0, out[-4000:]
     assert _recap_changed(out) == 0, out[-4000:]
+    assert set(_recap(out)) >= {"corp", "fabrikam"}
     assert report["changed"] is False
     for d in report["domains"]:
         assert d["changed"] is False
+        assert d["graph_requests"] == 1, d
+        assert d["entra"]["groups_in_scope"] >= 3
         assert d["summary"]["created"] == d["summary"]["updated"] == d["summary"]["deleted"] == 0
         assert d["summary"]["members_added"] == d["summary"]["members_removed"] == 0
 
@@ -323,6 +361,7 @@ def test_drift_after_manual_change_in_ad(play, sandbox, tenant):
     assert fab["changed"] is False
     md = report["_markdown"]
     assert "Members to add (1)" in md and "Members to remove (1)" in md
+    assert "Changed attributes" not in md   # members only
     assert removed.lower() in md.lower() and stray.lower() in md.lower()
     # check mode left AD as it was
     after = {dn_key(dn) for dn in values(_ad_group(sandbox, "corp", gids[MIXED])[0], "member")}
@@ -351,6 +390,9 @@ def test_drift_report_shows_a_rename_and_the_run_renames(play, sandbox, tenant, 
     md = report["_markdown"]
     assert "Groups to rename" in md
     assert "(was `%s`)" % before["corp"]["dn"] in md
+    # old and new values of what the rename changes
+    assert "    - displayName: `%s` -> `%s Renamed`" % (FAB_ONLY, FAB_ONLY) in md, md
+    assert "    - cn: `%s` -> `CN=%s Renamed_" % (before["corp"]["dn"], FAB_ONLY) in md, md
 
     rc, out, report = play("group_writeback.yml", cloudsync_report="always")
     assert rc == 0, out[-4000:]
@@ -361,22 +403,40 @@ def test_drift_report_shows_a_rename_and_the_run_renames(play, sandbox, tenant, 
         assert values(after, "objectGUID") == values(before[forest], "objectGUID")
 
 
-def _domains_var(sandbox, forests, per_domain):
-    out = []
-    for forest in forests:
-        item = {"name": forest.name, "domain_controllers": [forest.ip], "ad_user": forest.unprivileged_upn,
-                "ad_password": forest.unprivileged_password, "ad_ca_file": forest.ca_file,
-                "agent_account": forest.unprivileged_user, "target_ou": sandbox["ous"][forest.name],
-                "search_base": sandbox["ous"][forest.name]}
-        item.update(per_domain.get(forest.name, {}))
-        out.append(item)
-    return out
+def test_drift_report_shows_old_and_new_values(play, sandbox, tenant, emulator):
+    gid = tenant[1]["gids"][MIXED]
+    emulator.admin.update_group(gid, description="roles test changed description")
+    rc, out, report = play("drift_report.yml")
+    assert rc == 0, out[-4000:]
+    for forest in ("corp", "fabrikam"):
+        g = _group(_domain(report, forest), gid)
+        assert g["action"] == "updated", g
+    md = report["_markdown"]
+    assert "Groups to update" in md
+    assert "Changed attributes (old -> new):" in md
+    assert "    - description: `roles test %s` -> `roles test changed description`" % MIXED in md, md
+    rc, out, report = play("group_writeback.yml", cloudsync_report="always")
+    assert rc == 0, out[-4000:]
+    assert values(_ad_group(sandbox, "corp", gid)[0], "description") == ["roles test changed description"]
 
 
-def test_domain_scope_narrowing_reports_the_deletions_it_would_make(play, sandbox, tenant, corp, fabrikam):
+def _inventory(tmp_path, per_host):
+    """The lab inventory with host variables changed (per_host: {host: {var: value}})."""
+    inv = yaml.safe_load(LAB_INVENTORY.read_text())
+    hosts = inv["all"]["children"]["cloudsync_domains"]["hosts"]
+    for host, extra in per_host.items():
+        hosts[host].update(extra)
+    inv["all"]["vars"]["cloudsync_lab_dir"] = str(ROOT / ".lab") if not os.environ.get("CLOUDSYNC_LAB_DIR") \
+        else os.environ["CLOUDSYNC_LAB_DIR"]
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def test_domain_scope_narrowing_reports_the_deletions_it_would_make(play, sandbox, tenant, tmp_path):
     gids = tenant[1]["gids"]
-    domains = _domains_var(sandbox, (corp, fabrikam), {"fabrikam": {"groups": [gids[FAB_ONLY]]}})
-    rc, out, report = play("drift_report.yml", cloudsync_domains=domains, cloudsync_prune=True)
+    inventory = _inventory(tmp_path, {"fabrikam": {"cloudsync_domain_groups": [gids[FAB_ONLY]]}})
+    rc, out, report = play("drift_report.yml", inventory=inventory, cloudsync_prune=True)
     assert rc == 0, out[-4000:]
     corp_d, fab = _domain(report, "corp"), _domain(report, "fabrikam")
     assert corp_d["changed"] is False and corp_d["summary"]["deleted"] == 0
@@ -398,7 +458,9 @@ def test_deletion_threshold_stops_pruning_in_every_domain(play, sandbox, tenant)
     rc, out, report = play("group_writeback.yml", cloudsync_report="always", cloudsync_all_groups=False,
                            cloudsync_groups=[gids[MIXED]], cloudsync_prune=True, cloudsync_deletion_threshold=1)
     assert rc != 0, out[-4000:]
-    assert "Writeback failed for 2 domain(s)" in out, out[-4000:]
+    assert "Writeback failed for domain corp" in out and "Writeback failed for domain fabrikam" in out, out[-4000:]
+    recap = _recap(out)
+    assert recap["corp"]["failed"] == 1 and recap["fabrikam"]["failed"] == 1, recap
     assert sorted(report["failed_domains"]) == ["corp", "fabrikam"]
     for forest in ("corp", "fabrikam"):
         dom = _domain(report, forest)
