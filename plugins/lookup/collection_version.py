@@ -5,7 +5,8 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 name: collection_version
-author: hybrid_identity.cloud_sync contributors
+author:
+  - hybrid_identity.cloud_sync contributors (@hybrid-identity)
 version_added: 0.2.0
 short_description: The version of each named collection the controller would load, or none
 description:

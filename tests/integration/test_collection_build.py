@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import subprocess
 import tarfile
 import uuid
@@ -226,8 +227,8 @@ AGENT_PLAY = """
 
 
 def test_agent_role_without_windows_collections_fails_early_naming_them(installed, tmp_path):
-    rc, out, _ = _play(tmp_path, installed, AGENT_PLAY)
-    assert rc != 0, out
+    rc, out, results = _play(tmp_path, installed, AGENT_PLAY)
+    assert rc != 0 and results is None, out
     assert "couldn't resolve module/action" not in out, out[-3000:]
     for name in WINDOWS_COLLECTIONS:
         assert name in out, out[-3000:]
@@ -254,3 +255,35 @@ def test_agent_role_names_a_windows_collection_older_than_it_needs(installed, tm
                    env=_env('%s:%s' % (installed, old)), cwd=str(tmp_path))
     assert rc != 0, out
     assert 'Missing: ansible.windows >= 2.3.0 (found 2.2.0).' in out, out[-3000:]
+
+
+def _readme_first_playbook():
+    with open(os.path.join(ROOT, 'README.md')) as fh:
+        text = fh.read()
+    section = text[text.index('## First steps'):]
+    start = section.index('```yaml\n') + len('```yaml\n')
+    return section[start:section.index('```', start)]
+
+
+def test_readme_first_playbook_runs_from_the_installed_copy(installed, graph_emulator, corp, tmp_path):
+    """The README's first steps, as a user who installed the tarball runs them: its playbook
+    unchanged, the connection from the environment variables the README names (plus the
+    emulator's and the lab's endpoints and CAs), in check mode."""
+    emu = graph_emulator
+    directory = Directory(corp)
+    ou = directory.make_ou('t-readme-%s' % uuid.uuid4().hex[:8])
+    try:
+        (tmp_path / 'drift.yml').write_text(_readme_first_playbook())
+        env = _env(installed, AZURE_TENANT_ID=emu.tenant_id, AZURE_CLIENT_ID=emu.client_id, AZURE_CLIENT_SECRET=emu.client_secret,
+                   AZURE_AUTHORITY_HOST=emu.authority_url, CLOUDSYNC_GRAPH_ENDPOINT=emu.base_url,
+                   CLOUDSYNC_GRAPH_CA_BUNDLE=emu.ca_file, CLOUDSYNC_AD_SERVERS=corp.ip, CLOUDSYNC_AD_USER=corp.admin_upn,
+                   CLOUDSYNC_AD_PASSWORD=corp.admin_password, CLOUDSYNC_AD_CA_FILE=corp.ca_file)
+        rc, out = _run([os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', 'drift.yml', '--check',
+                        '-e', 'cloudsync_target_ou=%s' % ou], env=env, cwd=str(tmp_path))
+        assert rc == 0, out[-3000:]
+        created = re.search(r'"created": (\d+)', out)
+        assert created and int(created.group(1)) > 0 and 'changed=1' in out, out[-3000:]
+        assert directory.children(ou) == [], 'check mode wrote to AD'
+    finally:
+        directory.remove_tree(ou)
+        directory.close()
