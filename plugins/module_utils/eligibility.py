@@ -8,8 +8,18 @@ Groups (``group_ineligibility``): only cloud security groups are written back; r
 * ``mail_enabled``: mail-enabled groups (distribution lists, mail-enabled security groups);
 * ``microsoft_365``: ``'Unified'`` in ``group_types``;
 * ``synced_from_ad``: ``on_premises_sync_enabled`` is true (the group is mastered in AD);
+* ``source_of_authority_on_premises``: the group came from AD (it carries an on-premises SID,
+  ``on_premises_security_identifier``), is not synced now, and its source of authority is not
+  (known to be) in the cloud: ``cloud_managed`` is not true. A rolled-back conversion looks like
+  this until the sync client takes the group over again, and so does a converted group whose flag
+  the application may not read; the AD group is its master, a new copy would duplicate it.
 * ``too_many_members``: more direct members than ``max_members`` (default 50,000; a child
   group counts as one).
+
+A group whose source of authority was converted to the cloud (``cloud_managed`` true, from
+``onPremisesSyncBehavior/isCloudManaged``) is eligible although it came from AD: Cloud Sync writes
+it back onto its original AD group ("Group SOA",
+https://learn.microsoft.com/en-us/entra/identity/hybrid/concept-group-source-of-authority-how-it-works).
 
 Members (``classify_member``): synced users (any on-premises anchor) and cloud groups that are
 themselves in scope. Reason codes: ``cloud_only_user``, ``group_not_in_scope``,
@@ -29,6 +39,12 @@ REASON_TEXT = {
     'mail_enabled': 'The group is mail-enabled; only cloud security groups that are not mail-enabled are written back.',
     'microsoft_365': "The group is a Microsoft 365 group ('Unified' in groupTypes); Microsoft 365 groups are not written back.",
     'synced_from_ad': 'The group is synchronised from on-premises AD (onPremisesSyncEnabled is true); it is mastered in AD.',
+    'source_of_authority_on_premises': 'The group came from AD (it has an on-premises SID) and its source of authority is not '
+                                       'in the cloud (onPremisesSyncBehavior/isCloudManaged is not true, or could not be read: '
+                                       'the application needs Group-OnPremisesSyncBehavior.ReadWrite.All); the AD group is its '
+                                       'master.',
+    'writeback_not_enabled': 'The group is not enabled for writeback (writebackConfiguration/isEnabled is not true) and only '
+                             'groups enabled for writeback were asked for.',
     'too_many_members': 'The group has more direct members than the limit (each child group counts as one); it is not written.',
     'cloud_only_user': 'The user is cloud-only (no on-premises anchor), so it has no AD account to add.',
     'group_not_in_scope': 'The nested group is not in the writeback scope, so it has no written-back AD group to add.',
@@ -75,8 +91,11 @@ def group_ineligibility(group, max_members=MAX_MEMBERS):
         reasons.append('mail_enabled')
     if 'unified' in [str(t).lower() for t in (group.get('group_types') or [])]:
         reasons.append('microsoft_365')
-    if group.get('on_premises_sync_enabled') is True:
-        reasons.append('synced_from_ad')
+    if group.get('cloud_managed') is not True:
+        if group.get('on_premises_sync_enabled') is True:
+            reasons.append('synced_from_ad')
+        elif group.get('on_premises_security_identifier'):
+            reasons.append('source_of_authority_on_premises')
     count = group_member_count(group)
     if max_members is not None and count is not None and count > max_members:
         reasons.append('too_many_members')

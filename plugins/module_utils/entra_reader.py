@@ -8,11 +8,36 @@ same with ``not_found`` and ``skipped``; ``read_groups_incremental(client, state
 
 Choices made here (and documented in the modules):
 
-* **Members are read from Graph beta.** ``onPremisesObjectIdentifier`` (the user's AD objectGUID,
-  the first way members are found in AD) exists only on the beta user resource: selecting it on
-  v1.0 fails with 400. Members are therefore read from ``/beta/groups/{id}/members`` with a
-  ``$select`` that includes it. ``beta_members=False`` reads v1.0 instead; the identifier is then
-  ``None`` and members are matched by SID or immutable id. Groups themselves are read from v1.0.
+* **Members are read from Graph beta, with a v1.0 path.** ``onPremisesObjectIdentifier`` (the
+  user's AD objectGUID, the first way members are found in AD) exists only on the beta user
+  resource: selecting it on v1.0 fails with 400. Members are therefore read from
+  ``/beta/groups/{id}/members`` with a ``$select`` that includes it. When beta refuses (a 400: the
+  property withdrawn, as in a cloud that lacks it, or beta itself unavailable, "Invalid version")
+  the same read goes to v1.0 without it, where members carry ``onPremisesSecurityIdentifier``
+  (objectSid, documented on the v1.0 user) and are matched by SID or immutable id. The source used
+  is reported (``member_source``: ``beta`` or ``v1.0``). ``beta_members=False`` reads v1.0 directly.
+  Groups themselves are read from v1.0 (from beta when the scope needs a beta-only property).
+* **Graph's documented query limits** (known issues, "Some limitations apply to query parameters":
+  https://learn.microsoft.com/en-us/graph/known-issues#some-limitations-apply-to-query-parameters):
+  a ``$filter`` with ``in`` holds at most 15 expressions in the whole clause (every value and every
+  other comparison counts), and an ``eq`` value at most 120 characters, unless the request uses
+  advanced query (``ConsistencyLevel: eventual`` + ``$count=true``), whose limit is a URL of 2,048
+  characters. Every filter built here is sized to fit (``count_filter_expressions``); display
+  names longer than 120 characters are looked up with advanced query.
+* **Source of authority.** An AD-synced group converted to the cloud ("Group SOA":
+  ``onPremisesSyncBehavior/isCloudManaged``, beta) keeps its on-premises identifiers and has
+  ``onPremisesSyncEnabled`` null. For groups that carry an on-premises SID and are not synced, the
+  flag is read (``GET /beta/groups/{id}/onPremisesSyncBehavior`` in $batch; application permission
+  ``Group-OnPremisesSyncBehavior.ReadWrite.All``) into ``cloud_managed``; a 403 leaves it False and
+  adds a warning. See https://learn.microsoft.com/en-us/entra/identity/hybrid/how-to-group-source-of-authority-configure
+* **Nested groups in selected mode** (``include_nested``): a cloud security group that is a direct
+  member of a selected group, and is not selected itself, is returned too, with ``nested_only``
+  True and no members: Cloud Sync writes such a group back "and not its members" (one level: its own
+  nested groups are not followed).
+* **Writeback flag** (``writeback_enabled_only``): only groups whose ``writebackConfiguration/isEnabled``
+  (beta) is true, like Cloud Sync's scoping filter on it; groups are then read from beta and the
+  flag is checked on what Graph returns. A ``group_filter`` naming a beta-only property is sent to
+  beta (v1.0 does not know it).
 * **Many groups: $batch.** Members of several groups are read through JSON ``$batch`` (20 groups
   per batch, ``graph_parallelism`` batches at once), not one request per group.
 * **Selection.** Ids are read with ``GET /groups/{id}`` (in $batch; a 404 is "not found"); names
@@ -55,14 +80,22 @@ except ImportError:  # pragma: no cover - eligibility.py ships with the collecti
 GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
 
 GROUP_SELECT = ('id', 'displayName', 'description', 'securityEnabled', 'mailEnabled', 'groupTypes', 'membershipRule',
-                'onPremisesSyncEnabled')
+                'onPremisesSyncEnabled', 'onPremisesSecurityIdentifier', 'onPremisesSamAccountName', 'onPremisesDomainName')
+BETA_GROUP_SELECT = GROUP_SELECT + ('writebackConfiguration',)
+# Group properties only the beta endpoint has (a filter naming one must go to beta).
+BETA_ONLY_GROUP_PROPERTIES = ('writebackConfiguration', 'onPremisesGroupType', 'organizationId')
+SOA_PERMISSION = 'Group-OnPremisesSyncBehavior.ReadWrite.All'
+
 MEMBER_SELECT = ('id', 'displayName', 'userPrincipalName', 'onPremisesSyncEnabled', 'onPremisesSecurityIdentifier',
                  'onPremisesImmutableId', 'onPremisesDomainName')
 BETA_MEMBER_SELECT = MEMBER_SELECT + ('onPremisesObjectIdentifier',)
 DELTA_SELECT = ('displayName', 'description', 'securityEnabled', 'mailEnabled', 'groupTypes', 'membershipRule',
                 'onPremisesSyncEnabled', 'members')
 ELIGIBLE_CLAUSE = 'securityEnabled eq true and mailEnabled eq false'
-IN_LIMIT = 15          # values in one OData 'in (...)'
+IN_LIMIT = 15          # expressions in one $filter clause with 'in' (values and comparisons), without advanced query
+EQ_VALUE_LIMIT = 120   # characters of an eq value, without advanced query
+URL_LIMIT = 2048       # characters of the URL of an advanced query
+URL_MARGIN = 48        # room for a longer Graph host than the one measured (national clouds)
 STATE_VERSION = 1
 FULL_READ_INTERVAL = 86400
 
@@ -122,6 +155,105 @@ def check_odata_filter(text):
     return text
 
 
+_FILTER_TOKEN_RE = re.compile(r"\s*(?:('(?:[^']|'')*')|([(),])|([A-Za-z_$][A-Za-z0-9_./$:-]*)|(-?\d+(?:\.\d+)?)|(\S))")
+_COMPARISONS = ('eq', 'ne', 'gt', 'ge', 'lt', 'le')
+_FUNCTIONS = ('startswith', 'endswith', 'contains')
+
+
+def _filter_tokens(text):
+    tokens = []
+    for m in _FILTER_TOKEN_RE.finditer(str(text)):
+        if m.group(1) is not None:
+            tokens.append(('str', m.group(1)))
+        elif m.group(2) is not None:
+            tokens.append(('punct', m.group(2)))
+        elif m.group(3) is not None:
+            tokens.append(('ident', m.group(3).lower()))
+        elif m.group(4) is not None:
+            tokens.append(('num', m.group(4)))
+    return tokens
+
+
+def _close_paren(tokens, i):
+    """Index of the ')' matching the '(' at ``i``."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        if tokens[j] == ('punct', '('):
+            depth += 1
+        elif tokens[j] == ('punct', ')'):
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(tokens) - 1
+
+
+def count_filter_expressions(text):
+    """How many expressions Graph counts in a ``$filter`` clause: every value inside ``in (...)``
+    and every other comparison (``eq``/``ne``/..., ``startswith(...)``). Pure; a literal's content
+    never counts."""
+    if not text:
+        return 0
+    tokens = _filter_tokens(text)
+    count = 0
+    i = 0
+    while i < len(tokens):
+        kind, val = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else (None, None)
+        if kind == 'ident' and val == 'in' and nxt == ('punct', '('):
+            end = _close_paren(tokens, i + 1)
+            count += 1 + sum(1 for t in tokens[i + 2:end] if t == ('punct', ','))
+            i = end + 1
+            continue
+        if kind == 'ident' and val.split(':')[-1] in _COMPARISONS:
+            count += 1
+        elif kind == 'ident' and val in _FUNCTIONS and nxt == ('punct', '('):
+            count += 1
+            end = _close_paren(tokens, i + 1)
+            after = tokens[end + 1] if end + 1 < len(tokens) else (None, None)
+            if after[0] == 'ident' and after[1] in _COMPARISONS:
+                i = end + 3   # startswith(x,'a') eq true is one expression
+                continue
+        i += 1
+    return count
+
+
+def names_beta_property(text):
+    """True when an OData filter names a group property only beta has (outside string literals)."""
+    if not text:
+        return False
+    bare = re.sub(r"'(?:[^']|'')*'", "''", str(text))
+    return any(re.search(r'\b%s\b' % re.escape(p), bare, re.IGNORECASE) for p in BETA_ONLY_GROUP_PROPERTIES)
+
+
+def chunk_in_values(values, other_expressions, measure):
+    """Split ``values`` into lists for ``x in (...)`` filters that fit Graph's limits: at most
+    ``IN_LIMIT - other_expressions`` values per filter without advanced query. Returns a list of
+    ``(values, advanced)``; ``advanced`` chunks (when the other expressions leave no room, or for
+    values longer than EQ_VALUE_LIMIT) are sized by URL length instead: ``measure(chunk)`` is the
+    length of the request URL for a chunk (pure given ``measure``)."""
+    plain, long_values = [], []
+    for v in values:
+        (long_values if len(v) > EQ_VALUE_LIMIT else plain).append(v)
+    room = IN_LIMIT - other_expressions
+    out = []
+    if room >= 1:
+        for n in range(0, len(plain), room):
+            out.append((plain[n:n + room], False))
+    else:
+        long_values = plain + long_values
+    chunk = []
+    for v in long_values:
+        if measure([v]) > URL_LIMIT - URL_MARGIN:
+            raise EntraReadError('The Graph filter for %r does not fit the 2,048 characters Graph allows in a URL' % (v,))
+        if chunk and measure(chunk + [v]) > URL_LIMIT - URL_MARGIN:
+            out.append((chunk, True))
+            chunk = []
+        chunk.append(v)
+    if chunk:
+        out.append((chunk, True))
+    return out
+
+
 def member_type(item):
     """'user' | 'group' | 'device' | 'org_contact' | 'service_principal' | other (snake case)."""
     odata = (item.get('@odata.type') or '').rsplit('.', 1)[-1]
@@ -146,8 +278,14 @@ def to_member(item, mtype=None):
     }
 
 
-def to_group(item):
-    """A Graph group -> the contract's group dict (without members)."""
+def to_group(item, cloud_managed=False):
+    """A Graph group -> the contract's group dict (without members). ``writeback_enabled`` is None
+    unless the group was read from beta with ``writebackConfiguration``."""
+    wb = item.get('writebackConfiguration')
+    if isinstance(wb, dict):
+        writeback_enabled = wb.get('isEnabled') is True
+    else:
+        writeback_enabled = False if 'writebackConfiguration' in item else None
     return {
         'id': (item.get('id') or '').lower(),
         'display_name': item.get('displayName'),
@@ -157,7 +295,65 @@ def to_group(item):
         'group_types': list(item.get('groupTypes') or []),
         'membership_rule': item.get('membershipRule'),
         'on_premises_sync_enabled': item.get('onPremisesSyncEnabled'),
+        'cloud_managed': bool(cloud_managed),
+        'on_premises_security_identifier': item.get('onPremisesSecurityIdentifier'),
+        'on_premises_sam_account_name': item.get('onPremisesSamAccountName'),
+        'on_premises_domain_name': item.get('onPremisesDomainName'),
+        'writeback_enabled': writeback_enabled,
     }
+
+
+def soa_candidates(groups):
+    """Contract groups whose source-of-authority flag matters: they came from AD (an on-premises
+    SID) and are not synced from it now (a converted group has onPremisesSyncEnabled null)."""
+    return [g for g in groups if g.get('on_premises_security_identifier') and g.get('on_premises_sync_enabled') is not True]
+
+
+def read_cloud_managed(client, group_ids):
+    """``({id: bool}, warnings)`` from ``GET /beta/groups/{id}/onPremisesSyncBehavior`` ($batch).
+    A group whose flag cannot be read (403: the app lacks Group-OnPremisesSyncBehavior.ReadWrite.All;
+    400: beta unavailable) is left out and named in a warning."""
+    if not group_ids:
+        return {}, []
+    reqs = [(gid, relative_url('/groups/%s/onPremisesSyncBehavior' % gid)) for gid in group_ids]
+    try:
+        if len(reqs) == 1:
+            results, errors = {group_ids[0]: [client.get(reqs[0][1], version='beta')]}, {}
+        else:
+            results, errors = client.batch_collect(reqs, version='beta', tolerate=(400, 403, 404))
+    except CloudSyncError as exc:
+        if getattr(exc, 'status', None) not in (400, 403, 404):
+            raise
+        results, errors = {}, dict((g, exc) for g in group_ids)
+    out = {}
+    for gid in group_ids:
+        items = results.get(gid) or []
+        if gid in errors or not items:
+            continue
+        body = items[0]
+        if isinstance(body.get('value'), dict):   # the documented example wraps the object in "value"
+            body = body['value']
+        out[gid] = body.get('isCloudManaged') is True
+    unread = [g for g in group_ids if g not in out]
+    warnings = []
+    if unread:
+        first = errors.get(unread[0])
+        warnings.append(
+            'The source of authority (onPremisesSyncBehavior/isCloudManaged, beta) of %d group(s) that came from AD could not '
+            'be read (%s): they are treated as not converted to the cloud, so not written back. Grant the application %s '
+            'to write back converted groups. Groups: %s' % (len(unread), first or 'no answer', SOA_PERMISSION, ', '.join(unread)))
+    return out, warnings
+
+
+def apply_cloud_managed(client, groups):
+    """Set ``cloud_managed`` on the groups that need it (see ``soa_candidates``); returns warnings."""
+    cands = soa_candidates(groups)
+    if not cands:
+        return []
+    flags, warnings = read_cloud_managed(client, [g['id'] for g in cands])
+    for g in cands:
+        g['cloud_managed'] = flags.get(g['id'], False)
+    return warnings
 
 
 def _check_limited(group_id, items):
@@ -197,6 +393,24 @@ def collect(client, reqs, version='v1.0', tolerate=(404,)):
     return client.batch_collect(prepared, version=version, headers=headers or None, tolerate=tolerate)
 
 
+def beta_refused(exc):
+    """A 400 from beta: the property withdrawn (``Could not find a property named ...``) or beta
+    itself unavailable (``Invalid version``). Then the documented v1.0 path is used."""
+    return getattr(exc, 'status', None) == 400
+
+
+def read_members_sourced(client, group_ids, members='direct', beta_members=True):
+    """``(members by group id (see read_members), source 'beta' | 'v1.0')``: beta first, v1.0 when
+    beta refuses."""
+    if beta_members:
+        try:
+            return read_members(client, group_ids, members, True), 'beta'
+        except CloudSyncError as exc:
+            if not beta_refused(exc):
+                raise
+    return read_members(client, group_ids, members, False), 'v1.0'
+
+
 def read_members(client, group_ids, members='direct', beta_members=True):
     """``{group id: [member dict]}`` for every id; one request per page for one group, $batch for more.
     A group that disappeared meanwhile (404) maps to None."""
@@ -213,12 +427,35 @@ def read_members(client, group_ids, members='direct', beta_members=True):
     return out
 
 
-def _group_select():
-    return ','.join(GROUP_SELECT)
+def _group_select(beta=False):
+    return ','.join(BETA_GROUP_SELECT if beta else GROUP_SELECT)
 
 
-def find_groups(client, ids=None, display_names=None, odata_filter=None, all_groups=False):
-    """Graph groups selected by ids, names, filter or all mode: ``(groups (Graph dicts), not_found, ambiguous)``."""
+def filter_requests(client, key_prefix, prop, values, other_clause, select, version):
+    """``[(key, path, params)]`` reading ``/groups`` with ``prop in (...)`` ANDed with
+    ``other_clause``, sized to Graph's limits (see ``chunk_in_values``)."""
+    others = count_filter_expressions(other_clause)
+
+    def flt(chunk):
+        text = '%s in (%s)' % (prop, ','.join(odata_quote(v) for v in chunk))
+        return '%s and %s' % (text, other_clause) if other_clause else text
+
+    def measure(chunk):
+        return len(client.url('/groups', {'$filter': flt(chunk), '$select': select, '$count': 'true', '$top': '999'},
+                              version=version))
+    reqs = []
+    for n, (chunk, advanced) in enumerate(chunk_in_values(values, others, measure)):
+        params = {'$filter': flt(chunk), '$select': select}
+        if advanced:
+            params['$count'] = 'true'   # with ConsistencyLevel: eventual (collection_params adds it)
+        reqs.append(('%s%d' % (key_prefix, n), '/groups', params))
+    return reqs
+
+
+def find_groups(client, ids=None, display_names=None, odata_filter=None, all_groups=False, beta=False):
+    """Graph groups selected by ids, names, filter or all mode: ``(groups (Graph dicts), not_found, ambiguous)``.
+    ``beta``: read from beta (with ``writebackConfiguration``)."""
+    version = 'beta' if beta else 'v1.0'
     found = {}
     order = []
     not_found, ambiguous = [], []
@@ -235,19 +472,10 @@ def find_groups(client, ids=None, display_names=None, odata_filter=None, all_gro
         flt = ELIGIBLE_CLAUSE if all_groups else None
         if odata_filter:
             flt = '%s and (%s)' % (flt, odata_filter) if flt else odata_filter
-        for item in client.iter_pages('/groups', {'$filter': flt, '$select': _group_select()}):
+        for item in client.iter_pages('/groups', {'$filter': flt, '$select': _group_select(beta)}, version=version):
             keep(item)
     if ids:
-        if len(ids) == 1:
-            try:
-                results, errors = {ids[0]: [client.get('/groups/%s' % ids[0], {'$select': _group_select()})]}, {}
-            except CloudSyncError as exc:
-                if getattr(exc, 'status', None) not in (400, 404):
-                    raise
-                results, errors = {ids[0]: []}, {ids[0]: exc}
-        else:
-            results, errors = client.batch_collect(
-                [(gid, relative_url('/groups/%s' % gid, {'$select': _group_select()})) for gid in ids], tolerate=(400, 404))
+        results, errors = get_groups_by_id(client, ids, beta)
         for gid in ids:
             items = results.get(gid) or []
             if gid in errors or not items:
@@ -255,11 +483,8 @@ def find_groups(client, ids=None, display_names=None, odata_filter=None, all_gro
             for item in items:
                 keep(item)
     if display_names:
-        reqs = []
-        for n in range(0, len(display_names), IN_LIMIT):
-            flt = 'displayName in (%s)' % ','.join(odata_quote(name) for name in display_names[n:n + IN_LIMIT])
-            reqs.append((n, '/groups', {'$filter': flt, '$select': _group_select()}))
-        results, unused_errors = collect(client, reqs, tolerate=())
+        reqs = filter_requests(client, 'n', 'displayName', display_names, None, _group_select(beta), version)
+        results, unused_errors = collect(client, reqs, version=version, tolerate=())
         by_name = {}
         for items in results.values():
             for item in items:
@@ -275,11 +500,53 @@ def find_groups(client, ids=None, display_names=None, odata_filter=None, all_gro
     return [found[g] for g in order], not_found, ambiguous
 
 
+def get_groups_by_id(client, ids, beta=False):
+    """``(results {id: [group]}, errors {id: GraphError})`` for ``GET /groups/{id}`` (in $batch for several)."""
+    version = 'beta' if beta else 'v1.0'
+    if len(ids) == 1:
+        try:
+            return {ids[0]: [client.get('/groups/%s' % ids[0], {'$select': _group_select(beta)}, version=version)]}, {}
+        except CloudSyncError as exc:
+            if getattr(exc, 'status', None) not in (400, 404):
+                raise
+            return {ids[0]: []}, {ids[0]: exc}
+    return client.batch_collect([(gid, relative_url('/groups/%s' % gid, {'$select': _group_select(beta)})) for gid in ids],
+                                version=version, tolerate=(400, 404))
+
+
+def nested_candidates(groups):
+    """Ids of groups that are direct members of ``groups`` but not among them (order kept). Pure;
+    one level: the members of a ``nested_only`` group are not followed."""
+    have = set(g['id'] for g in groups)
+    out = []
+    for g in groups:
+        if g.get('nested_only'):
+            continue
+        for m in g.get('members') or []:
+            mid = (m.get('id') or '').lower()
+            if m.get('type') == 'group' and mid and mid not in have and mid not in out:
+                out.append(mid)
+    return out
+
+
+def nested_only_groups(groups):
+    """The eligible ones of ``groups`` (contract dicts of nested groups, ``cloud_managed`` already
+    set) as groups written without their members: ``nested_only`` True, ``members`` []. Pure."""
+    out = []
+    for g in groups:
+        if group_ineligibility is not None and group_ineligibility(g, None):
+            continue
+        g = dict(g)
+        g.update(nested_only=True, members=[], member_count=0)
+        out.append(g)
+    return out
+
+
 def evaluate(groups, max_members=MAX_MEMBERS):
     """Set ``eligible``/``ineligible_reasons`` on every group and ``supported``/``reason`` on every
     member (a nested group is supported when it is an eligible group of this read)."""
     for group in groups:
-        reasons = group_ineligibility(group, max_members) if group_ineligibility else []
+        reasons = group_ineligibility(group, None if group.get('nested_only') else max_members) if group_ineligibility else []
         group['eligible'] = not reasons
         group['ineligible_reasons'] = reasons
     in_scope = set(g['id'] for g in groups if g['eligible'])
@@ -292,22 +559,36 @@ def evaluate(groups, max_members=MAX_MEMBERS):
 
 
 def read_groups_report(client, ids=None, display_names=None, odata_filter=None, all_groups=False, members='none',
-                       eligible_only=False, max_members=MAX_MEMBERS, beta_members=True):
-    """Everything ``read_groups`` does, as ``dict(groups, not_found, skipped, ambiguous)``;
-    ``skipped`` lists the ineligible groups left out by ``eligible_only`` (id, display_name, reasons)."""
+                       eligible_only=False, max_members=MAX_MEMBERS, beta_members=True, include_nested=False,
+                       writeback_enabled_only=False):
+    """Everything ``read_groups`` does, as ``dict(groups, not_found, skipped, ambiguous, member_source,
+    warnings)``; ``skipped`` lists the ineligible groups left out by ``eligible_only`` and the groups
+    left out by ``writeback_enabled_only`` (id, display_name, reasons). ``member_source`` is 'beta',
+    'v1.0' or None (no members read). ``include_nested`` adds the eligible nested groups of the
+    selected ones (``nested_only``, see the module docstring)."""
     if members not in ('none', 'direct', 'transitive'):
         raise EntraReadError("members must be 'none', 'direct' or 'transitive', not %r" % (members,))
     if not (ids or display_names or odata_filter or all_groups):
         raise EntraReadError('Nothing selected: give group ids, display names, a filter or all_groups')
-    raw, not_found, ambiguous = find_groups(client, ids, display_names, odata_filter, all_groups)
+    if odata_filter:
+        odata_filter = check_odata_filter(odata_filter)
+    beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
+    raw, not_found, ambiguous = find_groups(client, ids, display_names, odata_filter, all_groups, beta=beta)
     groups = [to_group(item) for item in raw]
+    skipped = []
+    if writeback_enabled_only:
+        skipped = [{'id': g['id'], 'display_name': g['display_name'], 'reasons': ['writeback_not_enabled']}
+                   for g in groups if g['writeback_enabled'] is not True]
+        groups = [g for g in groups if g['writeback_enabled'] is True]
+    warnings = apply_cloud_managed(client, groups)
+    member_source = None
     if members != 'none':
         # Ineligible groups of a read restricted to eligible ones need no members, except for the
         # size check, which needs direct members: only groups ineligible for other reasons are skipped.
         wanted = groups
         if eligible_only:
             wanted = [g for g in groups if not (group_ineligibility(g, None) if group_ineligibility else [])]
-        got = read_members(client, [g['id'] for g in wanted], members, beta_members)
+        got, member_source = read_members_sourced(client, [g['id'] for g in wanted], members, beta_members)
         gone = []
         for group in wanted:
             mem = got.get(group['id'])
@@ -320,30 +601,53 @@ def read_groups_report(client, ids=None, display_names=None, odata_filter=None, 
         for group in gone:  # deleted between the group read and the member read
             groups.remove(group)
             not_found.append(group['id'])
+    if include_nested and members != 'none':
+        warnings += _add_nested(client, groups, beta)
     evaluate(groups, max_members)
-    skipped = []
     if eligible_only:
-        skipped = [{'id': g['id'], 'display_name': g['display_name'], 'reasons': g['ineligible_reasons']}
-                   for g in groups if not g['eligible']]
+        skipped += [{'id': g['id'], 'display_name': g['display_name'], 'reasons': g['ineligible_reasons']}
+                    for g in groups if not g['eligible']]
         groups = [g for g in groups if g['eligible']]
         evaluate(groups, max_members)
-    return dict(groups=groups, not_found=not_found, skipped=skipped, ambiguous=ambiguous)
+    return dict(groups=groups, not_found=not_found, skipped=skipped, ambiguous=ambiguous, member_source=member_source,
+                warnings=warnings)
+
+
+def _add_nested(client, groups, beta):
+    """Append the eligible nested groups of ``groups`` that are not among them (``nested_only``)."""
+    wanted = nested_candidates(groups)
+    if not wanted:
+        return []
+    results, errors = get_groups_by_id(client, wanted, beta)
+    found = [to_group(results[gid][0]) for gid in wanted if gid not in errors and results.get(gid)]
+    warnings = apply_cloud_managed(client, found)
+    groups.extend(nested_only_groups(found))
+    return warnings
 
 
 def read_groups(client, ids=None, display_names=None, odata_filter=None, all_groups=False, members='none',
-                eligible_only=False, max_members=MAX_MEMBERS, beta_members=True):
+                eligible_only=False, max_members=MAX_MEMBERS, beta_members=True, include_nested=False,
+                writeback_enabled_only=False):
     """Entra groups (contract dicts), with members when ``members`` is 'direct' or 'transitive'."""
     return read_groups_report(client, ids=ids, display_names=display_names, odata_filter=odata_filter,
                               all_groups=all_groups, members=members, eligible_only=eligible_only,
-                              max_members=max_members, beta_members=beta_members)['groups']
+                              max_members=max_members, beta_members=beta_members, include_nested=include_nested,
+                              writeback_enabled_only=writeback_enabled_only)['groups']
 
 
 # -- incremental ------------------------------------------------------------------------------------
 
-def _latest_delta_link(client):
+def _delta_select(beta):
+    """Delta reads from beta (when the scope needs the writeback flag) select it too, so a change of
+    the flag alone is a change."""
+    return DELTA_SELECT + (('writebackConfiguration',) if beta else ())
+
+
+def _latest_delta_link(client, beta=False):
     """A deltaLink for "now" without reading everything (``$deltatoken=latest``)."""
-    unused_changes, link = client.delta_groups(list(DELTA_SELECT), delta_link=client.url(
-        '/groups/delta', {'$select': ','.join(DELTA_SELECT), '$deltatoken': 'latest'}))
+    select = _delta_select(beta)
+    unused_changes, link = client.delta_groups(list(select), delta_link=client.url(
+        '/groups/delta', {'$select': ','.join(select), '$deltatoken': 'latest'}, version='beta' if beta else 'v1.0'))
     return link
 
 
@@ -358,7 +662,8 @@ def _compact(member):
     return dict((k, member[k]) for k in MEMBER_KEYS if member.get(k) is not None)
 
 
-def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason):
+def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason, writeback_enabled_only=False,
+                       member_source=None, warnings=()):
     objects = {}
     state_groups = {}
     for g in groups:
@@ -369,8 +674,10 @@ def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason):
             objects[m['id']] = _compact(m)
     return {
         'version': STATE_VERSION, 'delta_link': delta_link, 'filter': odata_filter, 'beta_members': bool(beta_members),
+        'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': member_source,
         'full_read_at': time.time(), 'groups': state_groups, 'objects': objects,
-        'last_run': {'mode': 'full', 'reason': reason, 'changed_groups': len(state_groups)},
+        'last_run': {'mode': 'full', 'reason': reason, 'changed_groups': len(state_groups), 'member_source': member_source,
+                     'warnings': list(warnings)},
     }
 
 
@@ -387,28 +694,43 @@ def _groups_from_state(state, max_members):
     return evaluate(groups, max_members)
 
 
-def _full_read(client, odata_filter, max_members, beta_members, reason):
-    link = _latest_delta_link(client)
-    groups = read_groups(client, odata_filter=odata_filter, all_groups=True, members='direct', max_members=max_members,
-                         beta_members=beta_members)
-    state = _state_from_groups(groups, link, odata_filter, beta_members, reason)
+def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False):
+    beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
+    link = _latest_delta_link(client, beta)
+    report = read_groups_report(client, odata_filter=odata_filter, all_groups=True, members='direct', max_members=max_members,
+                                beta_members=beta_members, writeback_enabled_only=writeback_enabled_only)
+    state = _state_from_groups(report['groups'], link, odata_filter, beta_members, reason, writeback_enabled_only,
+                               report['member_source'], report['warnings'])
     return _groups_from_state(state, max_members), state
 
 
-def _scope_check(client, gids, odata_filter):
-    """Which of ``gids`` are in scope now, with their current properties (Graph evaluates the filter)."""
+def _scope_check(client, gids, odata_filter, writeback_enabled_only=False):
+    """Which of ``gids`` are in scope now, with their current properties (Graph evaluates the filter).
+    ``id in (...)`` is sized so that the whole clause, the eligible clause and the filter included,
+    holds at most 15 expressions (Graph's limit without advanced query)."""
+    beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
     flt_base = ELIGIBLE_CLAUSE + (' and (%s)' % odata_filter if odata_filter else '')
-    reqs = []
-    for n in range(0, len(gids), IN_LIMIT):
-        chunk = gids[n:n + IN_LIMIT]
-        reqs.append((n, '/groups', {'$filter': 'id in (%s) and %s' % (','.join(odata_quote(g) for g in chunk), flt_base),
-                                    '$select': _group_select()}))
-    results, unused_errors = collect(client, reqs, tolerate=())
-    return dict((i['id'].lower(), i) for items in results.values() for i in items)
+    reqs = filter_requests(client, 's', 'id', gids, flt_base, _group_select(beta), 'beta' if beta else 'v1.0')
+    results, unused_errors = collect(client, reqs, version='beta' if beta else 'v1.0', tolerate=())
+    found = dict((i['id'].lower(), i) for items in results.values() for i in items)
+    if writeback_enabled_only:
+        found = dict((k, v) for k, v in found.items() if to_group(v)['writeback_enabled'] is True)
+    return found
 
 
 def _member_details(client, refs, beta_members):
-    """Contract member dicts for new member ids: users and groups read in $batch, others by type only."""
+    """Contract member dicts for new member ids: users and groups read in $batch, others by type
+    only. Beta first; v1.0 when beta refuses (see ``read_members_sourced``)."""
+    if beta_members:
+        try:
+            return _member_details_from(client, refs, True)
+        except CloudSyncError as exc:
+            if not beta_refused(exc):
+                raise
+    return _member_details_from(client, refs, False)
+
+
+def _member_details_from(client, refs, beta_members):
     out = {}
     reqs = []
     select = ','.join(BETA_MEMBER_SELECT if beta_members else MEMBER_SELECT)
@@ -420,7 +742,7 @@ def _member_details(client, refs, beta_members):
         else:
             out[mid] = to_member({'id': mid}, mtype)
     if reqs:
-        results, errors = client.batch_collect(reqs, version='beta' if beta_members else 'v1.0')
+        results, errors = client.batch_collect(reqs, version='beta' if beta_members else 'v1.0', tolerate=(404,))
         for mid, unused_url in reqs:
             items = results.get(mid) or []
             if mid in errors or not items:
@@ -434,7 +756,7 @@ def _member_details(client, refs, beta_members):
 
 
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
-                            full_read_interval=FULL_READ_INTERVAL):
+                            full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False):
     """All in-scope groups (all mode: eligible clause AND ``odata_filter``) with direct members,
     read incrementally with ``/groups/delta``: ``(groups, new_state)``. ``state`` is what the
     previous call returned (JSON-able) or None. ``new_state['last_run']`` says whether this was a
@@ -448,17 +770,20 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         reason = 'filter_changed'
     elif bool(state.get('beta_members')) != bool(beta_members):
         reason = 'member_api_changed'
+    elif bool(state.get('writeback_enabled_only')) != bool(writeback_enabled_only):
+        reason = 'scope_changed'
     elif full_read_interval is not None and time.time() - float(state.get('full_read_at') or 0) > full_read_interval:
         reason = 'interval'
     if reason:
-        return _full_read(client, odata_filter, max_members, beta_members, reason)
+        return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only)
     try:
-        changes, link = client.delta_groups(list(DELTA_SELECT), delta_link=state['delta_link'])
+        changes, link = client.delta_groups(list(_delta_select(False)), delta_link=state['delta_link'])
     except DeltaResyncRequired as exc:
         return _full_read(client, odata_filter, max_members, beta_members,
-                          'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''))
+                          'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''), writeback_enabled_only)
     new = {
         'version': STATE_VERSION, 'delta_link': link, 'filter': odata_filter, 'beta_members': bool(beta_members),
+        'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': state.get('member_source'),
         'full_read_at': state.get('full_read_at'), 'groups': dict(state['groups']), 'objects': dict(state['objects']),
     }
     groups = new['groups']
@@ -466,13 +791,15 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     for gid in removed:
         groups.pop(gid, None)
     changed = [gid for gid in changes if gid not in removed]
-    in_scope = _scope_check(client, changed, odata_filter) if changed else {}
+    in_scope = _scope_check(client, changed, odata_filter, writeback_enabled_only) if changed else {}
+    entries = dict((gid, to_group(item)) for gid, item in in_scope.items())
+    warnings = apply_cloud_managed(client, list(entries.values()))
     newly = []
     for gid in changed:
         if gid not in in_scope:
             groups.pop(gid, None)  # left the scope (or never was in it)
             continue
-        entry = dict(to_group(in_scope[gid]))
+        entry = dict(entries[gid])
         if gid in groups:
             ids = list(groups[gid]['member_ids'])
             present = set(ids)
@@ -491,7 +818,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
             entry['member_ids'] = []
         groups[gid] = entry
     if newly:
-        got = read_members(client, newly, 'direct', beta_members)
+        got, new['member_source'] = read_members_sourced(client, newly, 'direct', beta_members)
         for gid in newly:
             mem = got.get(gid)
             if mem is None:
@@ -511,5 +838,32 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     used = set(mid for g in groups.values() for mid in g['member_ids'])
     new['objects'] = dict((k, v) for k, v in new['objects'].items() if k in used)
     new['last_run'] = {'mode': 'delta', 'reason': None, 'changed_groups': len(changes), 'removed_groups': len(removed),
-                       'new_in_scope': len(newly), 'new_members_read': len(refs)}
+                       'new_in_scope': len(newly), 'new_members_read': len(refs), 'member_source': new['member_source'],
+                       'warnings': warnings}
     return _groups_from_state(new, max_members), new
+
+
+def existing_group_ids(client, group_ids):
+    """Which of ``group_ids`` still exist in Entra, in any scope: the set of those ids (lower case).
+
+    Tells a group deleted in Entra (its AD copy is deleted, as Cloud Sync does:
+    https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-provisioning-to-active-directory-works)
+    from one that only left the run's scope. ``GET /groups/{id}?$select=id`` for each (in $batch, 20 a
+    request), which needs only Group.Read.All; a deleted security group answers 404 (security groups have no
+    soft delete: https://learn.microsoft.com/en-us/graph/api/group-get). Other errors raise: a run must not
+    take a group for deleted because Graph failed.
+    """
+    ids = sorted(set(str(i).lower() for i in group_ids or ()))
+    if not ids:
+        return set()
+    params = {'$select': 'id'}
+    if len(ids) == 1:
+        try:
+            body = client.get('/groups/%s' % ids[0], params)
+        except CloudSyncError as exc:
+            if getattr(exc, 'status', None) == 404:
+                return set()
+            raise
+        return set([ids[0]]) if body and str(body.get('id') or '').lower() == ids[0] else set()
+    results, errors = client.batch_collect([(gid, relative_url('/groups/%s' % gid, params)) for gid in ids], tolerate=(404,))
+    return set(gid for gid in ids if gid not in errors and any(str(i.get('id') or '').lower() == gid for i in results.get(gid) or []))

@@ -16,7 +16,17 @@ description:
   - The result's RV(groups) can be given unchanged to the O(hybrid_identity.cloud_sync.ad_group_writeback#module:entra_groups)
     option of M(hybrid_identity.cloud_sync.ad_group_writeback) (read them with O(members=direct)).
   - Members are read from the Graph C(beta) endpoint, because C(onPremisesObjectIdentifier) (the user's AD objectGUID, the
-    first way a member is found in AD) exists only there; groups are read from C(v1.0).
+    first way a member is found in AD) exists only there; groups are read from C(v1.0). When C(beta) refuses the read (the
+    property missing, as in a cloud that lacks it, or C(beta) unavailable) members are read from C(v1.0) instead, where they
+    carry C(onPremisesSecurityIdentifier) (the objectSid) and the immutable id; RV(member_source) says which was used.
+  - Filters are sized to Graph's documented query limits (at most 15 expressions in a filter with C(in), C(eq) values of at
+    most 120 characters without advanced query, a URL of at most 2,048 characters with it); display names longer than 120
+    characters are looked up with advanced query (C(ConsistencyLevel=eventual)), so a group created moments ago may not be
+    found by such a name yet.
+  - Groups converted from AD to the cloud ("Group source of authority", C(onPremisesSyncBehavior/isCloudManaged), beta) are
+    eligible and carry their on-premises identifiers, so the writeback can adopt the original AD group. Reading the flag
+    needs the application permission C(Group-OnPremisesSyncBehavior.ReadWrite.All); without it such groups are reported
+    ineligible (C(source_of_authority_on_premises)) with a warning.
   - Members of several groups are read through JSON C($batch) requests (20 groups per request, O(graph_parallelism) requests
     at once). Throttled requests are retried after the C(Retry-After) Graph asks for.
 author:
@@ -30,6 +40,10 @@ attributes:
   diff_mode:
     support: none
     description: Nothing is changed, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller or any host with the Python libraries; talks HTTPS to Microsoft Graph; nothing is installed on any other host.
 requirements:
   - msal >= 1.28.0
   - requests
@@ -38,6 +52,15 @@ notes:
     C(Directory.Read.All). Without C(User.Read.All) Graph returns member users without their properties; the module then
     fails rather than taking synced users for cloud-only ones."
   - Whether a group has too many members (O(max_members)) is only evaluated when O(members=direct).
+seealso:
+  - module: hybrid_identity.cloud_sync.ad_group_writeback
+    description: Takes this module's RV(groups) as its O(hybrid_identity.cloud_sync.ad_group_writeback#module:entra_groups).
+  - name: List groups (Microsoft Graph v1.0)
+    description: The Graph request this module pages through, with its C($filter) rules.
+    link: https://learn.microsoft.com/graph/api/group-list
+  - name: Provision groups to Active Directory using Microsoft Entra Cloud Sync
+    description: Which groups Cloud Sync writes back.
+    link: https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/tutorial-group-provisioning
 options:
   groups:
     description:
@@ -79,6 +102,23 @@ options:
       - A group with more direct members is not eligible (reason C(too_many_members)); Entra Cloud Sync's limit is 50,000.
     type: int
     default: 50000
+  writeback_enabled_only:
+    description:
+      - Return only groups whose C(writebackConfiguration/isEnabled) (Graph C(beta)) is true, like a Cloud Sync scoping
+        filter on that flag; the others are listed in RV(skipped) with reason C(writeback_not_enabled). Groups are then read
+        from C(beta).
+      - A O(group_filter) naming a C(beta)-only property (C(writebackConfiguration/isEnabled eq true)) is sent to C(beta) in
+        any case.
+    type: bool
+    default: false
+  include_nested:
+    description:
+      - With O(groups) and O(members=direct), also return the eligible cloud security groups that are direct members of a
+        selected group and not selected themselves, with C(nested_only=true) and no members, as Entra Cloud Sync writes them
+        back in selected mode ("only the nested group will be written back and not its members"; one level).
+      - Set it when the result feeds O(hybrid_identity.cloud_sync.ad_group_writeback#module:entra_groups) for a selection.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -155,13 +195,41 @@ groups:
       description: True when the group is synchronised from AD.
       type: bool
       sample: null
+    cloud_managed:
+      description:
+        - True when the group came from AD and its source of authority was converted to the cloud
+          (C(onPremisesSyncBehavior/isCloudManaged), beta); false otherwise or when unknown.
+      type: bool
+      sample: false
+    on_premises_security_identifier:
+      description: The objectSid of the AD group the group came from, or null.
+      type: str
+      sample: null
+    on_premises_sam_account_name:
+      description: The sAMAccountName of the AD group the group came from, or null.
+      type: str
+      sample: null
+    on_premises_domain_name:
+      description: The DNS name of the AD domain the group came from, or null.
+      type: str
+      sample: null
+    writeback_enabled:
+      description: C(writebackConfiguration/isEnabled) when read (from beta, see O(writeback_enabled_only)), else null.
+      type: bool
+      sample: null
+    nested_only:
+      description: Present (true) on a nested group returned by O(include_nested), written back without its members.
+      type: bool
+      returned: with O(include_nested)
+      sample: true
     eligible:
       description: Whether Entra Cloud Sync would write the group back.
       type: bool
       sample: true
     ineligible_reasons:
       description:
-        - Why not (C(not_security_enabled), C(mail_enabled), C(microsoft_365), C(synced_from_ad), C(too_many_members)).
+        - Why not (C(not_security_enabled), C(mail_enabled), C(microsoft_365), C(synced_from_ad),
+          C(source_of_authority_on_premises), C(too_many_members)).
       type: list
       elements: str
       sample: []
@@ -216,6 +284,11 @@ ambiguous:
   type: list
   elements: dict
   sample: [{name: Finance, ids: [0b1c..., 7e2f...]}]
+member_source:
+  description: Where members were read, C(beta) or C(v1.0) (when beta refused); null when no member was read.
+  returned: always
+  type: str
+  sample: beta
 graph_requests:
   description: HTTP requests sent to Microsoft Graph (a C($batch) request counts as one).
   returned: always
@@ -251,6 +324,8 @@ def main():
         members=dict(type='str', default='none', choices=['none', 'direct', 'transitive']),
         eligible_only=dict(type='bool', default=False),
         max_members=dict(type='int', default=50000),
+        writeback_enabled_only=dict(type='bool', default=False),
+        include_nested=dict(type='bool', default=False),
     )).with_graph_auth().create_module(supports_check_mode=True)
     params = module.params
     if IMPORT_ERROR is not None:
@@ -267,7 +342,8 @@ def main():
         report = entra_reader.read_groups_report(
             client, ids=ids or None, display_names=names or None, odata_filter=params['group_filter'],
             all_groups=params['all_groups'], members=params['members'], eligible_only=params['eligible_only'],
-            max_members=params['max_members'])
+            max_members=params['max_members'], include_nested=params['include_nested'],
+            writeback_enabled_only=params['writeback_enabled_only'])
     except CloudSyncError as err:
         fail = err.to_fail_kwargs()
         fail.setdefault('graph_requests', client.stats.get('requests', 0) if client is not None else 0)
@@ -277,6 +353,8 @@ def main():
             client.close()
     stats = dict(client.stats)
     stats.pop('retry_wait', None)
+    for warning in report.pop('warnings', None) or []:
+        module.warn(warning)
     module.exit_json(changed=False, graph_requests=stats['requests'], graph_stats=stats, **report)
 
 

@@ -28,7 +28,7 @@ HYBRID_ADMIN_ROLE = "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2"
 AAD_PREMIUM_PLAN = "41781fb2-bc02-4b7c-bd55-b576c07bb09d"
 DEFAULT_PERMISSIONS = ["Group.Read.All", "GroupMember.Read.All", "User.Read.All", "Organization.Read.All",
                        "RoleManagement.Read.Directory", "Device.Read.All", "Application.Read.All",
-                       "OrgContact.Read.All"]
+                       "OrgContact.Read.All", "Group-OnPremisesSyncBehavior.ReadWrite.All"]
 DEFAULT_SECRET = "emulator-client-secret"
 
 

@@ -725,6 +725,8 @@ class Emulator(object):
             if r is not None:
                 return r
         version, unused, rest = path[1:].partition("/")
+        if version == "beta" and not self.settings["beta_available"]:
+            raise GraphError(400, "BadRequest", "Invalid version: %s" % version)
         if rest == "$batch":
             if method != "POST":
                 raise GraphError(405, "Request_BadRequest", "The $batch endpoint only accepts POST.")
@@ -1017,6 +1019,8 @@ class Emulator(object):
                 out.update(self._expand(version, obj, params["$expand"], principal))
             return self._json(out)
         rel = segs[2]
+        if coll == "group" and rel == "onPremisesSyncBehavior" and len(segs) == 3:
+            return self._sync_behavior(version, obj, params, principal, ctx)
         if coll == "group" and rel in ("members", "transitiveMembers"):
             self._require(principal, "group")
             gid = obj["id"]
@@ -1044,6 +1048,21 @@ class Emulator(object):
             return self._list(version, ["group"], lambda: {g: None for g in self.tenant.member_of.get(uid, ())},
                               params, headers, advanced, principal, ctx, "directoryObjects", with_type=True)
         raise GraphError(400, "BadRequest", "Resource not found for the segment '%s'." % rel)
+
+    def _sync_behavior(self, version, obj, params, principal, ctx):
+        """``GET /beta/groups/{id}/onPremisesSyncBehavior`` (beta only; no query options; application
+        permission Group-OnPremisesSyncBehavior.ReadWrite.All, there is no read-only one):
+        https://learn.microsoft.com/en-us/graph/api/onpremisessyncbehavior-get?view=graph-rest-beta"""
+        if version != "beta":
+            raise GraphError(400, "BadRequest", "Resource not found for the segment 'onPremisesSyncBehavior'.")
+        if not (principal["permissions"] & {"Group-OnPremisesSyncBehavior.ReadWrite.All"}):
+            raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        for k in params:
+            raise GraphError(400, "Request_BadRequest", "Query option '%s' is not supported." % k)
+        behaviour = obj.get("onPremisesSyncBehavior") or {}
+        return self._json({"@odata.context": "%s/%s/$metadata#groups('%s')/onPremisesSyncBehavior/$entity"
+                                             % (ctx["base"], version, obj["id"]),
+                           "id": obj["id"], "isCloudManaged": bool(behaviour.get("isCloudManaged"))})
 
     def _expand(self, version, obj, raw, principal):
         import re
@@ -1101,8 +1120,10 @@ class Emulator(object):
                 raise GraphError(400, "Request_BadRequest",
                                  "Invalid page size specified: '%d'. Must be between 1 and %d inclusive."
                                  % (top, self.settings["page_max"]))
-        pred = parse_filter(params.get("$filter"), types[0] if len(types) == 1 else "user", advanced) \
+        pred = parse_filter(params.get("$filter"), types[0] if len(types) == 1 else "user", advanced, version) \
             if params.get("$filter") is not None else None
+        if advanced and params.get("$filter") is not None:
+            self._check_url_length(ctx)
         orderby = params.get("$orderby")
         if orderby is not None:
             ob = orderby.strip().split()
@@ -1179,6 +1200,19 @@ class Emulator(object):
             out["@odata.nextLink"] = "%s%s?%s" % (ctx["base"], path, urlencode(q, quote_via=quote, safe="$,'()"))
         out["value"] = value
         return self._json(out)
+
+    def _check_url_length(self, ctx):
+        """Advanced queries: "the limit is applied on the URL length at 2,048 characters" (Graph known
+        issues, query parameters). Measured as the URL would be on graph.microsoft.com."""
+        from emulator.tenant import MAX_ADVANCED_URL_CHARS
+        if ctx["entry"]["kind"] == "batch_item":
+            raw = ctx["item_path"] + (("?" + urlsplit(ctx["entry"]["path"]).query) if "?" in ctx["entry"]["path"] else "")
+        else:
+            raw = ctx["entry"]["path"]
+        n = len(GRAPH_ORIGIN) + len(raw)
+        if n > MAX_ADVANCED_URL_CHARS:
+            raise GraphError(400, "Request_UnsupportedQuery",
+                             "The request URL is %d characters long; at most %d are supported." % (n, MAX_ADVANCED_URL_CHARS))
 
     def _prune_cursors(self):
         cutoff = time.time() - 3600
@@ -1591,6 +1625,26 @@ class Admin(object):
     def delete_group(self, group_id):
         return _public(self.emu.tenant.delete_object(group_id))
 
+    def convert_group_to_cloud(self, group_id, cloud_managed=True):
+        """Group source of authority (SOA): what ``PATCH /beta/groups/{id}/onPremisesSyncBehavior
+        {"isCloudManaged": true}`` does to an AD-synced group. As documented ("Status of attributes
+        after SOA switch", https://learn.microsoft.com/en-us/entra/identity/hybrid/how-to-group-source-of-authority-configure):
+        isCloudManaged becomes true and dirSyncEnabled (onPremisesSyncEnabled) null; a rollback
+        (``cloud_managed=False``) sets isCloudManaged false and leaves onPremisesSyncEnabled null until
+        the sync client takes the group over again. The on-premises identifiers
+        (onPremisesSecurityIdentifier, onPremisesSamAccountName, onPremisesDomainName, ...) stay: "The
+        SID value provides this tie together" (https://learn.microsoft.com/en-us/entra/identity/hybrid/
+        concept-group-source-of-authority-how-it-works)."""
+        tenant = self.emu.tenant
+        with tenant.lock:
+            obj = tenant.get(group_id, "group")
+            if obj is None:
+                raise KeyError(group_id)
+            if cloud_managed and not (obj.get("onPremisesSyncEnabled") or obj.get("onPremisesSecurityIdentifier")):
+                raise ValueError("group %s was never synced from AD: nothing to convert" % group_id)
+            obj["onPremisesSyncBehavior"] = {"isCloudManaged": bool(cloud_managed)}
+            return _public(tenant.update_group(group_id, {"onPremisesSyncEnabled": None}))
+
     def delete_object(self, object_id):
         return _public(self.emu.tenant.delete_object(object_id))
 
@@ -1675,6 +1729,8 @@ class Admin(object):
         if segs[:1] == ["groups"]:
             if m == "POST" and len(segs) == 1:
                 return self.create_group(**data)
+            if len(segs) == 3 and segs[2] == "onPremisesSyncBehavior" and m == "PATCH":
+                return self.convert_group_to_cloud(segs[1], data.get("isCloudManaged", True))
             if len(segs) == 2:
                 if m == "PATCH":
                     return self.update_group(segs[1], **data)
@@ -1781,6 +1837,9 @@ class RemoteAdmin(object):
 
     def delete_group(self, group_id):
         return self._call("DELETE", "groups/" + group_id)
+
+    def convert_group_to_cloud(self, group_id, cloud_managed=True):
+        return self._call("PATCH", "groups/%s/onPremisesSyncBehavior" % group_id, {"isCloudManaged": cloud_managed})
 
     def add_members(self, group_id, member_ids):
         return self._call("POST", "groups/%s/members" % group_id, {"ids": list(member_ids)})["added"]

@@ -210,6 +210,24 @@ FILTERABLE = {
     "servicePrincipal": {"id": "id", "displayName": "str", "appId": "str",
                          "servicePrincipalType": "str", "accountEnabled": "bool"},
 }
+# Properties only the beta endpoint can filter on (they exist on beta only):
+# https://learn.microsoft.com/en-us/graph/api/resources/groupwritebackconfiguration?view=graph-rest-beta
+FILTERABLE_BETA = {"group": {"writebackConfiguration/isEnabled": "bool"}}
+
+# Query limits without advanced query (Graph "known issues", "Some limitations apply to query
+# parameters": https://learn.microsoft.com/en-us/graph/known-issues#some-limitations-apply-to-query-parameters):
+# * "When using the in operator, the request is limited to 15 expressions in the filter clause by
+#   default OR a URL length of 2,048 characters when using advanced query capabilities." Every
+#   value inside in (...) and every other comparison of the clause counts; Graph's answer is
+#   400 Request_UnsupportedQuery "Too many child clauses specified in search filter expression
+#   containing 'OR' operators: N. Max allowed: 15." (the count applies to or-ed clauses too).
+# * "When filtering using the eq operator, the maximum limit of the value to match is 120
+#   characters ... When using advanced queries, the limit is applied on the URL length at 2,048
+#   characters instead of the matched value." (applied to in (...) values too: in is a list of eq)
+MAX_FILTER_EXPRESSIONS = 15
+MAX_EQ_VALUE_CHARS = 120
+MAX_ADVANCED_URL_CHARS = 2048
+
 # (type, property) whose filters need the advanced query capabilities even with eq
 ADVANCED_ONLY = {("user", "onPremisesSyncEnabled"), ("user", "onPremisesSamAccountName"),
                  ("group", "onPremisesSamAccountName"), ("user", "employeeId")}
@@ -378,8 +396,6 @@ def _check(node, type_name, advanced, props):
         prop = node[1]
         if props.get(prop) not in ("id", "str"):
             raise _unsupported(prop, type_name)
-        if len(node[2]) > 15 and not advanced:
-            raise _unsupported(prop, type_name)
         return
     if kind == "func":
         prop = node[2]
@@ -417,6 +433,16 @@ def _lower(v):
     return v.lower() if isinstance(v, str) else v
 
 
+def _get_path(obj, prop):
+    """``a/b`` navigates a complex property (``writebackConfiguration/isEnabled``)."""
+    if "/" not in prop:
+        return obj.get(prop)
+    v = obj
+    for part in prop.split("/"):
+        v = v.get(part) if isinstance(v, dict) else None
+    return v
+
+
 def _eval(node, obj):
     kind = node[0]
     if kind == "and":
@@ -442,7 +468,7 @@ def _eval(node, obj):
         return v.lower().endswith(node[3].lower())
     if kind == "cmp":
         op, prop, lit = node[1], node[2], node[3]
-        v = obj.get(prop)
+        v = _get_path(obj, prop)
         if prop == "onPremisesSyncEnabled" and v is None and lit is False:
             eq = False
         else:
@@ -451,14 +477,65 @@ def _eval(node, obj):
     return False
 
 
-def parse_filter(text, type_name, advanced):
+def count_expressions(node):
+    """(expressions, has_or_or_in): every comparison counts 1, every value of in (...) counts 1."""
+    kind = node[0]
+    if kind in ("and", "or"):
+        a, oa = count_expressions(node[1])
+        b, ob = count_expressions(node[2])
+        return a + b, oa or ob or kind == "or"
+    if kind == "not":
+        return count_expressions(node[1])
+    if kind == "in":
+        return len(node[2]), True
+    return 1, False
+
+
+def _long_eq_values(node):
+    kind = node[0]
+    if kind in ("and", "or"):
+        return _long_eq_values(node[1]) + _long_eq_values(node[2])
+    if kind == "not":
+        return _long_eq_values(node[1])
+    vals = []
+    if kind == "cmp" and node[1] in ("eq", "ne"):
+        vals = [node[3]]
+    elif kind == "in":
+        vals = node[2]
+    elif kind == "any":
+        vals = [node[3]]
+    return [v for v in vals if isinstance(v, str) and len(v) > MAX_EQ_VALUE_CHARS]
+
+
+def check_limits(node, advanced):
+    """The documented query limits without advanced query (see MAX_FILTER_EXPRESSIONS)."""
+    if advanced:
+        return  # the URL length is checked by the server (it sees the whole URL)
+    n, counted = count_expressions(node)
+    if counted and n > MAX_FILTER_EXPRESSIONS:
+        raise QueryError("Request_UnsupportedQuery",
+                         "Too many child clauses specified in search filter expression containing 'OR' operators: %d. "
+                         "Max allowed: %d." % (n, MAX_FILTER_EXPRESSIONS))
+    long_values = _long_eq_values(node)
+    if long_values:
+        raise QueryError("Request_UnsupportedQuery",
+                         "The value to match of an eq filter is %d characters; at most %d are supported without the "
+                         "advanced query capabilities (ConsistencyLevel: eventual and $count=true)."
+                         % (len(long_values[0]), MAX_EQ_VALUE_CHARS))
+
+
+def parse_filter(text, type_name, advanced, version="v1.0"):
     """$filter -> a predicate over objects; raises QueryError (400) for what Entra refuses."""
     if text is None:
         return None
     if not text.strip():
         raise _bad_filter("empty filter.")
     node = _Parser(text).parse()
-    _check(node, type_name, advanced, FILTERABLE[type_name])
+    props = FILTERABLE[type_name]
+    if version == "beta" and type_name in FILTERABLE_BETA:
+        props = dict(props, **FILTERABLE_BETA[type_name])
+    _check(node, type_name, advanced, props)
+    check_limits(node, advanced)
     return lambda obj: _eval(node, obj)
 
 

@@ -28,6 +28,9 @@ def test_cloud_security_group_is_eligible():
     (dict(group_types=['unified', 'DynamicMembership']), 'microsoft_365'),
     (dict(on_premises_sync_enabled=True), 'synced_from_ad'),
     (dict(member_count=50001), 'too_many_members'),
+    (dict(on_premises_security_identifier='S-1-5-21-1-2-3-1111'), 'source_of_authority_on_premises'),
+    (dict(on_premises_security_identifier='S-1-5-21-1-2-3-1111', on_premises_sync_enabled=False, cloud_managed=False),
+     'source_of_authority_on_premises'),
 ])
 def test_each_ineligibility_reason(kw, reason):
     assert e.group_ineligibility(group(**kw)) == [reason]
@@ -38,6 +41,18 @@ def test_reasons_accumulate_in_fixed_order():
     g = group(security_enabled=False, mail_enabled=True, group_types=['Unified'], on_premises_sync_enabled=True, member_count=3)
     assert e.group_ineligibility(g, max_members=2) == [
         'not_security_enabled', 'mail_enabled', 'microsoft_365', 'synced_from_ad', 'too_many_members']
+
+
+def test_group_converted_to_the_cloud_is_eligible_although_it_came_from_ad():
+    """Group SOA: "Cloud Sync provisions to the same AD group that SOA had applied for"
+    (https://learn.microsoft.com/en-us/entra/identity/hybrid/how-to-group-source-of-authority-configure);
+    after the switch onPremisesSyncEnabled is null and the on-premises SID stays."""
+    converted = group(cloud_managed=True, on_premises_security_identifier='S-1-5-21-1-2-3-1111',
+                      on_premises_sam_account_name='Finance', on_premises_domain_name='corp.example.test')
+    assert e.group_ineligibility(converted) == []
+    # even while Graph still says it is synced (the flag wins), and other reasons still apply
+    assert e.group_ineligibility(group(cloud_managed=True, on_premises_sync_enabled=True)) == []
+    assert e.group_ineligibility(group(cloud_managed=True, mail_enabled=True)) == ['mail_enabled']
 
 
 def test_member_limit_boundary_and_child_groups_count_as_one():
@@ -91,6 +106,6 @@ def test_member_without_id():
 def test_reason_text_covers_all_codes():
     for code in ['not_security_enabled', 'mail_enabled', 'microsoft_365', 'synced_from_ad', 'too_many_members',
                  'cloud_only_user', 'group_not_in_scope', 'unsupported_type_device', 'unsupported_type_service_principal',
-                 'unsupported_type_org_contact', 'unresolved']:
+                 'unsupported_type_org_contact', 'unresolved', 'source_of_authority_on_premises', 'writeback_not_enabled']:
         assert code in e.REASON_TEXT
     assert e.reason_text('no_such_code') == 'no_such_code'

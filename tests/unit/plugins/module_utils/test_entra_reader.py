@@ -36,7 +36,17 @@ def test_to_member_and_to_group_shapes():
                  'on_premises_immutable_id': 'x==', 'on_premises_domain_name': 'corp', 'on_premises_sync_enabled': True}
     g = er.to_group({'id': 'G', 'displayName': 'Fin', 'securityEnabled': True, 'mailEnabled': False, 'groupTypes': None})
     assert g == {'id': 'g', 'display_name': 'Fin', 'description': None, 'security_enabled': True, 'mail_enabled': False,
-                 'group_types': [], 'membership_rule': None, 'on_premises_sync_enabled': None}
+                 'group_types': [], 'membership_rule': None, 'on_premises_sync_enabled': None, 'cloud_managed': False,
+                 'on_premises_security_identifier': None, 'on_premises_sam_account_name': None,
+                 'on_premises_domain_name': None, 'writeback_enabled': None}
+    # a converted group (Group SOA) keeps its on-premises identifiers; the beta writeback flag
+    soa = er.to_group({'id': 'S', 'onPremisesSecurityIdentifier': 'S-1-5-21-7', 'onPremisesSamAccountName': 'Fin',
+                       'onPremisesDomainName': 'corp.example.test', 'writebackConfiguration': {'isEnabled': True}},
+                      cloud_managed=True)
+    assert (soa['cloud_managed'], soa['on_premises_security_identifier'], soa['on_premises_sam_account_name'],
+            soa['on_premises_domain_name'], soa['writeback_enabled']) == (True, 'S-1-5-21-7', 'Fin', 'corp.example.test', True)
+    assert er.to_group({'id': 'x', 'writebackConfiguration': None})['writeback_enabled'] is False
+    assert er.to_group({'id': 'x', 'writebackConfiguration': {'isEnabled': None}})['writeback_enabled'] is False
 
 
 def _group(gid, members=(), **kw):
@@ -111,3 +121,76 @@ def test_odata_filter_accepted(text):
 def test_odata_filter_refused(text):
     with pytest.raises(er.EntraReadError):
         er.check_odata_filter(text)
+
+
+# -- Graph's documented query limits (known issues, "Some limitations apply to query parameters":
+# https://learn.microsoft.com/en-us/graph/known-issues#some-limitations-apply-to-query-parameters)
+
+@pytest.mark.parametrize('text,count', [
+    (None, 0), ('', 0),
+    ("securityEnabled eq true and mailEnabled eq false", 2),
+    ("id in ('a','b','c') and securityEnabled eq true and mailEnabled eq false", 5),
+    ("displayName in ('a, b','it''s (x)', 'eq ne')", 3),          # commas, quotes, words inside literals do not count
+    ("startswith(displayName,'Sales')", 1),
+    ("startswith(displayName,'Sales') eq true", 1),
+    ("groupTypes/any(c:c eq 'Unified')", 1),
+    ("not(startswith(displayName,'a')) or (displayName eq 'b' and description eq 'c')", 3),
+    ("writebackConfiguration/isEnabled eq true", 1),
+])
+def test_count_filter_expressions(text, count):
+    assert er.count_filter_expressions(text) == count
+
+
+def test_scope_check_clause_of_fifteen_ids_is_split_to_fit():
+    """The delta scope check sent ``id in (15 ids) and securityEnabled eq true and mailEnabled eq false``
+    (17 expressions): Graph refuses more than 15."""
+    ids = ['%032x' % i for i in range(40)]
+    chunks = er.chunk_in_values(ids, er.count_filter_expressions(er.ELIGIBLE_CLAUSE), lambda c: 0)
+    assert [len(c) for c, advanced in chunks] == [13, 13, 13, 1]
+    assert not any(advanced for unused, advanced in chunks)
+    assert [i for c, unused in chunks for i in c] == ids
+    # a user filter of 13 expressions leaves no room: advanced query, sized by URL length
+    chunks = er.chunk_in_values(ids, 15, lambda c: 100 + 40 * len(c))
+    assert all(advanced for unused, advanced in chunks)
+    assert all(100 + 40 * len(c) <= er.URL_LIMIT - er.URL_MARGIN for c, unused in chunks)
+    assert [i for c, unused in chunks for i in c] == ids
+
+
+def test_long_names_go_to_advanced_query_and_too_long_urls_are_refused():
+    names = ['short %d' % i for i in range(20)] + ['L' * 130, 'M' * 121]
+    chunks = er.chunk_in_values(names, 0, lambda c: 200 + sum(len(v) + 3 for v in c))
+    plain = [c for c, advanced in chunks if not advanced]
+    assert [len(c) for c in plain] == [15, 5]
+    assert [c for c, advanced in chunks if advanced] == [['L' * 130, 'M' * 121]]
+    with pytest.raises(er.EntraReadError, match='2,048'):
+        er.chunk_in_values(['x' * 200], 0, lambda c: 5000)
+
+
+def test_names_beta_property():
+    assert er.names_beta_property('writebackConfiguration/isEnabled eq true')
+    assert not er.names_beta_property("displayName eq 'writebackConfiguration'")
+    assert not er.names_beta_property("startswith(displayName,'A')")
+
+
+# -- nested groups in selected mode, source of authority ---------------------------------------------
+
+def test_nested_candidates_one_level_and_nested_only_groups():
+    parent = _group('parent', [_m('child', 'group'), _m('u1', on_premises_sync_enabled=True), _m('other', 'group')])
+    other = _group('other', [_m('child', 'group'), _m('u2', on_premises_sync_enabled=True)])
+    assert er.nested_candidates([parent, other]) == ['child']   # selected 'other' is no candidate; 'child' once
+    child = _group('child', [_m('grandchild', 'group')])
+    nested = er.nested_only_groups([child, _group('m365', group_types=['Unified']),
+                                    _group('synced', on_premises_sync_enabled=True)])
+    assert [(g['id'], g['nested_only'], g['members']) for g in nested] == [('child', True, [])]
+    # its own nested groups are not followed: Cloud Sync writes it "and not its members"
+    assert er.nested_candidates([parent, other] + nested) == []
+    er.evaluate([parent, other] + nested, max_members=1)
+    reasons = dict((m['id'], m['reason']) for m in parent['members'])
+    assert reasons['child'] is None and nested[0]['eligible'] is True   # no size check on a nested-only group
+
+
+def test_soa_candidates():
+    groups = [_group('cloud'), _group('synced', on_premises_sync_enabled=True, on_premises_security_identifier='S-1'),
+              _group('converted', on_premises_security_identifier='S-2'),
+              _group('off', on_premises_sync_enabled=False, on_premises_security_identifier='S-3')]
+    assert [g['id'] for g in er.soa_candidates(groups)] == ['converted', 'off']
