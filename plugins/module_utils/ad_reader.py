@@ -276,3 +276,29 @@ def _search_users(gc, method, keys, search_base):
                     if key in wanted:
                         yield key, entry['dn']
                         break
+
+
+def read_managed_groups_without_members(client, search_base):
+    """Every group under ``search_base`` carrying a ``Group_`` anchor, without its members (their
+    ``members`` is []): enough to decide and carry out deletes of groups outside the run's selection."""
+    ldap_filter = '(&(objectClass=group)(%s=%s*))' % (ANCHOR_ATTRIBUTE, ANCHOR_PREFIX)
+    attributes = [a for a in GROUP_ATTRIBUTES if a != 'member']
+    return [group_from_entry(entry) for entry in client.search(search_base, ldap_filter, attributes)]
+
+
+def read_groups_by_sid(client, search_base, sids):
+    """Groups under ``search_base`` (normally the domain) whose objectSid is one of ``sids``, with their
+    members: the original AD groups of Entra groups whose source of authority moved to the cloud
+    (Entra keeps the original's objectSid as ``onPremisesSecurityIdentifier``). objectSid is indexed."""
+    out = []
+    wanted = []
+    for sid in sorted(set(str(s).upper() for s in sids or () if s)):
+        try:
+            wanted.append(ad_codecs.sid_to_filter(sid))
+        except ValueError:
+            continue   # not a SID: nothing can match it
+    for chunk in _chunks(wanted, ANCHOR_CHUNK):
+        ldap_filter = '(&(objectClass=group)%s)' % _or_filter('objectSid', chunk)
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
+            out.append(group_from_entry(entry))
+    return out

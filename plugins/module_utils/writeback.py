@@ -14,18 +14,18 @@ import json
 import os
 import tempfile
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, ad_reader
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes, ad_codecs, ad_reader, incremental
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import ApplyResult, apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
-    planned_names, plan_writeback, summarise,
+    describe_groups, planned_names, plan_writeback, summarise,
 )
 
 
 PLAN_OPTIONS = ('target_ou', 'ou_map', 'naming', 'sam_account_name_template', 'membership', 'prune',
-                'prune_scope', 'deletion_threshold', 'max_members', 'allow_admin_count', 'adopt_writeback_v2',
+                'out_of_scope', 'soa_move', 'deletion_threshold', 'max_members', 'allow_admin_count', 'adopt_writeback_v2',
                 'adopt_rename')
 
 
@@ -53,26 +53,37 @@ def _desired_from_graph(params):
 
     client = GraphClient(params)
     if params.get('delta_state_path') and params.get('all_groups'):
+        old_state = load_state(params['delta_state_path'])
         groups, new_state = entra_reader.read_groups_incremental(
-            client, load_state(params['delta_state_path']), odata_filter=params.get('group_filter'),
-            max_members=params['max_members'])
-        return dict(groups=groups, graph=client, new_state=new_state)
+            client, old_state, odata_filter=params.get('group_filter'),
+            max_members=params['max_members'], writeback_enabled_only=bool(params.get('writeback_enabled_only')))
+        return dict(groups=groups, graph=client, new_state=new_state, old_state=old_state, member_source=new_state.get('member_source'),
+                    read_warnings=list(new_state.get('last_run', {}).get('warnings') or []))
     selected_ids, selected_names = entra_reader.split_selection(params.get('groups'))
     report = entra_reader.read_groups_report(
         client, ids=selected_ids or None, display_names=selected_names or None,
         odata_filter=params.get('group_filter'), all_groups=bool(params.get('all_groups')),
-        members='direct', eligible_only=False, max_members=params['max_members'])
+        members='direct', eligible_only=False, max_members=params['max_members'],
+        include_nested=bool(selected_ids or selected_names),
+        writeback_enabled_only=bool(params.get('writeback_enabled_only')))
     groups = report['groups']
+    # Selected groups left out by writeback_enabled_only were found: say why they are not written.
+    filtered = report.get('skipped') or []
+    read_warnings = list(report.get('warnings') or []) + [
+        'Entra group %s (%s) is not enabled for writeback (writebackConfiguration/isEnabled) and writeback_enabled_only '
+        'is set: not written' % (f['id'], f['display_name']) for f in filtered if params.get('groups')]
     # A display name matching several groups selects none of them (guessing could write the wrong
     # group); a group also selected by its id stays selected.
     ambiguous = report.get('ambiguous') or []
     guessed = set(i for entry in ambiguous for i in entry['ids']) - set(selected_ids)
     groups = [g for g in groups if g['id'] not in guessed]
-    found_ids = set(g['id'] for g in groups)
-    found_names = set((g.get('display_name') or '').lower() for g in groups) | set(e['name'].lower() for e in ambiguous)
+    found_ids = set(g['id'] for g in groups) | set(f['id'] for f in filtered)
+    found_names = set((g.get('display_name') or '').lower() for g in groups) | set(e['name'].lower() for e in ambiguous) | \
+        set((f.get('display_name') or '').lower() for f in filtered)
     gone_ids = [i for i in selected_ids if i not in found_ids]
     not_found = gone_ids + [n for n in selected_names if n.lower() not in found_names]
-    return dict(groups=groups, graph=client, not_found=not_found, gone_ids=gone_ids, ambiguous=ambiguous)
+    return dict(groups=groups, graph=client, not_found=not_found, gone_ids=gone_ids, ambiguous=ambiguous,
+                member_source=report.get('member_source'), read_warnings=read_warnings)
 
 
 # Options naming files the run writes. Each is checked before the first write to AD (in check mode
@@ -171,7 +182,7 @@ def _desired(params):
     """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
     group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
     ambiguous (display names matching several groups))``."""
-    out = dict(graph=None, not_found=[], gone_ids=[], new_state=None, ambiguous=[])
+    out = dict(graph=None, not_found=[], gone_ids=[], new_state=None, ambiguous=[], member_source=None, read_warnings=[])
     if params.get('entra_groups') is not None:
         groups = params['entra_groups']
         for g in groups:
@@ -205,9 +216,10 @@ def _share_members(groups):
 
 
 def refuse_empty_scope(params, selected_ids, desired, managed, search_base):
-    """All mode with prune and no Entra group in scope would delete every managed group: that is
-    far more often a group_filter typo, a wrong tenant or an empty entra_groups than an intent.
-    Refused unless prune_empty_scope says it is meant. (Selected mode is bounded by its selection.)"""
+    """All mode with no Entra group in scope and a plan that deletes managed groups (``managed``:
+    the ones it would delete): that is far more often a group_filter typo, a wrong tenant or an
+    empty entra_groups than an intent. Refused unless prune_empty_scope says it is meant.
+    (Selected mode is bounded by its selection.)"""
     if not params.get('prune') or selected_ids is not None or desired or not managed:
         return
     if params.get('prune_empty_scope'):
@@ -217,6 +229,140 @@ def refuse_empty_scope(params, selected_ids, desired, managed, search_base):
         'written. Check groups, group_filter, entra_groups and the tenant; set prune_empty_scope=true if removing '
         'them all is intended.' % (len(managed), search_base),
         details=dict(changed=False, managed_groups=len(managed)))
+
+
+def deletion_scope(params, ad, graph, search_base, selected_ids, desired, managed):
+    """``(managed, existing_group_ids)`` for the planner's deletes.
+
+    The managed groups that are not desired (orphans) are looked up in Graph: a group deleted in
+    Entra has its copy deleted under ``prune`` (Cloud Sync does); one that still exists only left
+    the scope (``out_of_scope`` decides). Without Graph (``entra_groups``) ``existing_group_ids``
+    is None: orphans count as out of scope.
+
+    Selected mode with ``prune``: the managed groups outside the selection are read too (without
+    members). The copy of a group deleted in Entra is deleted whichever selection wrote it; one that
+    still exists (another run's selection) is left out of this run, unless ``out_of_scope`` is
+    ``delete``, which deletes every managed group under search_base that is not selected.
+    """
+    desired_ids = set(str(g.get('id') or '').lower() for g in desired)
+    others = []
+    if selected_ids is not None and params.get('prune'):
+        known = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
+        others = [o for o in ad_reader.read_managed_groups_without_members(ad, search_base)
+                  if ad_codecs.group_id_from_anchor(o.get('anchor')) not in known]
+        managed = managed + others
+    if graph is None:
+        return managed, None
+    orphans = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed) - desired_ids - set([None])
+    existing = entra_reader_existing(graph, orphans)
+    if others and params.get('out_of_scope') != 'delete':
+        managed = [o for o in managed if not any(o is x for x in others)
+                   or ad_codecs.group_id_from_anchor(o.get('anchor')) not in existing]
+    return managed, sorted(existing)
+
+
+def entra_reader_existing(graph, ids):
+    """``entra_reader.existing_group_ids`` (imported here: a run with entra_groups needs no Graph libraries)."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
+    return entra_reader.existing_group_ids(graph, ids) if ids else set()
+
+
+def read_soa_originals(ad, domain_dn, desired, managed):
+    """The original AD groups (by objectSid, anywhere in the domain) of desired groups whose source of
+    authority moved to the cloud and that no managed group carries the anchor of yet."""
+    anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
+    sids = [g.get('on_premises_security_identifier') for g in desired
+            if g.get('cloud_managed') is True and g.get('on_premises_security_identifier')
+            and str(g.get('id') or '').lower() not in anchored]
+    return ad_reader.read_groups_by_sid(ad, domain_dn, sids) if sids else []
+
+
+def incremental_scope(ad, domain_dn, search_base, old_state, new_state):
+    """For a run with a delta state: ``(mark, ids, reason)``. ``mark`` is the DC's uSN mark now (saved
+    for the next run), ``ids`` the Entra group ids changed on either side since the last run (None:
+    examine all, for ``reason``). Read before anything else, so a change made during this run is
+    seen by the next one."""
+    mark = ad_changes.read_watermark(ad)
+    saved = (old_state or {}).get('ad') if isinstance(old_state, dict) else None
+    reason = ad_changes.unusable_reason(saved, mark, search_base)
+    ad_changed = None
+    if reason is None:
+        ad_changed = ad_changes.groups_to_reread(ad_changes.read_changed_groups(ad, domain_dn, saved['usn']), saved)
+        if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
+            reason = 'users_changed'   # a member that did not resolve last time may resolve now
+    ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state), ad_changed, reason)
+    return mark, ids, reason
+
+
+def narrow_to(desired, ids):
+    """The desired groups to examine: those in ``ids``, and the groups nested in them as references
+    (their AD copies hold the DNs the parents' member lists need; their own members are not
+    examined, so they are passed as ``nested_only``)."""
+    children = incremental.child_group_ids(desired, ids)
+    out = []
+    for group in desired:
+        gid = str(group.get('id') or '').lower()
+        if gid in ids:
+            out.append(group)
+        elif gid in children:
+            out.append(dict(group, nested_only=True, members=[]))
+    return out
+
+
+def not_examined_counts(desired, examined_ids):
+    """Summary counts of the in-scope groups an incremental run did not examine (nothing changed on
+    either side since the last run): eligible ones are unchanged, the others skipped."""
+    unchanged = skipped = 0
+    for group in desired:
+        if str(group.get('id') or '').lower() in examined_ids:
+            continue
+        if group.get('eligible', True):
+            unchanged += 1
+        else:
+            skipped += 1
+    return unchanged, skipped
+
+
+def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, managed, plan_ops, groups):
+    """The AD part of the state file after an applied run (see ad_changes): the mark read at the
+    start, the managed groups (objectGUID -> Entra id) and the uSNChanged of this run's own writes,
+    read back now, so the next run does not take them for changes made by hand."""
+    saved = (old_state or {}).get('ad') if isinstance(old_state, dict) else None
+    known = dict((saved or {}).get('managed') or {}) if examined_ids is not None else {}
+    for obj in managed:
+        gid = ad_codecs.group_id_from_anchor(obj.get('anchor'))
+        if gid and obj.get('object_guid'):
+            known[obj['object_guid']] = gid
+    written = set(op.get('group_id') for op in plan_ops)
+    own = {}
+    if written:
+        for item in ad_changes.read_changed_groups(ad, domain_dn, mark['usn']):
+            gid = item.get('group_id') or known.get(item['object_guid'])
+            if gid in written:
+                own[item['object_guid']] = item['usn']
+                if item.get('deleted'):
+                    known.pop(item['object_guid'], None)
+                else:
+                    known[item['object_guid']] = gid
+    unresolved = any(rep.get('unresolved_members') for rep in groups)
+    if examined_ids is not None and saved:
+        unresolved = unresolved or bool(saved.get('unresolved_members'))
+    return ad_changes.new_state(mark, search_base, known, own, previous=saved if examined_ids is not None else None,
+                                full_read=examined_ids is None, unresolved_members=unresolved)
+
+
+def incremental_report(new_state, examined, reason, desired, all_desired, summary):
+    """What an incremental run read, for the result; folds the groups it did not examine (nothing
+    changed on either side) into ``summary``."""
+    last = new_state.get('last_run') or {}
+    report = dict(entra=last.get('mode'), entra_reason=last.get('reason'), ad='usn' if examined is not None else 'full',
+                  ad_reason=reason, examined_groups=len(desired) if examined is not None else len(all_desired),
+                  in_scope_groups=len(all_desired))
+    if examined is not None:
+        unchanged, skipped = not_examined_counts(all_desired, set(str(g.get('id') or '').lower() for g in desired))
+        summary['unchanged'] = summary.get('unchanged', 0) + unchanged
+        summary['skipped'] = summary.get('skipped', 0) + skipped
+    return report
 
 
 def _users_to_resolve(groups):
@@ -269,7 +415,10 @@ def _report_adopted(rep, applied, diff):
              and op.get('outcome') == 'done' for dn in op.get('add') or []]
     added = list(info['members_added']) + later
     rep['members_added'] = added
-    rep['changes'] = sorted(info['changes']) + (['member'] if added else [])
+    rep['members_removed'] = []
+    rep['changes'] = dict(info['changes'])
+    if added:
+        rep['changes']['member'] = {'added': len(added), 'removed': 0}
     rep['action'] = 'updated' if rep['changes'] else 'unchanged'
     rep['adopted_concurrent'] = True
     if rep['action'] == 'unchanged':
@@ -323,6 +472,65 @@ def _outside_search_base(params, domain_dn, search_base):
     return [w[1] for w in out]
 
 
+def refuse_not_found(params, not_found):
+    """With fail_on_not_found, a selected id or display name that matches no Entra group fails the
+    run before anything is read from or written to AD, naming them."""
+    if not_found and params.get('fail_on_not_found'):
+        raise WritebackError('Refused (fail_on_not_found): %d selected group(s) not found in Entra: %s. Nothing was written.'
+                             % (len(not_found), ', '.join(str(x) for x in not_found)),
+                             details=dict(changed=False, not_found=list(not_found)))
+
+
+def _value_change(before, after, attr):
+    return {'before': before.get(attr), 'after': after.get(attr)}
+
+
+def attach_change_values(groups, diff):
+    """Turn each report's ``changes`` (attribute names, as planned) into
+    ``{attribute: {"before": old, "after": new}}`` from the plan's diff, so a report can show old
+    and new values. ``cn`` and ``container`` come from ``previous_dn`` and ``dn``; ``member`` is
+    ``{"added": n, "removed": n}`` (the DNs are in members_added and members_removed)."""
+    for rep in groups:
+        names = rep.get('changes')
+        if isinstance(names, dict):
+            continue
+        before = diff['before'].get(rep.get('id')) or {}
+        after = diff['after'].get(rep.get('id')) or {}
+        out = {}
+        for attr in names or []:
+            if attr in ('cn', 'container'):
+                pick = ad_codecs.rdn_value if attr == 'cn' else ad_codecs.parent_dn
+                old = rep.get('previous_dn')
+                out[attr] = {'before': pick(old) if old else None, 'after': pick(rep['dn']) if rep.get('dn') else None}
+            elif attr == 'member':
+                out[attr] = {'added': len(rep.get('members_added') or []), 'removed': len(rep.get('members_removed') or [])}
+            else:
+                out[attr] = _value_change(before, after, attr)
+        rep['changes'] = out
+
+
+def ansible_diff(diff, groups):
+    """The plan's diff ({"before": {id: ...}, "after": {id: ...}}) as Ansible's list of per-group
+    diffs, each headed by the group's DN (before: the DN it had, after: the DN it gets), in the
+    order of ``groups``."""
+    out = []
+    seen = set()
+    for rep in groups:
+        gid = rep.get('id')
+        if gid in seen or (gid not in diff['before'] and gid not in diff['after']):
+            continue
+        seen.add(gid)
+        before = diff['before'].get(gid) or {}
+        after = diff['after'].get(gid) or {}
+        dn = after.get('dn') or rep.get('dn') or before.get('dn')
+        old_dn = before.get('dn') or rep.get('previous_dn') or dn
+        out.append(dict(
+            before_header=old_dn if before else '%s (absent)' % dn,
+            after_header=(dn if after else '%s (deleted)' % old_dn) if 'error' not in after else '%s (not written)' % dn,
+            before=before, after=after))
+    return out
+
+
 def _stats(*clients):
     total = {}
     for client in clients:
@@ -343,6 +551,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     if graph is not None:
         _share_members(desired)
     ambiguous = wanted['ambiguous']
+    refuse_not_found(params, not_found)
 
     ad = ADClient(params)
     ad.connect()
@@ -352,20 +561,32 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         domain_dn = ad.root_dse().get('default_naming_context')
         search_base = params.get('search_base') or domain_dn
         check_containers(ad, params, domain_dn, search_base)
+        # With a delta state, only the groups changed on either side since the last run are examined
+        # (Graph delta and the DC's uSN mark); ``examined`` None: all of them (``scope_reason`` says why).
+        mark = examined = scope_reason = None
+        all_desired = desired
+        if new_state is not None:
+            mark, examined, scope_reason = incremental_scope(ad, domain_dn, search_base, wanted.get('old_state'), new_state)
+            if examined is not None:
+                desired = narrow_to(desired, examined)
         ids = None
         if params.get('groups') and params.get('entra_groups') is None:
-            # Selected mode: only the selected groups are in scope, with or without prune. The managed
-            # copies of other groups (another run's selection) are neither read nor pruned; a selected
-            # id that no longer exists in Entra is read, so prune deletes its copy.
+            # Selected mode: only the selected groups (and the groups nested in them) are in scope. A
+            # selected id that no longer exists in Entra is read, so prune deletes its copy; other
+            # managed groups are looked at only for deletes (see deletion_scope).
             ids = [g['id'] for g in desired] + wanted['gone_ids']
 
         # The members' objectGUIDs come with the managed groups (extended-DN control), so users
         # that already are members resolve without a Global Catalog search: a no-op run of 20,000
         # users spent most of its time in those searches.
         member_guids = {}
-        managed = ad_reader.read_managed_groups(ad, search_base, ids, member_guids=member_guids)
-        refuse_empty_scope(params, ids, desired, managed, search_base)
-        v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, ids)
+        read_ids = ids
+        if examined is not None:
+            read_ids = sorted(set(examined) | set(str(g['id']).lower() for g in desired))
+        managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids)
+        managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
+        soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
+        v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, read_ids)
 
         options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
         names = planned_names(desired, options, domain_dn)
@@ -381,28 +602,34 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         if users:
             gc = ad.global_catalog()
             resolution, unresolved = ad_reader.resolve_users(gc, users, params.get('member_match') or 'auto',
-                                                             known_guids=member_guids)
+                                                             known_guids=member_guids, domain=ad, domain_base=domain_dn)
             for uid, why in unresolved.items():
                 resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
 
         ad_state = dict(domain_dn=domain_dn, managed=managed, v2_candidates=v2_candidates, taken_dns=taken,
-                        sam_taken=sorted(sam_taken))
+                        sam_taken=sorted(sam_taken), soa_originals=soa_originals)
+        options['existing_group_ids'] = existing_ids
         plan = plan_writeback(desired, ad_state, resolution, options)
         result = plan.to_dict()
+        attach_change_values(result['groups'], result['diff'])
+        refuse_empty_scope(params, ids, all_desired, [op for op in plan.ops if op['op'] == 'delete'] or
+                           plan.threshold_deletions, search_base)
         if plan.deletion_threshold_exceeded:
-            deletions = sum(1 for rep in plan.groups if rep.get('reason') == 'deletion_threshold_exceeded') or \
-                len([rep for rep in plan.groups if rep['action'] == 'orphaned'])
+            deletions = len(plan.threshold_deletions)
             raise WritebackError(
                 'Refused: this run would delete %d groups, more than deletion_threshold=%d. Nothing was written. '
-                'Check why so many groups left scope; raise deletion_threshold for one run if the deletions are intended.'
-                % (deletions, params.get('deletion_threshold') or 0),
-                details=dict(summary=plan.summary, groups=plan.groups, changed=False))
+                'Check why so many groups left scope; raise deletion_threshold for one run if the deletions are intended. '
+                'It would delete: %s.' % (deletions, params.get('deletion_threshold') or 0, describe_groups(plan.threshold_deletions)),
+                details=dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions))
 
         applied = ApplyResult()
         try:
             apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
             _merge_apply(result, applied)
             if new_state is not None and not check_mode and not applied.errors:
+                if mark is not None:
+                    new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, wanted.get('old_state'), examined,
+                                                    managed, plan.ops, result['groups'])
                 try:
                     save_state(params['delta_state_path'], new_state)
                 except (IOError, OSError) as exc:
@@ -420,14 +647,18 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             plan=_executed_plan(applied, result['ops']),
             warnings=list(result['warnings']) + ['Entra group not found: %s' % x for x in not_found] + [
                 'Entra display name %r matches %d groups (%s): none of them was written; select them by id'
-                % (e['name'], len(e['ids']), ', '.join(e['ids'])) for e in ambiguous] + _outside_search_base(params, domain_dn, search_base),
+                % (e['name'], len(e['ids']), ', '.join(e['ids'])) for e in ambiguous] + _outside_search_base(params, domain_dn, search_base)
+            + wanted['read_warnings'],
             cycles=result['cycles'],
             ldap_operations=_stats(ad, gc),
             graph_requests=(graph.stats.get('requests', 0) if graph is not None else 0),
+            member_source=wanted['member_source'],
             domain_controller=ad.server,
             not_found=not_found,
             ambiguous=ambiguous,
         )
+        if new_state is not None:
+            out['incremental'] = incremental_report(new_state, examined, scope_reason, desired, all_desired, out['summary'])
         if diff_mode:
             out['diff'] = result['diff']
         return out

@@ -31,7 +31,15 @@ attributes:
     description: Returns the plan (every operation that would run) and writes nothing.
   diff_mode:
     support: full
-    description: Returns the before and after state of every group that changes.
+    description:
+      - Returns one diff per group that changes, headed by its distinguished name (before - the DN it had, after - the DN it
+        gets), with the attributes and members before and after.
+  platform:
+    support: full
+    platforms: posix
+    description:
+      - Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers and HTTPS to Graph.
+        Nothing is installed on the domain controllers.
 requirements:
   - ldap3 >= 2.9.1
   - msal >= 1.28.0 (not needed with O(entra_groups))
@@ -55,7 +63,18 @@ options:
   group_filter:
     description:
       - OData C($filter) ANDed with the built-in eligibility clause, in all mode. For example C(startswith(displayName,'SG-')).
+      - A filter naming a property only Graph C(beta) has (C(writebackConfiguration/isEnabled eq true)) is sent to C(beta)
+        (C(v1.0) does not know it).
+      - Sized to Graph's documented limits (at most 15 expressions in a filter with C(in) and C(eq) values of at most 120
+        characters without advanced query, a URL of at most 2,048 characters with it).
     type: str
+  writeback_enabled_only:
+    description:
+      - Write back only groups whose C(writebackConfiguration/isEnabled) (Graph C(beta), "isWritebackEnabled" in the admin
+        center) is true, like a Cloud Sync scoping filter on that flag. Groups are then read from C(beta).
+      - Other groups are out of scope; a selected one (O(groups)) is reported in RV(warnings) and not written.
+    type: bool
+    default: false
   entra_groups:
     description:
       - Groups as returned by M(hybrid_identity.cloud_sync.entra_group_info) (its RV(hybrid_identity.cloud_sync.entra_group_info#module:groups)),
@@ -112,14 +131,36 @@ options:
     default: 50000
   prune:
     description:
-      - Delete managed AD groups (under O(search_base)) whose Entra group is gone or no longer in scope.
-      - In selected mode (O(groups)) only the selected groups are in scope. The AD copy of a selected group id that no longer
-        exists in Entra is deleted; managed groups that were not selected are neither read nor deleted.
-      - In all mode and with O(entra_groups), every managed group under O(search_base) that is not in the run's groups is out
-        of scope (a group that became mail-enabled or Microsoft 365 included); give each run its own O(search_base) when
-        several runs share a domain. With O(entra_groups), pass every group read, not only the eligible ones. An ineligible group
-        that is passed (one that grew past O(max_members), say) is skipped and its AD copy kept; one left out is deleted.
-      - Without it such groups are left in place and reported as C(orphaned).
+      - Delete the AD copy (a managed group under O(search_base)) of an Entra group that was deleted in Entra, as Cloud Sync
+        does; still guarded by O(deletion_threshold). Whether a group was deleted is asked of Graph (C(GET /groups/{id}) answers
+        404) for every managed group that is not in the run's scope.
+      - In selected mode (O(groups)) the managed groups outside the selection are looked at too (without their members): the
+        copy of a group deleted in Entra is deleted whichever selection wrote it; the copy of a group that still exists is not
+        this run's business and is left out of the result.
+      - With O(entra_groups) Graph is not asked, so no group is known to be deleted; see O(out_of_scope).
+      - V(false) deletes nothing at all (whatever O(out_of_scope) says); such groups are reported as C(orphaned).
+    type: bool
+    default: true
+  out_of_scope:
+    description:
+      - What happens to the AD copy of a group that still exists in Entra but left the run's scope (deselected, no longer
+        matching O(group_filter), or ineligible now, for example mail-enabled; a group over O(max_members) is not out of
+        scope and is always kept), and, with O(entra_groups), of every managed group not passed.
+      - V(keep) (default) leaves it in place, reported C(orphaned) (or C(skipped)) with the reason. Cloud Sync documents a
+        delete for a hard-deleted group only, and AD groups cannot be disabled, so leaving scope is not taken as a delete.
+      - V(delete) deletes it (with O(prune), under O(deletion_threshold)). In selected mode this deletes every managed group
+        under O(search_base) that is not selected: give each selection its own O(search_base).
+    type: str
+    default: keep
+    choices: [keep, delete]
+  soa_move:
+    description:
+      - For a group whose source of authority was moved from AD to the cloud (C(onPremisesSyncBehavior/isCloudManaged)), the
+        module writes it back onto its original AD group (found by objectSid), never a new copy, and adds the anchor.
+      - V(false) (default) keeps the original's name (cn), OU and sAMAccountName, also after later renames in Entra (only
+        C(displayName) and C(description) follow). V(true) renames and moves it to the O(naming) scheme and O(target_ou) /
+        O(ou_map) like any other group.
+      - An original that is not a universal security group is not written; the result says what to change.
     type: bool
     default: false
   prune_empty_scope:
@@ -155,16 +196,26 @@ options:
     description:
       - Where managed groups are looked for. Defaults to the domain's naming context.
     type: str
+  fail_on_not_found:
+    description:
+      - In selected mode (O(groups)), fail the run, naming them, when a selected id or display name matches no Entra group.
+        Checked before anything is written.
+      - V(false) writes the groups found and reports the others in RV(not_found) and as a warning.
+    type: bool
+    default: false
   delta_state_path:
     description:
       - File in which the Graph delta link and the last membership are kept between runs. With it, later runs read only what
         changed in Entra (Graph delta query) instead of every group and member; a rejected or expired delta link makes the
         run read everything again.
       - Not used with O(entra_groups).
+      - Checked before the first write to AD (in check mode too): a run whose state file cannot be written writes nothing.
     type: path
 notes:
   - Run once per forest. Each forest's copy of a group holds only the members that exist in that forest.
-  - Nested cloud groups are written as members only when the nested group is itself written back.
+  - Nested cloud groups are written as members only when the nested group is itself written back. In selected mode (O(groups))
+    a cloud security group nested in a selected group is written back too, without its members (unless it is selected
+    itself; its AD members are then neither added nor removed), and linked as a member of the parent, as Cloud Sync does.
 seealso:
   - module: hybrid_identity.cloud_sync.entra_group_info
   - module: hybrid_identity.cloud_sync.cloudsync_permissions
@@ -196,8 +247,8 @@ EXAMPLES = r'''
   check_mode: true
   register: drift
 
-# Not eligible_only: with prune, a group left out of entra_groups is deleted in AD, while an
-# ineligible group passed in (for example one that grew past 50,000 members) is skipped and kept.
+# Not eligible_only: with out_of_scope=delete, a group left out of entra_groups is deleted in AD, while
+# an ineligible group passed in that grew past 50,000 members is skipped and kept.
 - name: Read Entra once, write to two forests
   hybrid_identity.cloud_sync.entra_group_info:
     all_groups: true
@@ -209,7 +260,7 @@ EXAMPLES = r'''
     entra_groups: "{{ entra.groups }}"
     domain_controllers: "{{ item.dcs }}"
     target_ou: "{{ item.ou }}"
-    prune: true
+    out_of_scope: delete
   loop: "{{ forests }}"
 '''
 
@@ -250,14 +301,24 @@ groups:
       type: str
       sample: CN=Finance Team_2d7f1b9c0a11,OU=Cloud Groups,DC=corp,DC=example,DC=com
     action:
-      description: What happened to the group.
+      description:
+        - What happened to the group (in check mode, what would happen).
+        - V(created), V(updated) (attributes or members changed), V(renamed), V(moved) (renamed and moved counts as moved),
+          V(deleted), V(unchanged), V(skipped) (not written, see RV(groups[].reason)), V(orphaned) (a managed group whose
+          Entra group is not in scope, left in place), V(error) (failed, see RV(groups[].reason_text); with reason
+          C(not_applied) when the run stopped before the group's operations ran).
+        - A group another run created a moment before this one (two runs at once) is reported V(unchanged) or V(updated),
+          never V(created); RV(groups[].adopted_concurrent) says so.
       type: str
+      choices: [created, updated, renamed, moved, deleted, unchanged, skipped, orphaned, error]
       sample: created
     changes:
-      description: Names of the attributes that changed.
-      type: list
-      elements: str
-      sample: [description]
+      description:
+        - "Each changed attribute with its old and new value, C({attribute: {before: old, after: new}}). C(cn) is the relative
+          name, C(container) the parent DN (renames and moves). C(member) is C({added: n, removed: n}); the DNs are in
+          RV(groups[].members_added) and RV(groups[].members_removed). For a created group, C(before) is null."
+      type: dict
+      sample: {description: {before: Budget owners, after: Budget and forecast owners}, member: {added: 2, removed: 0}}
     members_added:
       description: DNs added to the group.
       type: list
@@ -294,10 +355,34 @@ groups:
       description: objectGUID of the AD group (none for a group still to be created).
       type: str
       sample: 0b4c53d7-3f5c-4a0e-9a55-5f8f0c1d2e3f
+    adopted_concurrent:
+      description: The group was created by another run a moment before this one; this run adopted it (found by its anchor).
+      type: bool
+      returned: for such groups
+      sample: true
     adopted:
-      description: Whether the group was taken over from Connect Sync Group Writeback v2 in this run.
+      description: Whether an existing AD group was taken over in this run (see RV(groups[].adopted_from)).
       type: bool
       sample: false
+    adopted_from:
+      description:
+        - What was taken over, when RV(groups[].adopted) is true. V(writeback_v2) (a Connect Sync Group Writeback v2 group)
+          or V(source_of_authority) (the original AD group of a group whose source of authority moved to the cloud).
+      type: str
+      returned: when adopted
+      sample: source_of_authority
+    nested_only:
+      description: The group is written only because a selected group contains it; its members are not managed.
+      type: bool
+      returned: for such groups
+      sample: true
+    entra:
+      description:
+        - For a managed AD group whose Entra group is not in scope, what Graph says of the Entra group. V(deleted) (its copy is
+          deleted with O(prune)), V(exists) (out of scope, see O(out_of_scope)) or V(unknown) (not asked, with O(entra_groups)).
+      type: str
+      returned: for such groups
+      sample: deleted
 not_found:
   description: Selected ids or display names that match no Entra group.
   returned: always
@@ -317,7 +402,10 @@ cycles:
   elements: list
   sample: []
 plan:
-  description: The LDAP operations, in the order they run (or would run, in check mode).
+  description:
+    - The LDAP operations, in the order they run (or would run, in check mode).
+    - After a real run each has an C(outcome) (V(created), V(done), V(adopted_concurrent), V(already_gone), V(error),
+      V(skipped_after_error), or V(not_run) when the run stopped first).
   returned: always
   type: list
   elements: dict
@@ -335,6 +423,30 @@ graph_requests:
   returned: always
   type: int
   sample: 4
+member_source:
+  description:
+    - Where the members were read, C(beta) (with C(onPremisesObjectIdentifier), the AD objectGUID) or C(v1.0) (chosen
+      automatically when beta refuses the read; members are then matched by C(onPremisesSecurityIdentifier), the objectSid,
+      or the immutable id, as each member's C(matched_by) shows). Null when Graph was not read or no member was read.
+  returned: always
+  type: str
+  sample: beta
+diff:
+  description:
+    - In diff mode, one entry per group that changes, C(before_header)/C(after_header) its DN before and after.
+  returned: in diff mode
+  type: list
+  elements: dict
+  sample: [{before_header: "CN=Finance_2d7f1b9c0a11,OU=Cloud Groups,DC=corp,DC=example,DC=com",
+            after_header: "CN=Finance Team_2d7f1b9c0a11,OU=Cloud Groups,DC=corp,DC=example,DC=com",
+            before: {displayName: Finance}, after: {displayName: Finance Team}}]
+changed:
+  description:
+    - Whether the run wrote to AD (in check mode, whether it would). A run that fails after writing reports V(true), with
+      RV(summary), RV(groups) and RV(plan) of what was done.
+  returned: always
+  type: bool
+  sample: true
 domain_controller:
   description: The domain controller the run used.
   returned: always
@@ -347,9 +459,9 @@ import traceback
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import LDAP3_IMPORT_ERROR
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, entra_groups_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import run_writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import ansible_diff, run_writeback
 
 
 def argument_spec():
@@ -358,6 +470,7 @@ def argument_spec():
             groups=dict(type='list', elements='str'),
             all_groups=dict(type='bool', default=False),
             group_filter=dict(type='str'),
+            writeback_enabled_only=dict(type='bool', default=False),
             entra_groups=dict(type='list', elements='dict'),
             target_ou=dict(type='str'),
             ou_map=dict(type='list', elements='dict', default=[]),
@@ -366,7 +479,9 @@ def argument_spec():
             membership=dict(type='str', default='authoritative', choices=['authoritative', 'additive']),
             member_match=dict(type='str', default='auto', choices=['auto', 'object_identifier', 'sid', 'immutable_id']),
             max_members=dict(type='int', default=50000),
-            prune=dict(type='bool', default=False),
+            prune=dict(type='bool', default=True),
+            out_of_scope=dict(type='str', default='keep', choices=['keep', 'delete']),
+            soa_move=dict(type='bool', default=False),
             prune_empty_scope=dict(type='bool', default=False),
             deletion_threshold=dict(type='int', default=500),
             allow_admin_count=dict(type='bool', default=False),
@@ -374,11 +489,12 @@ def argument_spec():
             adopt_rename=dict(type='bool', default=False),
             search_base=dict(type='str'),
             delta_state_path=dict(type='path'),
+            fail_on_not_found=dict(type='bool', default=False),
         ),
         mutually_exclusive=[['groups', 'all_groups', 'entra_groups'], ['entra_groups', 'delta_state_path']],
         required_one_of=[['groups', 'all_groups', 'entra_groups']],
     )
-    return spec.with_ad_connection().with_graph_auth()
+    return spec.with_ad_connection().with_graph_auth().with_value_checks(entra_groups=entra_groups_problem)
 
 
 def main():
@@ -399,6 +515,8 @@ def main():
     # key to exit_json is deprecated).
     for warning in result.pop('warnings', []):
         module.warn(warning)
+    if 'diff' in result:
+        result['diff'] = ansible_diff(result['diff'], result['groups'])
     errors = [g for g in result['groups'] if g.get('action') == 'error']
     if errors:
         result['msg'] = 'Writeback failed for %d group(s): %s' % (
