@@ -193,14 +193,14 @@ def test_prune_orphans_and_deletion_threshold(corp, corp_dir, sandbox):
     assert len(corp_dir.children(sandbox)) == 3, 'without prune nothing is deleted'
 
     with pytest.raises(CloudSyncError) as refused:
-        in_box(corp, keep, sandbox, prune=True, deletion_threshold=1)
+        in_box(corp, keep, sandbox, prune=True, out_of_scope='delete', deletion_threshold=1)
     assert 'deletion_threshold=1' in refused.value.msg and 'delete 2 groups' in refused.value.msg
     assert len(corp_dir.children(sandbox)) == 3, 'over the threshold nothing is deleted'
 
-    check = in_box(corp, keep, sandbox, prune=True, check=True)
+    check = in_box(corp, keep, sandbox, prune=True, out_of_scope='delete', check=True)
     assert check['summary']['deleted'] == 2 and len(corp_dir.children(sandbox)) == 3
 
-    pruned = in_box(corp, keep, sandbox, prune=True)
+    pruned = in_box(corp, keep, sandbox, prune=True, out_of_scope='delete')
     assert pruned['summary']['deleted'] == 2
     assert corp_dir.by_anchor(groups[1]['id']) == [] and corp_dir.by_anchor(groups[2]['id']) == []
     assert len(corp_dir.by_anchor(groups[0]['id'])) == 1
@@ -417,7 +417,7 @@ def test_writes_land_on_the_object_that_was_read_not_on_whoever_took_its_dn(corp
     ours = corp_dir.one(group['id'])
     group['description'] = 'v2'
     stale_update = in_box(corp, [group], sandbox, check=True)
-    stale_delete = in_box(corp, [], sandbox, check=True, prune=True, prune_empty_scope=True)
+    stale_delete = in_box(corp, [], sandbox, check=True, prune=True, out_of_scope='delete', prune_empty_scope=True)
     assert [op['op'] for op in stale_update['plan']] == ['modify']
     assert [op['op'] for op in stale_delete['plan']] == ['delete']
     corp_dir.client.modify_dn(ours['dn'], 'CN=renamed by hand')
@@ -510,8 +510,8 @@ def test_prune_with_an_empty_scope_is_refused_unless_meant(corp, corp_dir, sandb
     groups = [entra_group('Kept %d' % i) for i in range(2)]
     in_box(corp, groups, sandbox)
     with pytest.raises(CloudSyncError) as refused:
-        in_box(corp, [], sandbox, prune=True)
+        in_box(corp, [], sandbox, prune=True, out_of_scope='delete')
     assert 'no Entra group is in scope' in refused.value.msg and 'prune_empty_scope' in refused.value.msg
     assert len(corp_dir.children(sandbox)) == 2
-    meant = in_box(corp, [], sandbox, prune=True, prune_empty_scope=True)
+    meant = in_box(corp, [], sandbox, prune=True, out_of_scope='delete', prune_empty_scope=True)
     assert meant['summary']['deleted'] == 2 and corp_dir.children(sandbox) == []
