@@ -52,9 +52,10 @@ def child_group_ids(groups, ids):
 
 
 def examine(entra_changed, ad_changed, ad_reason):
-    """``(ids, reason)``: the group ids to examine, or ``(None, reason)`` for all of them."""
-    if entra_changed is None:
-        return None, 'entra_full_read'
+    """``(ids, reason)``: the group ids to examine, or ``(None, reason)`` for all of them (the AD
+    side's reason first: the Entra side's is in its own state)."""
     if ad_reason:
         return None, ad_reason
+    if entra_changed is None:
+        return None, 'entra_full_read'
     return set(entra_changed) | set(ad_changed or ()), None

@@ -55,3 +55,4 @@ def test_examine():
     assert incremental.examine(set(), set(), None) == (set(), None)
     assert incremental.examine(None, set(['b']), None) == (None, 'entra_full_read')
     assert incremental.examine(set(['a']), None, 'dc_restored') == (None, 'dc_restored')
+    assert incremental.examine(None, None, 'no_ad_state') == (None, 'no_ad_state')

@@ -1,0 +1,157 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Incremental runs on both sides (issue 12.1): with a delta state, a run examines only the groups
+that changed in Entra (Graph delta) or in AD (the DC's uSNChanged mark) since the last run.
+
+Checked against the lab's real Samba DC and the HTTPS Graph emulator: a no-op reads no managed
+group; a member added by hand, a rename, a move and a delete made by hand in AD are each found
+(check mode reports them, the next run repairs them); our own writes are not taken for manual
+changes; a state from another DC (invocationId), another search base or no state at all falls back
+to a full read and says why.
+"""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import uuid
+
+import pytest
+
+from writeback_helpers import Directory, graph_args, identity_dn_keys, run
+
+PREFIX = 'INC %s ' % uuid.uuid4().hex[:6]
+WRITES = ('adds', 'modifies', 'modify_dns', 'deletes')
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_ca_bundle(monkeypatch):
+    monkeypatch.setenv('REQUESTS_CA_BUNDLE', '/nonexistent/ca-bundle.pem')
+
+
+@pytest.fixture
+def world(corp, graph_tenant, graph_emulator_factory, tmp_path):
+    ids = corp.identities
+    b = graph_tenant()
+    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
+                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[:6]]
+    # Random group ids: the emulator's default ids repeat from test to test, and the lab is shared.
+    child = b.group(PREFIX + 'Child', members=[users[2]], id=str(uuid.uuid4()))
+    groups = dict(child=child)
+    groups['alpha'] = b.group(PREFIX + 'Alpha', members=[users[0], users[1], child], id=str(uuid.uuid4()))
+    for n in range(4):
+        groups['g%d' % n] = b.group(PREFIX + 'G%d' % n, members=[users[3 + n % 3]], id=str(uuid.uuid4()))
+    emu = graph_emulator_factory(b.build())
+    directory = Directory(corp)
+    ou = directory.make_ou('t-inc-%s' % uuid.uuid4().hex[:8])
+    try:
+        yield dict(emu=emu, ids=ids, users=users, groups=groups, ou=ou, directory=directory,
+                   state=str(tmp_path / 'state.json'))
+    finally:
+        directory.remove_tree(ou)
+        directory.close()
+
+
+def wb(corp, w, **kw):
+    args = graph_args(w['emu'])
+    args.update(target_ou=w['ou'], search_base=w['ou'], all_groups=True, prune=True,
+                group_filter="startswith(displayName,'%s')" % PREFIX, delta_state_path=w['state'])
+    args.update(kw)
+    return run(corp, None, **args)
+
+
+def writes(result):
+    return dict((k, result['ldap_operations'].get(k, 0)) for k in WRITES)
+
+
+def test_no_op_reads_no_managed_group_and_finds_each_manual_change(corp, world):
+    w, d = world, world['directory']
+    first = wb(corp, w)
+    assert first['summary']['created'] == 6
+    assert first['incremental']['ad'] == 'full' and first['incremental']['ad_reason'] == 'no_ad_state'
+    assert json.load(open(w['state']))['ad']['invocation_id']
+
+    # Our own writes are not changes: the next run examines nothing and writes nothing.
+    noop = wb(corp, w)
+    assert noop['incremental'] == dict(noop['incremental'], entra='delta', ad='usn', ad_reason=None, examined_groups=0)
+    assert noop['changed'] is False and not any(writes(noop).values())
+    assert noop['summary']['unchanged'] == 6
+    assert noop['groups'] == []
+    # A no-op's AD reads do not grow with the groups: the schema check, the containers (search_base,
+    # target_ou), the rootDSE's USN, the DC's invocationId and one search for changed groups.
+    assert noop['ldap_operations']['searches'] <= 6, noop['ldap_operations']
+
+    g = w['groups']
+    alpha = d.one(g['alpha'], w['ou'])
+    stranger = w['ids'][5]['dn']
+    d.modify(alpha['dn'], {'member': [('add', [stranger])]})                       # member added by hand
+    d.client.modify_dn(d.one(g['g0'], w['ou'])['dn'], 'CN=renamed by hand')                 # renamed by hand
+    elsewhere = d.make_ou('elsewhere', parent=w['ou'])
+    d.client.modify_dn(d.one(g['g1'], w['ou'])['dn'], 'CN=moved', new_superior=elsewhere)   # moved by hand
+    d.client.delete(d.one(g['g2'], w['ou'])['dn'])                                          # deleted by hand
+
+    check = wb(corp, w, check=True)
+    assert check['incremental']['ad'] == 'usn'
+    by_id = dict((r['id'], r) for r in check['groups'])
+    assert set([g['alpha'], g['g0'], g['g1'], g['g2']]) <= set(by_id), by_id.keys()
+    assert g['g3'] not in by_id
+    assert by_id[g['alpha']]['action'] == 'updated' and by_id[g['alpha']]['members_removed']
+    assert by_id[g['g0']]['action'] == 'renamed'
+    assert by_id[g['g1']]['action'] in ('moved', 'renamed')
+    assert by_id[g['g2']]['action'] == 'created'
+    assert not any(writes(check).values())
+
+    repair = wb(corp, w)
+    assert repair['changed'] is True
+    assert identity_dn_keys([w['ids'][5]]).isdisjoint(d.member_keys(d.one(g['alpha'], w['ou'])))
+    assert d.one(g['g0'], w['ou'])['dn'].startswith('CN=' + PREFIX + 'G0_')
+    assert d.one(g['g1'], w['ou'])['dn'].lower().endswith(w['ou'].lower()) and 'elsewhere' not in d.one(g['g1'], w['ou'])['dn'].lower()
+    d.one(g['g2'], w['ou'])
+
+    after = wb(corp, w)
+    assert after['changed'] is False and after['incremental']['examined_groups'] == 0
+
+
+def test_entra_changes_are_examined_with_the_groups_nested_in_them(corp, world):
+    w, d = world, world['directory']
+    emu, g = w['emu'], w['groups']
+    wb(corp, w)
+    emu.admin.add_members(g['alpha'], [w['users'][4]])
+    second = wb(corp, w)
+    assert second['incremental']['ad'] == 'usn'
+    examined = set(r['id'] for r in second['groups'])
+    assert g['alpha'] in examined and g['g3'] not in examined
+    # The child's AD copy is read as a reference (its DN stays in alpha's members), not rewritten.
+    alpha = d.one(g['alpha'], w['ou'])
+    assert d.member_keys({'attributes': {'member': [d.one(g['child'], w['ou'])['dn']]}}) <= d.member_keys(alpha)
+    assert identity_dn_keys([w['ids'][4]]) <= d.member_keys(alpha)
+    assert wb(corp, w)['changed'] is False
+
+
+def test_a_group_deleted_in_entra_is_deleted_in_ad_incrementally(corp, world):
+    w, d = world, world['directory']
+    emu, g = w['emu'], w['groups']
+    wb(corp, w)
+    emu.admin.delete_group(g['g3'])
+    result = wb(corp, w)
+    assert result['incremental']['ad'] == 'usn'
+    assert result['summary']['deleted'] == 1
+    assert d.by_anchor(g['g3'], w['ou']) == []
+
+
+@pytest.mark.parametrize('tamper, reason', [
+    (lambda s: s['ad'].update(invocation_id='00000000-0000-0000-0000-000000000001'), 'dc_restored'),
+    (lambda s: s['ad'].update(invocation_id='00000000-0000-0000-0000-000000000001', server='dc2.other.test'), 'dc_changed'),
+    (lambda s: s['ad'].update(search_base='OU=Elsewhere,DC=corp,DC=example,DC=test'), 'search_base_changed'),
+    (lambda s: s.pop('ad'), 'no_ad_state'),
+    (lambda s: s['ad'].update(usn=s['ad']['usn'] + 10 ** 9), 'usn_went_back'),
+])
+def test_an_untrusted_ad_mark_means_a_full_read_said_so(corp, world, tamper, reason):
+    w = world
+    wb(corp, w)
+    state = json.load(open(w['state']))
+    tamper(state)
+    with open(w['state'], 'w') as handle:
+        json.dump(state, handle)
+    result = wb(corp, w, check=True)
+    assert result['incremental']['ad'] == 'full' and result['incremental']['ad_reason'] == reason
+    assert result['incremental']['examined_groups'] == 6
+    assert result['changed'] is False
