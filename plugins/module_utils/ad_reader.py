@@ -6,6 +6,12 @@ that Entra members resolve to. Talks to AD only through ``ADClient``; knows no L
 Managed group dicts follow the contract in docs/architecture.md. Member resolution goes to the
 Global Catalog, so users of every domain of the forest resolve, in batched searches (one OR
 filter for up to ``RESOLVE_CHUNK`` identifiers), never one search per member.
+
+One exception: ``mS-DS-ConsistencyGuid`` is not in the Global Catalog's partial attribute set and
+is not indexed (https://learn.microsoft.com/windows/win32/adschema/a-ms-ds-consistencyguid:
+"Is Indexed: False", "In Global Catalog: False"), so a Global Catalog search on it never matches
+on Windows. An immutable id that is a consistency GUID (not the objectGUID) is looked up through
+the domain's own LDAP connection (``domain``), last, only for users nothing else resolved.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -184,7 +190,7 @@ def _user_keys(member):
     return keys
 
 
-def resolve_users(gc, users, member_match='auto', search_base='', known_guids=None):
+def resolve_users(gc, users, member_match='auto', search_base='', known_guids=None, domain=None, domain_base=None):
     """Resolve Entra users to AD DNs through the Global Catalog.
 
     ``users``: member dicts (type user). ``member_match``: ``auto`` tries the object identifier
@@ -197,6 +203,13 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
     resolved to that DN without a search, in the object-identifier round exactly where the search
     would have matched it (objectGUIDs are unique in the forest). Only the objectGUID is taken
     this way: a SID can also be a foreign security principal's, which the search rightly skips.
+
+    ``domain`` (an ``ADClient`` of the domain, not the Global Catalog) and ``domain_base`` (its
+    naming context): the immutable-id round searches the Global Catalog by objectGUID only; the
+    ids still unresolved are then searched by ``mS-DS-ConsistencyGuid`` in the domain (not in the
+    Global Catalog's partial attribute set, see the module docstring). Users of other domains of the
+    forest whose immutable id is a consistency GUID are not found that way. Without ``domain`` the
+    consistency GUID is not searched at all.
     """
     known_guids = known_guids or {}
     order = MATCH_ORDER if member_match == 'auto' else (member_match,)
@@ -220,6 +233,11 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
         for key, dn in _search_users(gc, method, list(wanted), search_base):
             for uid in wanted.get(key, ()):
                 resolution.setdefault(uid, {'dn': dn, 'matched_by': method})
+        if method == 'immutable_id' and domain is not None:
+            left = [key for key, uids in wanted.items() if any(uid not in resolution for uid in uids)]
+            for key, dn in _search_users(domain, 'consistency_guid', left, domain_base or ''):
+                for uid in wanted.get(key, ()):
+                    resolution.setdefault(uid, {'dn': dn, 'matched_by': method})
     unresolved = {}
     for uid, keys in pending.items():
         if uid in resolution:
@@ -238,7 +256,8 @@ def _require_readable(gc, entry, method):
     """A user matched by the filter whose identifier cannot be read (no read right on objectGUID or
     objectSid, or a Global Catalog not holding it) must fail the run: taking it for "not found"
     would drop the member, and authoritative membership would then remove it from the group."""
-    attrs = {'sid': ('objectSid',), 'object_identifier': ('objectGUID',)}.get(method, ('objectGUID', 'mS-DS-ConsistencyGuid'))
+    attrs = {'sid': ('objectSid',), 'object_identifier': ('objectGUID',), 'immutable_id': ('objectGUID',)}.get(
+        method, ('mS-DS-ConsistencyGuid',))
     if any(isinstance(first(entry, a), bytes) for a in attrs):
         return
     raise ADError('User %r matched the member search on %s but its %s could not be read; check the read rights of the bind '
@@ -252,13 +271,12 @@ def _search_users(gc, method, keys, search_base):
     for chunk in _chunks(sorted(keys), RESOLVE_CHUNK):
         if method == 'sid':
             clauses = ['(objectSid=%s)' % ad_codecs.sid_to_filter(k) for k in chunk]
-        elif method == 'object_identifier':
+        elif method in ('object_identifier', 'immutable_id'):
+            # immutable_id: base64 of objectGUID (the Global Catalog round), or of
+            # mS-DS-ConsistencyGuid when that was the source anchor (the domain round below).
             clauses = ['(objectGUID=%s)' % ad_codecs.guid_to_filter(k) for k in chunk]
-        else:  # immutable_id: base64 of objectGUID, or of mS-DS-ConsistencyGuid when that was the source anchor
-            clauses = []
-            for k in chunk:
-                escaped = ad_codecs.guid_to_filter(k)
-                clauses.append('(objectGUID=%s)(mS-DS-ConsistencyGuid=%s)' % (escaped, escaped))
+        else:  # consistency_guid: only ever sent to a domain connection, never to the Global Catalog
+            clauses = ['(mS-DS-ConsistencyGuid=%s)' % ad_codecs.guid_to_filter(k) for k in chunk]
         ldap_filter = '(&(objectClass=user)(|%s))' % ''.join(clauses)
         for entry in gc.search(search_base, ldap_filter, USER_ATTRIBUTES):
             wanted = set(chunk)
@@ -269,7 +287,7 @@ def _search_users(gc, method, keys, search_base):
                 if key in wanted:
                     yield key, entry['dn']
                 continue
-            for attr in ('objectGUID', 'mS-DS-ConsistencyGuid') if method == 'immutable_id' else ('objectGUID',):
+            for attr in ('mS-DS-ConsistencyGuid',) if method == 'consistency_guid' else ('objectGUID',):
                 raw = first(entry, attr)
                 if isinstance(raw, bytes) and len(raw) == 16:
                     key = ad_codecs.guid_from_bytes(raw)

@@ -206,7 +206,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_clie
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import (
     dn_key, escape_filter_value, parse_dn, sid_from_bytes, sid_to_filter,
 )
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, dn_list_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.cloudsync_acl import (
     PERMISSION_TYPES, apply_absent, apply_present, desired_aces, missing_aces,
 )
@@ -228,7 +228,7 @@ def argument_spec():
         state=dict(type='str', default='present', choices=['present', 'absent']),
         include_adminsdholder=dict(type='bool', default=False),
     ))
-    return spec.with_ad_connection()
+    return spec.with_ad_connection().with_value_checks(targets=dn_list_problem)
 
 
 def _sid_of(entry):

@@ -42,6 +42,10 @@ attributes:
   diff_mode:
     support: none
     description: Nothing is changed, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers, HTTPS to Graph and WinRM to the agent host; nothing is installed on the domain controllers or the agent host.
 requirements:
   - ldap3 >= 2.9.1 (for the AD part)
   - gssapi (only for O(ad_auth=kerberos))
@@ -54,6 +58,13 @@ notes:
     provisioning agent host.
   - Connect Sync is looked for on the agent host only; where users are synced by Connect Sync on another server, the check says
     so and that server must run 2.2.8.0 or later.
+seealso:
+  - module: hybrid_identity.cloud_sync.cloudsync_permissions
+    description: Grants the AD permissions these checks look for.
+  - module: hybrid_identity.cloud_sync.ad_group_writeback
+  - name: Prerequisites for Microsoft Entra Cloud Sync
+    description: The requirements these checks follow (agent version, schema, accounts).
+    link: https://learn.microsoft.com/entra/identity/hybrid/cloud-sync/how-to-prerequisites
 options:
   target_ous:
     description:
@@ -232,9 +243,14 @@ import json
 import socket
 import traceback
 
+try:
+    from urllib.parse import quote
+except ImportError:  # Python 2
+    from urllib import quote  # type: ignore
+
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, dn_list_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import prereq_checks
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.winrm_client import (
@@ -273,13 +289,15 @@ except ImportError:
     GRAPH_CLIENT_IMPORT_ERROR = traceback.format_exc()
 
 PERMISSION_TYPE = 'UserGroupCreateDelete'
+DEFAULT_AGENT_ACCOUNT = 'provAgentgMSA$'
 SCHEMA_ATTRIBUTE = 'msDS-ExternalDirectoryObjectId'
 
 
 def argument_spec():
     spec = ArgumentSpec(argument_spec=dict(
         target_ous=dict(type='list', elements='str'),
-        agent_account=dict(type='str', default='provAgentgMSA$'),
+        agent_account=dict(type='str'),
+        admin_principal=dict(type='str'),
         groups=dict(type='list', elements='str'),
         synced_user_sample=dict(type='int', default=100),
         max_members=dict(type='int', default=50000),
@@ -287,7 +305,7 @@ def argument_spec():
         min_connect_sync_version=dict(type='str', default=prereq_checks.DEFAULT_MIN_CONNECT_SYNC_VERSION),
     ))
     spec.update(argument_spec=WINRM_ARGSPEC)
-    return spec.with_ad_connection().with_graph_auth()
+    return spec.with_ad_connection().with_graph_auth().with_value_checks(target_ous=dn_list_problem)
 
 
 # -- AD -----------------------------------------------------------------------------------------
@@ -346,35 +364,101 @@ def find_account(client, base_dn, name):
         if entry is not None:
             raw = first(entry, 'objectSid')
             sid = sid_from_bytes(raw) if isinstance(raw, bytes) else raw
-            return {'name': name, 'found': True, 'dn': entry['dn'], 'sid': sid}
+            classes = [str(c).lower() for c in (entry.get('attributes') or {}).get('objectClass') or []]
+            kind = 'computer' if 'computer' in classes else 'user' if 'user' in classes else classes[-1] if classes else None
+            return {'name': name, 'found': True, 'dn': entry['dn'], 'sid': sid, 'object_class': kind,
+                    'sam_account_name': first(entry, 'sAMAccountName')}
     return {'name': name, 'found': False, 'dn': None, 'sid': None}
 
 
+def _sids(entry, name):
+    out = []
+    for value in (entry or {}).get('attributes', {}).get(name) or []:
+        out.append(sid_from_bytes(value) if isinstance(value, (bytes, bytearray)) else str(value))
+    return out
+
+
+def token_sids(client, account):
+    """The SIDs an access check of ``account`` would see: its own, its groups (``tokenGroups``: of the
+    rootDSE for the bound account, of the account object otherwise) and the well-known SIDs of every
+    authenticated token (Everyone, Authenticated Users, This Organization). Returns (sids, note)."""
+    sids = set([account['sid']]) | set(cloudsync_acl.WELL_KNOWN_TOKEN_SIDS)
+    where = '' if account.get('role') == 'bind' else account['dn']
+    try:
+        entry = client.get(where, ['tokenGroups'], binary_attributes=['tokenGroups'])
+        groups = _sids(entry, 'tokenGroups')
+    except (ADError, ValueError) as exc:
+        return sorted(sids), 'tokenGroups could not be read (%s): only the account\'s own and well-known SIDs were used' % exc
+    if not groups:
+        return sorted(sids), 'tokenGroups returned nothing: only the account\'s own and well-known SIDs were used'
+    return sorted(sids | set(groups)), None
+
+
 def check_permissions(client, account, targets, domain_dn):
-    """{checked, reason, permission_type, targets: [{dn, missing, error}]} for the agent account."""
+    """{checked, effective, permission_type, targets: [{dn, missing, error, unreadable}]}: the rights of
+    UserGroupCreateDelete that ``account`` does not effectively hold on each target, read from the
+    target's DACL (as the bound account) and evaluated for the account's token SIDs."""
     if cloudsync_acl is None:
         return {'checked': False, 'reason': 'the cloudsync_acl module_utils could not be imported: %s'
                 % ACL_IMPORT_ERROR.strip().splitlines()[-1]}
-    out = {'checked': True, 'permission_type': PERMISSION_TYPE, 'targets': []}
+    sids, note = token_sids(client, account)
+    out = {'checked': True, 'effective': True, 'permission_type': PERMISSION_TYPE, 'targets': [], 'token_sids': sids}
+    if note:
+        out['note'] = note
     for dn in targets:
         is_root = dn_key(dn) == dn_key(domain_dn)
         item = {'dn': dn, 'missing': [], 'error': None}
         try:
             desired = cloudsync_acl.desired_aces(PERMISSION_TYPE, account['sid'], domain_root=is_root)
             sd = security_descriptor.parse(client.read_security_descriptor(dn))
-        except (ADError, CloudSyncError, ValueError) as exc:
+        except ADError as exc:
+            item['error'] = exc.msg
+            # no security descriptor returned, or refused: the bound account lacks READ_CONTROL there
+            item['unreadable'] = getattr(exc, 'result_name', None) in (None, 'insufficientAccessRights') and exc.result != 32
+            out['targets'].append(item)
+            continue
+        except (CloudSyncError, ValueError) as exc:
             item['error'] = str(exc)
             out['targets'].append(item)
             continue
-        domain_sid = security_descriptor.domain_sid_of(account['sid'])
-        missing = cloudsync_acl.missing_aces(sd.dacl, desired)
-        if not is_root and sd.dacl is not None:
-            # on an OU, ACEs granted on the domain root (or a parent OU) and inherited count too
-            inherited = set(a.key() for a in sd.dacl.aces if a.is_inherited)
-            missing = [a for a in missing if a.key() not in inherited]
-        item['missing'] = [a.to_sddl(domain_sid) for a in missing]
+        missing = cloudsync_acl.effective_missing(sd.dacl, desired, sids)
+        item['missing'] = [cloudsync_acl.describe_right(ace, mask) for ace, mask in missing]
         out['targets'].append(item)
     return out
+
+
+def bound_account(client, domain_dn, params):
+    """The account this module is bound as ({name, found, dn, sid, role: 'bind'}), from the LDAP
+    "Who am I?" operation (RFC 4532), else from ad_user."""
+    name = None
+    try:
+        who = client.connection.extend.standard.who_am_i()
+    except Exception:  # pylint: disable=broad-except
+        who = None
+    if who:
+        who = who.decode('utf-8') if isinstance(who, bytes) else str(who)
+        if who.lower().startswith('dn:'):
+            name = who[3:]
+        elif who.lower().startswith('u:'):
+            name = who[2:]
+    name = name or params.get('ad_user')
+    account = find_account(client, domain_dn, name) if name else {'found': False}
+    if not account.get('found'):
+        # e.g. a Kerberos bind without ad_user on a server without "Who am I?" (Samba): the one user or
+        # computer object among the SIDs of the bound token (rootDSE tokenGroups) is the bound account
+        try:
+            sids = _sids(client.get('', ['tokenGroups'], binary_attributes=['tokenGroups']), 'tokenGroups')
+        except (ADError, ValueError):
+            sids = []
+        for sid in sids:
+            if sid.startswith('S-1-5-21-'):
+                found = find_account(client, domain_dn, sid)
+                if found.get('found') and found.get('object_class') in ('user', 'computer'):
+                    account = dict(found, name=found.get('sam_account_name') or found['dn'])
+                    break
+    account.setdefault('name', name or '(the bound account)')
+    account['role'] = 'bind'
+    return account
 
 
 def _container(client, dn):
@@ -417,23 +501,27 @@ def gather_ad(params):
         targets = params.get('target_ous')
         if targets is not None:
             facts['target_ous'] = [_container(client, dn) for dn in targets]
-        name = params.get('agent_account')
-        if name:
-            try:
+        # the agent's account when an agent is in play, else (agentless) the account this module binds as
+        name = params.get('agent_account') or (DEFAULT_AGENT_ACCOUNT if params.get('agent_host') else None)
+        try:
+            if name:
                 facts['agent_account'] = find_account(client, domain_dn, name)
-            except (ADError, ValueError) as exc:
-                facts['agent_account'] = {'name': name, 'error': str(exc)}
-            account = facts['agent_account']
-            if account.get('found'):
-                if targets:
-                    perm_targets = [t['dn'] for t in facts['target_ous'] if t['exists']]
-                else:
-                    perm_targets = [domain_dn]
-                if perm_targets:
-                    facts['permissions'] = check_permissions(client, account, perm_targets, domain_dn)
-                else:
-                    facts['permissions'] = {'checked': False, 'reason': 'none of the target_ous exists, so there is nowhere to '
-                                                                        'check the permissions.'}
+                facts['agent_account']['role'] = 'agent'
+            else:
+                facts['agent_account'] = bound_account(client, domain_dn, params)
+        except (ADError, ValueError) as exc:
+            facts['agent_account'] = {'name': name or params.get('ad_user'), 'error': str(exc), 'role': 'agent' if name else 'bind'}
+        account = facts['agent_account']
+        if account.get('found'):
+            if targets:
+                perm_targets = [t['dn'] for t in facts['target_ous'] if t['exists']]
+            else:
+                perm_targets = [domain_dn]
+            if perm_targets:
+                facts['permissions'] = check_permissions(client, account, perm_targets, domain_dn)
+            else:
+                facts['permissions'] = {'checked': False, 'reason': 'none of the target_ous exists, so there is nowhere to '
+                                                                    'check the permissions.'}
     finally:
         client.close()
     return facts
@@ -446,29 +534,49 @@ def _error_text(exc):
 
 
 def _token_claims(token):
-    """Claims of a JWT access token, read without verifying it (only to learn who we are)."""
+    """Claims of a JWT access token: the payload (middle part, base64url JSON) decoded WITHOUT checking
+    its signature. That is enough here: the token is our own, just issued to us by the identity
+    platform over TLS, and we only read what it says about us (``oid``, ``roles``); nothing is
+    authorised on the strength of it (Graph checks the signature). Raises ValueError when the token is
+    not a JWT."""
     try:
         payload = token.split('.')[1]
         payload += '=' * (-len(payload) % 4)
-        return json.loads(base64.urlsafe_b64decode(payload.encode('ascii')).decode('utf-8'))
-    except (AttributeError, IndexError, ValueError, TypeError):
-        return {}
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode('ascii')).decode('utf-8'))
+    except (AttributeError, IndexError, ValueError, TypeError) as exc:
+        raise ValueError('the access token is not a JWT whose claims can be read (%s)' % type(exc).__name__)
+    if not isinstance(claims, dict):
+        raise ValueError('the access token payload is not a JSON object')
+    return claims
 
 
-def _caller_principal_id(graph, params):
-    """Object id of the calling principal: the ``oid`` claim of its access token, else the
-    service principal whose appId is ``client_id``."""
+def _app_identity(graph, params, facts):
+    """The app's object id (``oid``) and application permissions (``roles``) from its own access token."""
     auth = getattr(graph, 'auth', None)
-    if auth is not None and hasattr(auth, 'get_token'):
-        oid = _token_claims(auth.get_token()).get('oid')
-        if oid:
-            return oid
-    client_id = params.get('client_id') or params.get('managed_identity_client_id')
-    if not client_id:
-        return None
-    page = graph.get('/servicePrincipals', {'$filter': "appId eq '%s'" % client_id, '$select': 'id,appId'})
-    items = (page or {}).get('value') or []
-    return items[0]['id'] if items else None
+    if auth is None or not hasattr(auth, 'get_token'):
+        facts['errors']['app_roles'] = 'no access token to read'
+        return
+    try:
+        claims = _token_claims(auth.get_token())
+    except ValueError as exc:
+        facts['errors']['app_roles'] = str(exc)
+        return
+    facts['principal_id'] = claims.get('oid') or params.get('client_id')
+    roles = claims.get('roles')
+    if roles is None and claims.get('scp'):
+        facts['errors']['app_roles'] = ('the token is a delegated one (scp: %s), not an app-only token with application '
+                                        'permissions' % claims.get('scp'))
+    elif roles is None:
+        facts['app_roles'] = []      # an app-only token without any application permission carries no roles claim
+    else:
+        facts['app_roles'] = [str(r) for r in roles] if isinstance(roles, list) else [str(roles)]
+
+
+def _admin_roles(graph, name):
+    """The directory roles (template ids) assigned directly to the person ``name`` (UPN or object id)."""
+    user = graph.get('/users/%s' % quote(name, safe='@'), {'$select': 'id,userPrincipalName'})
+    items = graph.iter_pages('/roleManagement/directory/roleAssignments', {'$filter': "principalId eq '%s'" % user['id']})
+    return {'name': name, 'id': user.get('id'), 'role_template_ids': [str(a.get('roleDefinitionId')).lower() for a in items]}
 
 
 def _to_group(item):
@@ -549,13 +657,6 @@ def gather_entra(params):
                             'provisioning_status': plan.get('provisioningStatus'), 'sku_part_number': sku.get('skuPartNumber')})
         return out
 
-    def roles():
-        principal = _caller_principal_id(graph, params)
-        facts['principal_id'] = principal
-        if not principal:
-            raise CloudSyncError('the object id of the calling principal could not be determined')
-        items = graph.iter_pages('/roleManagement/directory/roleAssignments', {'$filter': "principalId eq '%s'" % principal})
-        return [str(a.get('roleDefinitionId')).lower() for a in items]
 
     def synced_users():
         page = graph.get('/users', version='beta', params={
@@ -570,7 +671,12 @@ def gather_entra(params):
         return out
 
     attempt('service_plans', plans)
-    attempt('role_template_ids', roles)
+    _app_identity(graph, params, facts)
+    if params.get('admin_principal'):
+        try:
+            facts['admin'] = _admin_roles(graph, params['admin_principal'])
+        except CloudSyncError as exc:
+            facts['admin'] = {'name': params['admin_principal'], 'error': _error_text(exc)}
     attempt('synced_users', synced_users)
     try:
         _read_groups(graph, params, facts)

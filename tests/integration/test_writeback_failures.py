@@ -193,3 +193,29 @@ def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box,
     assert by_action == ['created', 'error', 'error'], err.details['groups']
     assert 'Connection to' in err.msg and 'lost' in err.msg
     assert sum(len(directory.by_anchor(g['id'], ou)) for g in groups) == 1
+
+
+def test_fail_on_not_found_names_the_selected_groups_missing_from_entra_and_writes_nothing(corp, box, tenant, tmp_path):
+    """Issue 14.9: with fail_on_not_found a selection that matches no Entra group fails the run
+    (check mode too) before anything is written, naming it; by default the run writes what it
+    found and reports the rest in not_found."""
+    directory, ou = box
+    emu, group_ids = tenant
+    missing_id = str(uuid.uuid4())
+    selection = [PREFIX + 'One', PREFIX + 'Nowhere', missing_id]
+    args = dict(module_graph_args(emu), groups=selection, target_ou=ou, search_base=ou, fail_on_not_found=True)
+    rc, output, saved = run_playbook(play_for(corp, args), tmp_path)
+    assert rc == 0, output[-3000:]
+    for task in ('drift', 'apply'):
+        result = saved[task]
+        assert result.get('failed') is True and result['changed'] is False, (task, result)
+        assert PREFIX + 'Nowhere' in result['msg'] and missing_id in result['msg'], result['msg']
+        assert 'fail_on_not_found' in result['msg'] and sorted(result['not_found']) == sorted(selection[1:])
+    assert directory.by_anchor(group_ids[0], ou) == []
+
+    del args['fail_on_not_found']
+    rc, output, saved = run_playbook(play_for(corp, args), tmp_path)
+    assert rc == 0, output[-3000:]
+    assert saved['apply'].get('failed') is not True, saved['apply']
+    assert saved['apply']['summary']['created'] == 1 and sorted(saved['apply']['not_found']) == sorted(selection[1:])
+    assert len(directory.by_anchor(group_ids[0], ou)) == 1

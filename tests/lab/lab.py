@@ -500,6 +500,26 @@ class Lab:
         self._ldbmodify(name, "dn: CN=Mail-Recipient,CN=Schema,CN=Configuration,%s\nchangetype: modify\n"
                               "add: mayContain\nmayContain: msDS-ExternalDirectoryObjectId\n-" % base + update_now, schema=True)
 
+    def _mirror_windows_schema(self, name, base):
+        """mS-DS-ConsistencyGuid as Windows defines it: not in the Global Catalog's partial attribute
+        set and not indexed ("In Global Catalog: False", "Is Indexed: False",
+        https://learn.microsoft.com/windows/win32/adschema/a-ms-ds-consistencyguid). Samba 4.17 leaves
+        isMemberOfPartialAttributeSet unset (so false) and searchFlags 0; this makes both explicit and
+        is checked at every ``up``, so a lab can never differ from Windows here. (Samba's Global
+        Catalog port does not limit reads or filters to the partial attribute set: the code must not
+        rely on that, and the tests check which connection searched the attribute.) Returns whether
+        it changed anything."""
+        dn = "CN=ms-DS-Consistency-Guid,CN=Schema,CN=Configuration," + base
+        found = self._ldbsearch(name, dn, "(objectClass=attributeSchema)", ["isMemberOfPartialAttributeSet", "searchFlags"],
+                                scope="base")
+        attrs = found[0][1] if found else {}
+        if attrs.get("ismemberofpartialattributeset") == ["FALSE"] and attrs.get("searchflags", ["0"]) == ["0"]:
+            return False
+        self._ldbmodify(name, "dn: %s\nchangetype: modify\nreplace: isMemberOfPartialAttributeSet\n"
+                              "isMemberOfPartialAttributeSet: FALSE\n-\nreplace: searchFlags\nsearchFlags: 0\n-\n\n"
+                              "dn:\nchangetype: modify\nadd: schemaUpdateNow\nschemaUpdateNow: 1\n-\n" % dn, schema=True)
+        return True
+
     def _provision(self, name, schema_extension):
         realm, netbios = FORESTS[name][:2]
         ip = forest_ip(name)
@@ -518,6 +538,7 @@ class Lab:
         self._write_krb5_conf(name, meta)
         if schema_extension:
             self._extend_schema(name, base)
+        self._mirror_windows_schema(name, base)
         host = meta["dc_hostname"]
         # no dnsupdate service (no DNS): register the DC's LDAP/GC SPNs as samba_spnupdate would;
         # passwords of the lab never expire (the lab outlives the default 42 days).
@@ -684,6 +705,8 @@ unicodePwd:: {pw}
                 t.join()
             if errors:
                 raise errors[0]
+            for name in forests:
+                self._mirror_windows_schema(name, self._meta(name)["base_dn"])  # labs provisioned before it too
             result = {}
             for name in forests:
                 forest = self.forest(name)

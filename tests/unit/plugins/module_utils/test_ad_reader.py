@@ -51,3 +51,25 @@ def test_no_match_is_unresolved_not_an_error():
     user = member(sid=SID)
     resolution, unresolved = ad_reader.resolve_users(AnsweringGC([]), [user], 'auto')
     assert resolution == {} and unresolved == {user['id']: 'not_found_in_forest'}
+
+
+def test_the_consistency_guid_is_never_searched_in_the_global_catalog_only_in_the_domain():
+    """mS-DS-ConsistencyGuid is not in the Global Catalog's partial attribute set nor indexed
+    (https://learn.microsoft.com/windows/win32/adschema/a-ms-ds-consistencyguid): the Global
+    Catalog is asked by objectGUID only, the domain by the consistency GUID, for what is left."""
+    consistency = str(uuid.uuid4())
+    user = dict(member(), on_premises_immutable_id=ad_codecs.immutable_id_from_guid(consistency))
+    gc = AnsweringGC([])
+    domain = AnsweringGC([{'dn': 'CN=c,DC=x', 'attributes': {'mS-DS-ConsistencyGuid': [ad_codecs.guid_to_bytes(consistency)]}}])
+    resolution, unresolved = ad_reader.resolve_users(gc, [user], 'auto', domain=domain, domain_base='DC=x')
+    assert resolution == {user['id']: {'dn': 'CN=c,DC=x', 'matched_by': 'immutable_id'}} and unresolved == {}
+    assert gc.filters and not any('ConsistencyGuid' in f for f in gc.filters), gc.filters
+    assert domain.filters == ['(&(objectClass=user)(|(mS-DS-ConsistencyGuid=%s)))' % ad_codecs.guid_to_filter(consistency)]
+
+
+def test_without_a_domain_connection_the_consistency_guid_is_not_searched():
+    user = dict(member(), on_premises_immutable_id=ad_codecs.immutable_id_from_guid(str(uuid.uuid4())))
+    gc = AnsweringGC([])
+    resolution, unresolved = ad_reader.resolve_users(gc, [user], 'immutable_id')
+    assert resolution == {} and unresolved == {user['id']: 'not_found_in_forest'}
+    assert not any('ConsistencyGuid' in f for f in gc.filters), gc.filters
