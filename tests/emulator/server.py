@@ -841,14 +841,14 @@ class Emulator(object):
     def _route(self, version, segs, params, headers, principal, ctx):
         if version not in ("v1.0", "beta") or (version == "beta" and not self.settings["beta_available"]):
             raise GraphError(400, "BadRequest", "Invalid version: %s" % version)
+        if not segs:
+            raise GraphError(400, "BadRequest", "Invalid request URL.")
         withdrawn = self.settings["beta_withdrawn"] if version == "beta" else ()
         for p in (params.get("$select") or "").split(","):
             if p.strip() and p.strip() in withdrawn:
-                raise GraphError(400, "Request_BadRequest", "Could not find a property named '%s' on type "
-                                 "'microsoft.graph.%s'." % (p.strip(), "user" if segs[0].lower() != "groups" or
-                                                              "members" in segs else "group"))
-        if not segs:
-            raise GraphError(400, "BadRequest", "Invalid request URL.")
+                on = "group" if segs[0].lower() == "groups" and "members" not in segs else "user"
+                raise GraphError(400, "Request_BadRequest",
+                                 "Could not find a property named '%s' on type 'microsoft.graph.%s'." % (p.strip(), on))
         head = segs[0]
         lower = head.lower()
         if lower == "me":
