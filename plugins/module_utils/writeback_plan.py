@@ -20,8 +20,13 @@ Inputs
 
 ``desired_groups``: Entra group dicts (docs/architecture.md), normally already filtered to
 scope. Eligibility is re-checked; ineligible groups are reported ``skipped`` and their AD copy,
-if any, is left untouched (never deleted: a group that became mail-enabled or too large is not
-"gone"). ``members`` absent or None means "not read": membership of that group is not touched.
+if any, is left untouched (deleted only with ``out_of_scope="delete"``, and never for a group
+over ``max_members``: a size limit is not a scope change). ``members`` absent or None means "not
+read": membership of that group is not touched. ``nested_only`` True (a group written only
+because a selected group contains it): written, renamed and updated like any other, linked into
+its parents, but its membership is not managed. ``cloud_managed`` True (its source of authority
+moved from AD to the cloud) with ``on_premises_security_identifier``: written onto its original
+AD group (see ``soa_originals``), never created.
 
 ``ad_state`` (produced by ad_reader)::
 
@@ -35,7 +40,9 @@ if any, is left untouched (never deleted: a group that became mail-enabled or to
       "taken_dns": {dn_key(dn): {"dn": dn, "anchor": str|None, "object_guid": str|None}},
                                               # existing objects at the DNs of planned_names()
                                               # (any object class); may be empty or absent
-      "sam_taken": ["lower-cased sAMAccountName", ...]   # existing names among planned_names()
+      "sam_taken": ["lower-cased sAMAccountName", ...],  # existing names among planned_names()
+      "soa_originals": [managed group, ...]   # groups found by the objectSid of cloud-managed
+                                              # Entra groups (anywhere in the domain); optional
     }
 
     managed group = {"dn", "object_guid", "object_sid", "cn", "parent_dn", "anchor",
@@ -65,14 +72,21 @@ Options (``DEFAULT_OPTIONS``)
   trailing spaces and trailing dots are removed; cut to 256 characters. A name already used by
   another object, or computed for two groups, is an error for that group (``sam_account_name_collision``).
 * ``membership``: ``authoritative`` (AD members == desired) or ``additive`` (only adds).
-* ``prune``: delete managed groups whose Entra group is not in ``desired_groups``; when false
-  they are left and reported ``orphaned``.
-* ``prune_scope``: ``all`` (every orphan) or ``deleted`` (only orphans whose id is not in
-  ``existing_group_ids``; others are left ``orphaned``; with ``existing_group_ids`` None,
-  nothing is deleted).
-* ``existing_group_ids``: ids of every group still existing in Entra (any scope), or None.
+* ``prune`` (default True): delete the managed groups whose Entra group was deleted (orphans
+  whose id is not in ``existing_group_ids``); False deletes nothing (orphans are reported
+  ``orphaned``, reason ``deleted_in_entra``).
+* ``out_of_scope``: ``keep`` (default) or ``delete``: what happens (with ``prune``) to orphans
+  whose Entra group still exists (in ``existing_group_ids``: reason ``not_in_scope``) or whose
+  existence is unknown (``existing_group_ids`` None: reason ``scope_unknown``), and to the copies
+  of groups that became ineligible.
+* ``existing_group_ids``: which orphans' groups still exist in Entra (any scope), or None when
+  that was not checked. Each orphan report carries ``entra``: ``deleted``/``exists``/``unknown``.
+* ``soa_move``: False (default) keeps the DN (cn and container) of a cloud-managed group's AD
+  group, also after renames in Entra; True applies ``naming`` and the OU rules to it. Its
+  ``sAMAccountName`` and ``adminDescription`` are never written (the original keeps them).
 * ``deletion_threshold``: more deletions than this -> no delete at all, flag
-  ``deletion_threshold_exceeded``. None disables the check. Default 500.
+  ``deletion_threshold_exceeded``, ``Plan.threshold_deletions`` lists them ({id, display_name,
+  dn}) and the warning names up to ``NAMED_GROUPS_MAX``. None disables the check. Default 500.
 * ``max_members``: 50000. ``allow_admin_count``: False (adminCount=1 groups are not modified,
   renamed or deleted; reported ``skipped``).
 * ``adopt_writeback_v2``: take over v2 groups (set the anchor). When False and a v2 group
@@ -98,16 +112,24 @@ Output
 ``adminDescription``, and ``sAMAccountName`` only with a template. ``modify`` and ``delete``
 ops carry ``object_guid`` too, so the applier can verify it acts on the object that was read.
 
+Phases (each a function, in this order): ``index_desired`` / ``index_ad_state``,
+``plan_targets`` (targets and collisions; SOA and v2 adoption), ``plan_renames`` (renames and
+moves), ``desired_memberships``, ``plan_creates`` (creates in order, children before parents),
+``plan_attribute_updates`` / ``plan_member_changes`` / ``finish_existing_reports`` (existing
+groups), ``plan_deletes`` (orphans, threshold).
+
 ``Plan.groups``: one entry per Entra group and per orphan: ``id, display_name, dn,
-previous_dn, object_guid, action`` (created/updated/renamed/moved/deleted/unchanged/skipped/
-orphaned/error), ``changes`` (attribute names; ``cn`` for a rename, ``container`` for a move,
+previous_dn, object_guid, action`` (one of ``GROUP_ACTIONS``: created/updated/renamed/moved/
+deleted/unchanged/skipped/orphaned/error), ``changes`` (attribute names; ``cn`` for a rename, ``container`` for a move,
 ``member``), ``members_added``, ``members_removed``, ``unresolved_members``,
 ``skipped_members`` (``[{id, display_name, reason}]``), ``reason`` (code or None),
-``reason_text``, ``adopted``. A group both renamed and moved has action ``moved``.
+``reason_text``, ``adopted`` (and ``adopted_from``: ``writeback_v2`` or ``source_of_authority``),
+``nested_only`` (for such groups), ``entra`` (orphans). A group both renamed and moved has action
+``moved``. Cycle warnings name the groups as ``'display name' (id)``.
 ``Plan.summary`` (``summarise(groups)``): counts per action (``renamed``/``moved`` count every rename/move, so a group
 can count in both), ``members_added``, ``members_removed``, ``unresolved_members``,
 ``skipped_members``. ``Plan.warnings``, ``Plan.cycles``, ``Plan.deletion_threshold_exceeded``,
-``Plan.changed``, ``Plan.diff`` ({"before": {id: {...}}, "after": {id: {...}}}), ``Plan.to_dict()``.
+``Plan.threshold_deletions``, ``Plan.changed``, ``Plan.diff`` ({"before": {id: {...}}, "after": {id: {...}}}), ``Plan.to_dict()``.
 """
 
 from __future__ import absolute_import, division, print_function
