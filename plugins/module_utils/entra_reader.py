@@ -32,8 +32,10 @@ Choices made here (and documented in the modules):
   adds a warning. See https://learn.microsoft.com/en-us/entra/identity/hybrid/how-to-group-source-of-authority-configure
 * **Nested groups in selected mode** (``include_nested``): a cloud security group that is a direct
   member of a selected group, and is not selected itself, is returned too, with ``nested_only``
-  True and no members: Cloud Sync writes such a group back "and not its members" (one level: its own
-  nested groups are not followed).
+  True and no members: Cloud Sync writes such a group back "and not it's members"; "If you want to
+  nest groups and provision them AD, then you will need to add all of the member groups to the scope
+  also" (so one level: its own nested groups are not followed):
+  https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-to-configure-entra-to-active-directory#scope-provisioning-to-specific-groups
 * **Writeback flag** (``writeback_enabled_only``): only groups whose ``writebackConfiguration/isEnabled``
   (beta) is true, like Cloud Sync's scoping filter on it; groups are then read from beta and the
   flag is checked on what Graph returns. A ``group_filter`` naming a beta-only property is sent to

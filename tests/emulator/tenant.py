@@ -190,7 +190,11 @@ def render(obj, select, version, with_type=False, limited=False):
 _TOKEN_RE = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[(),:])"
                        r"|(?P<ident>[A-Za-z_$][A-Za-z0-9_./$-]*))")
 
-# Per type: property -> kind ("str", "bool", "coll" for any(), "id")
+# Per type: property -> kind ("str", "bool", "coll" for any(), "id"). The properties and operators
+# each resource page lists as supporting $filter (https://learn.microsoft.com/en-us/graph/api/resources/group,
+# .../resources/user), and those that need advanced query
+# (https://learn.microsoft.com/en-us/graph/aad-advanced-queries): ne, not, endsWith, eq null,
+# $filter on relationships, $orderby with $filter, $count.
 FILTERABLE = {
     "group": {"id": "id", "displayName": "str", "description": "str", "mail": "str",
               "mailNickname": "str", "securityEnabled": "bool", "mailEnabled": "bool",

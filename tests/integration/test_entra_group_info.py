@@ -317,3 +317,38 @@ def test_module_refuses_empty_selection(graph_emulator_module, tmp_path):
     args = _module_args(emu, tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret)
     rc, out, r = run_module(tmp_path, args, ignore_errors=True)
     assert r['failed'] is True and 'Nothing to read' in r['msg']
+
+
+def test_module_nested_groups_writeback_flag_and_member_source(graph_emulator_factory, tmp_path):
+    """The module's new options end to end: include_nested (Cloud Sync writes a selected group's nested
+    group "and not it's members":
+    https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-to-configure-entra-to-active-directory),
+    writeback_enabled_only (writebackConfiguration/isEnabled, beta), member_source (v1.0 when beta refuses)
+    and a converted group (Group SOA) with its on-premises identifiers."""
+    b = TenantBuilder()
+    alice = b.synced_user('alice')
+    child = b.group('Nested Child', members=[alice], writebackConfiguration={'isEnabled': True})
+    converted = b.group('Converted From AD', kind='synced', members=[alice], writebackConfiguration={'isEnabled': True},
+                        onPremisesSyncBehavior={'isCloudManaged': True})
+    parent = b.group('Flagged Parent', members=[alice, child, converted], writebackConfiguration={'isEnabled': True})
+    off = b.group('Flag Off', members=[alice])
+    emu = graph_emulator_factory(b.build(), settings={'beta_withdrawn': ['onPremisesObjectIdentifier']})
+    emu.admin.update_group(converted, onPremisesSyncEnabled=None)
+    base = _module_args(emu, tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret)
+    rc, out, r = run_module(tmp_path, dict(base, groups=[parent], members='direct', include_nested=True))
+    assert rc == 0, out
+    by_id = dict((g['id'], g) for g in r['groups'])
+    assert sorted(by_id) == sorted([parent, child, converted])
+    assert by_id[child]['nested_only'] is True and by_id[child]['members'] == []
+    assert by_id[converted]['nested_only'] is True and by_id[converted]['cloud_managed'] is True
+    assert by_id[converted]['on_premises_security_identifier'].startswith('S-1-5-21-')
+    assert by_id[converted]['on_premises_sam_account_name'] == 'Converted From AD'
+    assert r['member_source'] == 'v1.0'
+    assert all(m['on_premises_object_identifier'] is None and m['on_premises_security_identifier']
+               for m in by_id[parent]['members'] if m['type'] == 'user')
+    rc, out, r = run_module(tmp_path, dict(base, all_groups=True, writeback_enabled_only=True), check=True)
+    assert rc == 0, out
+    assert sorted(g['id'] for g in r['groups']) == sorted([parent, child, converted])
+    assert all(g['writeback_enabled'] is True for g in r['groups'])
+    assert [(s['id'], s['reasons']) for s in r['skipped']] == [(off, ['writeback_not_enabled'])]
+    assert r['member_source'] is None

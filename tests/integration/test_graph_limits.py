@@ -292,3 +292,20 @@ def test_writeback_enabled_only_and_beta_only_filters(graph_emulator_factory):
     groups, state = entra_reader.read_groups_incremental(client_for(emu), state, writeback_enabled_only=True)
     assert state['last_run']['mode'] == 'delta'
     assert sorted(g['id'] for g in groups) == sorted([on, unset])
+
+
+def test_incremental_read_sees_a_conversion(soa):
+    """The switch sets onPremisesSyncEnabled to null, a change /groups/delta reports; the scope check
+    then reads the flag of the changed group."""
+    emu = soa['emu']
+    groups, state = entra_reader.read_groups_incremental(client_for(emu), None)
+    by_id = dict((g['id'], g) for g in groups)
+    assert by_id[soa['synced']]['eligible'] is False and by_id[soa['synced']]['cloud_managed'] is False
+    emu.admin.convert_group_to_cloud(soa['synced'])
+    groups, state = entra_reader.read_groups_incremental(client_for(emu), state)
+    assert state['last_run']['mode'] == 'delta' and state['last_run']['changed_groups'] == 1
+    by_id = dict((g['id'], g) for g in groups)
+    converted = by_id[soa['synced']]
+    assert (converted['cloud_managed'], converted['eligible'], converted['on_premises_sync_enabled']) == (True, True, None)
+    assert [m['id'] for m in converted['members']] == [soa['alice']]
+    assert by_id[soa['stays']]['eligible'] is False
