@@ -35,8 +35,8 @@ def writeback_params(forest, entra_groups, **overrides):
     params.update(
         groups=None, all_groups=False, group_filter=None, entra_groups=entra_groups, target_ou=None, ou_map=[],
         naming='cloud_sync', sam_account_name_template=None, membership='authoritative', member_match='auto',
-        max_members=50000, prune=False, out_of_scope='keep', soa_move=False, prune_empty_scope=False, deletion_threshold=500, allow_admin_count=False, adopt_writeback_v2=False,
-        adopt_rename=False, search_base=None, delta_state_path=None,
+        max_members=50000, prune=False, out_of_scope='keep', soa_move=False, prune_empty_scope=False, deletion_threshold=500,
+        allow_admin_count=False, adopt_writeback_v2=False, adopt_rename=False, search_base=None, delta_state_path=None,
     )
     params.update(overrides)
     return params
