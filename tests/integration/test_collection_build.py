@@ -287,3 +287,13 @@ def test_readme_first_playbook_runs_from_the_installed_copy(installed, graph_emu
     finally:
         directory.remove_tree(ou)
         directory.close()
+
+
+def test_changelog_has_a_release_and_the_version_is_the_next_one():
+    with open(os.path.join(ROOT, 'changelogs', 'changelog.yaml')) as fh:
+        releases = yaml.safe_load(fh)['releases']
+    assert '0.1.0' in releases and releases['0.1.0']['modules']
+    with open(os.path.join(ROOT, 'CHANGELOG.rst')) as fh:
+        assert 'v0.1.0' in fh.read()
+    version = tuple(int(p) for p in _galaxy()['version'].split('.'))
+    assert all(version > tuple(int(p) for p in released.split('.')) for released in releases), 'galaxy.yml version already released'
