@@ -52,7 +52,9 @@ attributes:
   platform:
     support: full
     platforms: posix
-    description: Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers; nothing is installed on the domain controllers.
+    description:
+      - Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers. Nothing is installed on
+        the domain controllers.
 requirements:
   - ldap3 >= 2.9.1
   - gssapi (only for O(ad_auth=kerberos))

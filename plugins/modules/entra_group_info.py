@@ -43,7 +43,9 @@ attributes:
   platform:
     support: full
     platforms: posix
-    description: Runs on the controller or any host with the Python libraries; talks HTTPS to Microsoft Graph; nothing is installed on any other host.
+    description:
+      - Runs on the controller or any host with the Python libraries; talks HTTPS to Microsoft Graph. Nothing is installed on any
+        other host.
 requirements:
   - msal >= 1.28.0
   - requests

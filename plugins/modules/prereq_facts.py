@@ -45,7 +45,9 @@ attributes:
   platform:
     support: full
     platforms: posix
-    description: Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers, HTTPS to Graph and WinRM to the agent host; nothing is installed on the domain controllers or the agent host.
+    description:
+      - Runs on the controller or any host with the Python libraries; talks LDAP to the domain controllers, HTTPS to Graph and
+        WinRM to the agent host. Nothing is installed on the domain controllers or the agent host.
 requirements:
   - ldap3 >= 2.9.1 (for the AD part)
   - gssapi (only for O(ad_auth=kerberos))

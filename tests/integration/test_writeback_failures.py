@@ -134,8 +134,8 @@ def test_missing_target_ou_and_search_base_are_named_before_anything_is_planned(
         assert refused.value.details.get('changed') is False
 
 
-def test_a_state_file_that_cannot_be_saved_after_the_writes_reports_changed_with_the_summary(corp, box, tenant, tmp_path,
-                                                                                                monkeypatch):
+def test_a_state_file_that_cannot_be_saved_after_the_writes_reports_changed_with_the_summary(
+        corp, box, tenant, tmp_path, monkeypatch):
     """The state directory disappears while the run writes (checked writable before the writes):
     the writes happened, so the failure says changed true and carries what was done."""
     directory, ou = box
