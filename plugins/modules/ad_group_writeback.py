@@ -138,7 +138,7 @@ options:
       - Delete the AD copy (a managed group under O(search_base)) of an Entra group that was deleted in Entra, as Cloud Sync
         does; still guarded by O(deletion_threshold). Whether a group was deleted is asked of Graph (C(GET /groups/{id}) answers
         404) for every managed group that is not in the run's scope.
-      - In selected mode (O(groups)) the managed groups outside the selection are looked at too (without their members): the
+      - In selected mode (O(groups)) the managed groups outside the selection are looked at too (without their members); the
         copy of a group deleted in Entra is deleted whichever selection wrote it; the copy of a group that still exists is not
         this run's business and is left out of the result.
       - With O(entra_groups) Graph is not asked, so no group is known to be deleted; see O(out_of_scope).
@@ -153,7 +153,7 @@ options:
       - V(keep) (default) leaves it in place, reported C(orphaned) (or C(skipped)) with the reason. Cloud Sync documents a
         delete for a hard-deleted group only, and AD groups cannot be disabled, so leaving scope is not taken as a delete.
       - V(delete) deletes it (with O(prune), under O(deletion_threshold)). In selected mode this deletes every managed group
-        under O(search_base) that is not selected: give each selection its own O(search_base).
+        under O(search_base) that is not selected, so give each selection its own O(search_base).
     type: str
     default: keep
     choices: [keep, delete]
