@@ -13,8 +13,10 @@ options:
   tenant_id:
     description:
       - Directory (tenant) ID of the Entra tenant.
-      - Falls back to E(AZURE_TENANT_ID).
+      - Falls back to E(AZURE_TENANT_ID), then to E(AZURE_TENANT) (the name AWX's Microsoft Azure Resource Manager
+        credential injects, and azure.azcollection reads); when both are set E(AZURE_TENANT_ID) wins.
     type: str
+    aliases: [tenant]
   client_id:
     description:
       - Application (client) ID of the app registration the module authenticates as.
@@ -23,8 +25,10 @@ options:
   client_secret:
     description:
       - Client secret of the application.
-      - Falls back to E(AZURE_CLIENT_SECRET).
+      - Falls back to E(AZURE_CLIENT_SECRET), then to E(AZURE_SECRET) (AWX's Azure credential, azure.azcollection);
+        when both are set E(AZURE_CLIENT_SECRET) wins.
     type: str
+    aliases: [secret]
   client_certificate_path:
     description:
       - PEM file holding the application's certificate and its private key.
@@ -40,9 +44,16 @@ options:
     description:
       - How to obtain a token for Microsoft Graph.
       - V(auto) uses a certificate when O(client_certificate_path) is set, else a client secret when
-        O(client_secret) is set, else a managed identity.
+        O(client_secret) is set, else a managed identity when O(managed_identity_client_id) is set or the environment
+        names a managed identity endpoint (E(IDENTITY_ENDPOINT) with E(IDENTITY_HEADER) or E(IMDS_ENDPOINT), or
+        E(MSI_ENDPOINT) with E(MSI_SECRET): App Service and Functions, Service Fabric, Azure Machine Learning, Azure Arc).
+        Otherwise the module fails with a message naming these options and their environment variables; it never asks
+        the instance metadata service for a token unless told to.
       - V(managed_identity) uses the managed identity of the Azure VM or App Service the module runs on;
-        user-assigned when O(managed_identity_client_id) is set, system-assigned otherwise.
+        user-assigned when O(managed_identity_client_id) is set, system-assigned otherwise. On an Azure VM this must be
+        set explicitly.
+      - A user name and password (E(AZURE_AD_USER) and E(AZURE_PASSWORD), what AWX injects for an Azure credential
+        without a client and tenant) are not supported.
     type: str
     default: auto
     choices: [auto, client_secret, certificate, managed_identity]
@@ -57,10 +68,13 @@ options:
       - V(public) is C(login.microsoftonline.com) / C(graph.microsoft.com); V(usgov) is
         C(login.microsoftonline.us) / C(graph.microsoft.us); V(usgov_dod) is C(login.microsoftonline.us) /
         C(dod-graph.microsoft.us); V(china) is C(login.partner.microsoftonline.cn) / C(microsoftgraph.chinacloudapi.cn).
-      - Falls back to E(CLOUDSYNC_AZURE_CLOUD).
+      - The cloud names of azure.azcollection and AWX are accepted too, V(AzureCloud) (V(public)), V(AzureUSGovernment)
+        (V(usgov); a US Government L5 (DoD) tenant sets V(usgov_dod)) and V(AzureChinaCloud) (V(china)).
+      - Falls back to E(CLOUDSYNC_AZURE_CLOUD), then to E(AZURE_CLOUD_ENVIRONMENT).
     type: str
     default: public
-    choices: [public, usgov, usgov_dod, china]
+    choices: [public, usgov, usgov_dod, china, AzureCloud, AzureUSGovernment, AzureChinaCloud]
+    aliases: [cloud_environment]
   authority_host:
     description:
       - Overrides the login endpoint of O(cloud), as an C(https://) URL.
@@ -89,15 +103,20 @@ options:
     default: 60
   graph_max_retries:
     description:
-      - How many times a throttled (429) or unavailable (503, 504) request is retried.
+      - At most how many times a throttled (429), unavailable (503, 504) or unanswered request is retried.
+      - By default the count is not limited; O(graph_retry_budget) bounds the retries by time.
     type: int
-    default: 5
-  graph_max_retry_wait:
+  graph_retry_budget:
     description:
-      - Upper bound, in seconds, of the total time spent waiting between retries of one request.
-      - A C(Retry-After) longer than what is left of it fails the request instead of waiting.
+      - Seconds one Graph request may spend being retried, counted from its first attempt, while Graph throttles it
+        (429), is unavailable (503, 504) or does not answer. An outage shorter than this is ridden out.
+      - Each C(Retry-After) Graph sends is waited in full; one longer than what is left of the budget fails the request at
+        once. Without C(Retry-After) the wait grows exponentially (with jitter), the last one shortened to fit the budget.
+      - A request that fails after retries says how many attempts were made, over how long, and how long it waited.
+      - Falls back to E(CLOUDSYNC_GRAPH_RETRY_BUDGET).
     type: int
-    default: 120
+    default: 300
+    aliases: [graph_max_retry_wait]
   graph_parallelism:
     description:
       - How many Graph requests (or C($batch) requests) run at once.

@@ -25,6 +25,7 @@ import ssl
 import traceback
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key, split_extended_dn
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import pem_file_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 LDAP3_IMPORT_ERROR = None
@@ -271,6 +272,9 @@ def validate_params(params):
     ca_file = p.get('ad_ca_file')
     if ca_file and not os.path.isfile(ca_file):
         raise ADError('ad_ca_file %s does not exist or is not a file' % ca_file, operation='configure')
+    problem = pem_file_problem(ca_file) if ca_file else None
+    if problem:
+        raise ADError('ad_ca_file %s %s' % (ca_file, problem), operation='configure')
     return specs
 
 

@@ -20,15 +20,31 @@ Choices made here:
   once after a 401 ``InvalidAuthenticationToken``) builds a fresh msal application, which is the
   only way to bypass msal's cache for the client-credential and managed-identity flows.
 * Secrets never appear in messages: errors name the tenant, client id, method and authority.
+* Managed identity is used only when asked for (``auth_method=managed_identity``, or
+  ``managed_identity_client_id`` set) or when the environment names an identity endpoint (App
+  Service / Functions, Service Fabric, Azure Machine Learning, Azure Arc: the variables msal's
+  ``ManagedIdentityClient`` itself reads). An Azure VM has no such variable, so there it must be
+  asked for: with nothing configured, ``auto`` fails with a message naming the options and their
+  environment variables instead of sending a request to the instance metadata service that, off
+  Azure, answers nothing useful (msal then failed with a JSON parse error).
+* The names of the Ansible ecosystem are accepted: AWX's "Microsoft Azure Resource Manager"
+  credential injects ``AZURE_CLIENT_ID``, ``AZURE_TENANT``, ``AZURE_SECRET`` and
+  ``AZURE_CLOUD_ENVIRONMENT`` (ansible/awx ``awx/main/models/credential/injectors.py``, ``azure_rm``),
+  azure.azcollection names the options ``tenant``, ``secret``, ``cloud_environment``
+  (``plugins/module_utils/azure_rm_common.py``, ``AZURE_CREDENTIAL_ENV_MAPPING``); see ``argspec.py``.
+  Its user and password variant (``AZURE_AD_USER``/``AZURE_PASSWORD``) is a user sign-in, which is
+  not supported: named as such when it is all there is.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
 import threading
 import time
 import traceback
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import pem_file_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 try:
@@ -70,7 +86,26 @@ CLOUDS = {
     'china': ('https://login.partner.microsoftonline.cn', 'https://microsoftgraph.chinacloudapi.cn'),
 }
 
+# azure.azcollection's / AWX's cloud_environment names (msrestazure cloud names) -> our cloud.
+# https://learn.microsoft.com/en-us/graph/deployments : US Government L4 (GCC High) uses
+# graph.microsoft.us, L5 (DoD) dod-graph.microsoft.us; both are the "AzureUSGovernment" ARM cloud, so
+# that name means usgov and a DoD tenant sets cloud=usgov_dod. Microsoft Cloud Germany is closed.
+CLOUD_ENVIRONMENTS = {
+    'AzureCloud': 'public',
+    'AzureUSGovernment': 'usgov',
+    'AzureChinaCloud': 'china',
+}
+
 AUTH_METHODS = ('client_secret', 'certificate', 'managed_identity')
+
+# Environment variables that name a managed identity endpoint (msal.managed_identity: App Service and
+# Functions, Service Fabric, Azure Machine Learning, Azure Arc). AZURE_POD_IDENTITY_AUTHORITY_HOST
+# only moves the VM endpoint and says nothing about whether an identity is wanted: not a signal.
+MANAGED_IDENTITY_SIGNALS = (
+    ('IDENTITY_ENDPOINT', 'IDENTITY_HEADER'),
+    ('MSI_ENDPOINT', 'MSI_SECRET'),
+    ('IDENTITY_ENDPOINT', 'IMDS_ENDPOINT'),
+)
 
 # Renew a cached token this many seconds before it expires.
 EXPIRY_MARGIN = 300
@@ -102,9 +137,7 @@ def _https_url(value, option):
 
 def endpoints(params):
     """(authority host, Graph endpoint, token resource) from ``cloud`` and the overrides."""
-    cloud = params.get('cloud') or 'public'
-    if cloud not in CLOUDS:
-        raise GraphAuthError('Unknown cloud %r (expected one of %s)' % (cloud, ', '.join(sorted(CLOUDS))))
+    cloud = cloud_name(params.get('cloud'))
     login, graph = CLOUDS[cloud]
     authority_host = _https_url(params['authority_host'], 'authority_host') if params.get('authority_host') else login
     endpoint = _https_url(params['graph_endpoint'], 'graph_endpoint') if params.get('graph_endpoint') else graph
@@ -115,18 +148,64 @@ def endpoints(params):
     return authority_host, endpoint, graph
 
 
-def choose_method(params):
-    """The auth method ``auto`` resolves to: certificate, else client secret, else managed identity."""
+def cloud_name(value):
+    """Our cloud name from ``cloud`` (or its alias ``cloud_environment``): ours, or an azure.azcollection
+    / AWX name (``AzureCloud``, ``AzureUSGovernment``, ``AzureChinaCloud``)."""
+    cloud = value or 'public'
+    cloud = CLOUD_ENVIRONMENTS.get(cloud, cloud)
+    if cloud not in CLOUDS:
+        raise GraphAuthError('Unknown cloud %r (cloud, alias cloud_environment, from CLOUDSYNC_AZURE_CLOUD or '
+                             'AZURE_CLOUD_ENVIRONMENT): expected one of %s' % (value, ', '.join(sorted(CLOUDS) + sorted(CLOUD_ENVIRONMENTS))))
+    return cloud
+
+
+def managed_identity_signal(environ=None):
+    """The environment variables naming a managed identity endpoint, or None."""
+    environ = os.environ if environ is None else environ
+    for names in MANAGED_IDENTITY_SIGNALS:
+        if all(environ.get(name) for name in names):
+            return names
+    return None
+
+
+NO_CREDENTIALS = (
+    'No credentials for Microsoft Graph: give tenant_id (alias tenant; AZURE_TENANT_ID or AZURE_TENANT), '
+    'client_id (AZURE_CLIENT_ID) and either client_secret (alias secret; AZURE_CLIENT_SECRET or AZURE_SECRET) or '
+    'client_certificate_path (AZURE_CLIENT_CERTIFICATE_PATH); an AWX "Microsoft Azure Resource Manager" credential '
+    'sets these. To use the managed identity of the Azure VM this runs on, set auth_method=managed_identity '
+    '(and managed_identity_client_id for a user-assigned one).')
+
+
+def choose_method(params, environ=None):
+    """The auth method ``auto`` resolves to: certificate, else client secret, else managed identity
+    when asked for by ``managed_identity_client_id`` or signalled by the environment; else a
+    GraphAuthError naming the options (never a silent request to the metadata service)."""
     method = params.get('auth_method') or 'auto'
     if method == 'auto':
         if params.get('client_certificate_path'):
             return 'certificate'
         if params.get('client_secret'):
             return 'client_secret'
-        return 'managed_identity'
+        if params.get('managed_identity_client_id') or managed_identity_signal(environ):
+            return 'managed_identity'
+        raise GraphAuthError(missing_credentials_text(params, environ))
     if method not in AUTH_METHODS:
         raise GraphAuthError('Unknown auth_method %r' % method)
     return method
+
+
+def missing_credentials_text(params, environ=None):
+    """What to say when ``auto`` finds no credential: the options and variables, what was found."""
+    environ = os.environ if environ is None else environ
+    text = NO_CREDENTIALS
+    given = [name for name in ('tenant_id', 'client_id') if (params.get(name) or '').strip()]
+    if given:
+        text += ' Found %s but neither client_secret nor client_certificate_path.' % ' and '.join(given)
+    if environ.get('AZURE_AD_USER') or environ.get('AZURE_PASSWORD'):
+        text += (' AZURE_AD_USER/AZURE_PASSWORD (an Azure credential with a user name and password instead of a '
+                 'client and tenant) are not supported: a user sign-in cannot run unattended; give the credential '
+                 'a client (application) ID, a secret and a tenant.')
+    return text
 
 
 class _Session(requests.Session if HAS_REQUESTS else object):
@@ -160,6 +239,9 @@ def make_session(params, pool_size=None, warn=None):
         except (ImportError, AttributeError):
             pass
     elif params.get('graph_ca_bundle'):
+        problem = pem_ca_problem(params['graph_ca_bundle'])
+        if problem:
+            raise GraphAuthError('graph_ca_bundle %s %s' % (params['graph_ca_bundle'], problem))
         session.verify = params['graph_ca_bundle']
     else:
         session.verify = True
@@ -168,6 +250,12 @@ def make_session(params, pool_size=None, warn=None):
     session.mount('https://', adapter)
     session.mount('http://', HTTPAdapter(pool_connections=2, pool_maxsize=2))
     return session
+
+
+def pem_ca_problem(path):
+    """Why ``path`` cannot serve as a CA bundle (None when it can): missing, unreadable, not PEM, or
+    PEM without a certificate. A directory is left to the TLS library (an OpenSSL CA directory)."""
+    return pem_file_problem(path, allow_directory=True)
 
 
 def load_certificate(path, password=None):

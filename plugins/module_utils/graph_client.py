@@ -11,9 +11,13 @@
 * ``delta_groups(select, delta_link)`` one round of ``/groups/delta`` merged per group (pages split
   a large group's members; replays tolerated); a rejected link raises ``DeltaResyncRequired``.
 * Retries 429/503/504 (and connection failures) honouring ``Retry-After`` (seconds, fractional or
-  HTTP-date), else exponential backoff with jitter; bounded by ``graph_max_retries`` and a total
-  wait of ``graph_max_retry_wait`` per request. A 401 ``InvalidAuthenticationToken`` gets one
-  token refresh. Requests carry ``client-request-id`` and ``x-ms-throttle-priority: low``.
+  HTTP-date), else exponential backoff with jitter, for as long as ``graph_retry_budget`` seconds
+  from a request's first attempt (``retry_delay``): an outage is ridden out by time, not by a count
+  that a short Retry-After uses up. A Retry-After longer than what is left of the budget fails at
+  once (waiting would only be refused again); a backoff is clamped to what is left. The failure
+  says how many attempts were made, over how long and how much of it was waiting.
+  ``graph_max_retries``, when set, also caps the count. A 401 ``InvalidAuthenticationToken`` gets
+  one token refresh. Requests carry ``client-request-id`` and ``x-ms-throttle-priority: low``.
 * Every failure is a ``GraphError`` naming the request, HTTP status, Graph's code and message
   and the ``request-id`` (what Microsoft support asks for).
 * ``stats``: requests, retries, throttled, batches, sub_requests, pages, token_refreshes.
@@ -50,9 +54,11 @@ except ImportError:  # pragma: no cover
     ThreadPoolExecutor = None
 
 __all__ = ['GraphClient', 'GraphError', 'GraphAuthError', 'DeltaResyncRequired', 'parse_retry_after', 'backoff_delay',
-           'merge_delta_pages', 'format_graph_error', 'odata_quote', 'relative_url']
+           'retry_delay', 'give_up_text', 'merge_delta_pages', 'format_graph_error', 'odata_quote', 'relative_url']
 
 RETRY_STATUSES = (429, 503, 504)
+# Seconds one request may spend being retried, from its first attempt (option graph_retry_budget).
+DEFAULT_RETRY_BUDGET = 300
 BATCH_SIZE = 20
 DEFAULT_TOP = 999
 # Collections (last path segment, casts stripped) that accept $top: directory object lists.
@@ -122,6 +128,36 @@ def backoff_delay(attempt, base=1.0, cap=60.0, rand=random.random):
     [d/2, d] where d = min(cap, base * 2**attempt)."""
     ceiling = min(float(cap), float(base) * (2 ** max(0, int(attempt))))
     return ceiling / 2.0 + rand() * ceiling / 2.0
+
+
+def retry_delay(attempts, elapsed, retry_after, budget, max_retries=None, backoff_base=1.0, rand=random.random):
+    """How long to wait before sending a refused request again, or why not to: ``(delay, None)`` or
+    ``(None, reason)``.
+
+    ``attempts``: requests sent so far (1 after the first refusal); ``elapsed``: seconds since the
+    first was sent; ``retry_after``: the server's Retry-After in seconds (None when absent); ``budget``:
+    ``graph_retry_budget``. A positive Retry-After is honoured whole: when it is longer than what is
+    left of the budget the request fails now rather than retry early (Graph asks clients to wait it
+    out: https://learn.microsoft.com/en-us/graph/throttling#best-practices-to-handle-throttling).
+    Without one (or with 0) the exponential backoff is used, clamped to what is left of the budget so
+    that the last attempt lands inside it."""
+    budget = float(budget)
+    remaining = budget - elapsed
+    if max_retries is not None and attempts > max_retries:
+        return None, 'graph_max_retries=%d reached' % max_retries
+    if retry_after is not None and retry_after > 0:
+        if retry_after > remaining:
+            return None, 'Retry-After %gs is more than the %.1f s left of graph_retry_budget=%gs' % (
+                retry_after, max(remaining, 0.0), budget)
+        return retry_after, None
+    if remaining < 0.05:
+        return None, 'graph_retry_budget=%gs used up' % budget
+    return min(backoff_delay(attempts - 1, backoff_base, rand=rand), remaining), None
+
+
+def give_up_text(attempts, elapsed, waited, reason):
+    """'gave up after 3 attempts in 4.1 s (waited 4.0 s): <reason>' for a failure message."""
+    return 'gave up after %d attempts in %.1f s (waited %.1f s): %s' % (attempts, elapsed, waited, reason)
 
 
 def format_graph_error(method, url, status, code=None, message=None, request_id=None, client_request_id=None,
@@ -227,8 +263,13 @@ class GraphClient(object):
         self.params = merged
         self.parallelism = max(1, int(merged.get('graph_parallelism') or 4))
         self.timeout = float(merged.get('graph_timeout') or 60)
-        self.max_retries = max(0, int(merged.get('graph_max_retries') if merged.get('graph_max_retries') is not None else 5))
-        self.max_retry_wait = float(merged.get('graph_max_retry_wait') if merged.get('graph_max_retry_wait') is not None else 120)
+        # graph_max_retries: an optional cap on the count; None (the default) leaves only the time budget.
+        self.max_retries = max(0, int(merged['graph_max_retries'])) if merged.get('graph_max_retries') is not None else None
+        # graph_max_retry_wait is the former name of graph_retry_budget (an alias in the argument spec).
+        budget = merged.get('graph_retry_budget')
+        if budget is None:
+            budget = merged.get('graph_max_retry_wait')
+        self.retry_budget = max(0.0, float(budget if budget is not None else DEFAULT_RETRY_BUDGET))
         self.backoff_base = float(merged.get('graph_backoff_base') or 1.0)
         self.throttle_priority = throttle_priority
         if auth is None:
@@ -319,7 +360,8 @@ class GraphClient(object):
         headers.update(extra or {})
         return headers
 
-    def _fail(self, method, url, status, body, headers, client_request_id, prefix=None, cls=GraphError):
+    def _fail(self, method, url, status, body, headers, client_request_id, prefix=None, cls=GraphError, suffix=None,
+              extra=None):
         code, message, rid, crid, date = _error_body(body)
         rid = rid or _header(headers, 'request-id')
         crid = crid or _header(headers, 'client-request-id') or client_request_id
@@ -328,9 +370,11 @@ class GraphClient(object):
         if message is None and not isinstance(body, dict) and body:
             message = str(body)[:300]
         short = self._short(url)
-        return cls(format_graph_error(method, short, status, code, message, rid, crid, date, prefix=prefix),
-                   status=status, code=code, message=message, request_id=rid, client_request_id=crid,
-                   method=method, url=short, retry_after=parse_retry_after(_header(headers, 'Retry-After')))
+        text = format_graph_error(method, short, status, code, message, rid, crid, date, prefix=prefix)
+        if suffix:
+            text += '; ' + suffix
+        return cls(text, status=status, code=code, message=message, request_id=rid, client_request_id=crid,
+                   method=method, url=short, retry_after=parse_retry_after(_header(headers, 'Retry-After')), details=extra)
 
     def _wait(self, seconds):
         if seconds > 0:
@@ -344,12 +388,15 @@ class GraphClient(object):
         short = self._short(url)
         attempt = 0
         waited = 0.0
+        first_sent = None
         refreshed = False
         token = self.auth.get_token()
         while True:
             hdrs = self._headers(token, headers)
             crid = hdrs['client-request-id']
             self._count('requests')
+            if first_sent is None:
+                first_sent = time.monotonic()
             try:
                 resp = self.session.request(method, url, headers=hdrs, json=json_body, timeout=self.timeout,
                                             allow_redirects=False)
@@ -359,11 +406,13 @@ class GraphClient(object):
                                  method=method, url=short, client_request_id=crid)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                delay = backoff_delay(attempt, self.backoff_base)
-                if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
-                    raise GraphError('Graph %s %s failed after %d attempts: %s: %s'
-                                     % (method, short, attempt + 1, type(exc).__name__, exc),
-                                     method=method, url=short, client_request_id=crid)
+                elapsed = time.monotonic() - first_sent
+                delay, why = retry_delay(attempt + 1, elapsed, None, self.retry_budget, self.max_retries, self.backoff_base)
+                if delay is None:
+                    raise GraphError('Graph %s %s failed: %s: %s; %s'
+                                     % (method, short, type(exc).__name__, exc, give_up_text(attempt + 1, elapsed, waited, why)),
+                                     method=method, url=short, client_request_id=crid,
+                                     details=dict(attempts=attempt + 1, waited=round(waited, 1), elapsed=round(elapsed, 1)))
                 attempt += 1
                 waited += delay
                 self._count('retries')
@@ -397,11 +446,13 @@ class GraphClient(object):
                 if status == 429:
                     self._count('throttled')
                 retry_after = parse_retry_after(resp.headers.get('Retry-After'))
-                delay = retry_after if retry_after is not None else backoff_delay(attempt, self.backoff_base)
-                if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
-                    why = ('after %d retries' % attempt) if attempt >= self.max_retries else \
-                        ('Retry-After %.1fs exceeds what is left of graph_max_retry_wait=%ss' % (delay, self.max_retry_wait))
-                    raise self._fail(method, url, status, body, resp.headers, crid, prefix='(%s) ' % why)
+                elapsed = time.monotonic() - first_sent
+                delay, why = retry_delay(attempt + 1, elapsed, retry_after, self.retry_budget, self.max_retries,
+                                         self.backoff_base)
+                if delay is None:
+                    raise self._fail(method, url, status, body, resp.headers, crid,
+                                     suffix=give_up_text(attempt + 1, elapsed, waited, why),
+                                     extra=dict(attempts=attempt + 1, waited=round(waited, 1), elapsed=round(elapsed, 1)))
                 attempt += 1
                 waited += delay
                 self._count('retries')
@@ -490,14 +541,18 @@ class GraphClient(object):
         ``(results, errors)``: ``{key: [items of every page]}`` and ``{key: GraphError}`` for
         sub-requests that failed with a status in ``tolerate`` (others raise). Throttled (429) and
         unavailable (503/504) sub-requests are retried alone after the longest Retry-After of the
-        round, each at most ``graph_max_retries`` times within ``graph_max_retry_wait``."""
+        round, each for as long as ``graph_retry_budget`` from its first attempt (``retry_delay``)."""
         results = dict((key, []) for key, unused_rel in requests_list)
         errors = {}
         pending = list(requests_list)
         attempts = {}
         waited = {}
+        first_sent = {}
         while pending:
             chunks = [pending[i:i + BATCH_SIZE] for i in range(0, len(pending), BATCH_SIZE)]
+            sent_at = time.monotonic()
+            for unused_key, rel in pending:
+                first_sent.setdefault(rel, sent_at)
             replies = self.map_parallel(lambda c: self._send_batch(c, version, headers), chunks)
             pending = []
             retry, longest = [], 0.0
@@ -523,10 +578,13 @@ class GraphClient(object):
                             self._count('throttled')
                         ra = parse_retry_after(_header(sub_headers, 'Retry-After'))
                         n = attempts.get(rel, 0)
-                        delay = ra if ra is not None else backoff_delay(n, self.backoff_base)
-                        if n >= self.max_retries or waited.get(rel, 0.0) + delay > self.max_retry_wait:
-                            raise self._fail('GET', url, status, sub_body, sub_headers, None,
-                                             prefix='($batch sub-request, after %d retries) ' % n)
+                        elapsed = time.monotonic() - first_sent[rel]
+                        delay, why = retry_delay(n + 1, elapsed, ra, self.retry_budget, self.max_retries, self.backoff_base)
+                        if delay is None:
+                            spent = waited.get(rel, 0.0)
+                            raise self._fail('GET', url, status, sub_body, sub_headers, None, prefix='($batch sub-request) ',
+                                             suffix=give_up_text(n + 1, elapsed, spent, why),
+                                             extra=dict(attempts=n + 1, waited=round(spent, 1), elapsed=round(elapsed, 1)))
                         attempts[rel] = n + 1
                         waited[rel] = waited.get(rel, 0.0) + delay
                         longest = max(longest, delay)

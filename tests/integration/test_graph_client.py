@@ -218,7 +218,7 @@ def test_503_without_retry_after_backs_off_then_succeeds(graph_emulator):
     assert len(delays) == 2 and delays[0] >= 0.1 - 0.05 and delays[1] >= 0.2 - 0.05
 
 
-def test_retries_are_bounded_by_count_and_by_total_wait(graph_emulator):
+def test_retries_are_bounded_by_an_explicit_count_and_by_the_time_budget(graph_emulator):
     emu = graph_emulator
     client = GraphClient(params(emu, graph_max_retries=2))
     client.get('/organization')
@@ -226,16 +226,18 @@ def test_retries_are_bounded_by_count_and_by_total_wait(graph_emulator):
     start = len(emu.admin.requests())
     with pytest.raises(GraphError) as exc:
         client.get('/organization')
-    assert exc.value.status == 429 and exc.value.request_id and 'after 2 retries' in str(exc.value)
+    assert exc.value.status == 429 and exc.value.request_id and 'gave up after 3 attempts' in str(exc.value)
+    assert 'graph_max_retries=2 reached' in str(exc.value) and exc.value.details['attempts'] == 3
     assert len(graph_log(emu, start)) == 3
     emu.admin.clear_faults()
     emu.admin.add_fault(status=429, count=None, retry_after=30, match='/organization')
-    client = GraphClient(params(emu, graph_max_retry_wait=5))
-    start = len(emu.admin.requests())
-    with pytest.raises(GraphError) as exc:
-        client.get('/organization')
-    assert 'graph_max_retry_wait' in str(exc.value)
-    assert len(graph_log(emu, start)) == 1   # failed at once instead of waiting 30 s
+    for budget in (dict(graph_retry_budget=5), dict(graph_max_retry_wait=5)):   # the former name still works
+        client = GraphClient(params(emu, graph_max_retries=None, **budget))
+        start = len(emu.admin.requests())
+        with pytest.raises(GraphError) as exc:
+            client.get('/organization')
+        assert 'Retry-After 30s is more than the' in str(exc.value) and 'graph_retry_budget=5s' in str(exc.value)
+        assert len(graph_log(emu, start)) == 1   # failed at once instead of waiting 30 s
 
 
 # -- $batch ------------------------------------------------------------------------------------------

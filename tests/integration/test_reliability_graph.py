@@ -170,3 +170,71 @@ def test_rejected_delta_link_falls_back_to_a_full_read_and_converges(corp, corp_
     assert 'Group_' + new_id.lower() in state
     third = run_graph(corp, emu, ou, delta_state_path=state_path)
     assert third['changed'] is False
+
+
+# -- outages ridden out by time, not by count ------------------------------------------------------
+
+def module_defaults(emu, **extra):
+    """The Graph options as a module gets them when the playbook sets only the credentials (the
+    argument spec's defaults), pointed at the emulator."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import GRAPH_AUTH_ARGSPEC
+    opts = dict((name, spec.get('default')) for name, spec in GRAPH_AUTH_ARGSPEC.items())
+    opts.update(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
+                authority_host=emu.authority_url, graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file)
+    opts.update(extra)
+    return opts
+
+
+def test_a_20_second_outage_answered_with_a_short_retry_after_is_ridden_out(graph_emulator):
+    """Graph answers 503 with Retry-After: 2 for 20 seconds. With the default options the read waits
+    each Retry-After and succeeds once the outage is over: retries are bounded by time
+    (graph_retry_budget), not by a count that a short Retry-After uses up in 10 seconds.
+    Graph's guidance: wait the Retry-After, then retry (https://learn.microsoft.com/en-us/graph/throttling)."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
+    emu = graph_emulator
+    client = GraphClient(module_defaults(emu))
+    client.get('/organization')     # the token, before the outage
+    start = len(emu.admin.requests())
+    emu.admin.add_fault(status=503, retry_after=2, duration=20, match='/groups')
+    groups = list(client.iter_pages('/groups', {'$select': 'id,displayName'}))
+    assert 'Finance Team' in [g['displayName'] for g in groups]
+    log = [e for e in emu.admin.requests(start) if e['kind'] == 'graph']
+    refused = [e for e in log if e['status'] == 503]
+    assert len(refused) > 5, 'the outage met fewer refusals than the old count bound: %d' % len(refused)
+    assert [e['status'] for e in log[len(refused):]] and all(e['status'] == 200 for e in log[len(refused):])
+    delays = emu.admin.retry_delays(statuses=(503,))
+    assert len(delays) == len(refused)
+    assert all(d['delay'] >= 2 - 0.05 for d in delays), 'retried before Retry-After: %r' % delays
+    assert client.stats['retries'] == len(refused)
+
+
+def test_a_retry_budget_too_short_for_the_outage_fails_saying_how_long_it_waited(graph_emulator, tmp_path):
+    """Through ansible-playbook: graph_retry_budget=5 against an outage that does not end. The task
+    fails with a message naming the request, the status, the attempts and the time waited, and the
+    attempts it states are the requests the emulator received."""
+    import re
+    from module_runner import failure_text, run_tasks
+    emu = graph_emulator
+    emu.admin.add_fault(status=503, retry_after=2, match='/groups')
+    args = dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
+                authority_host=emu.authority_url, graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file,
+                groups=['Finance Team'])
+    rc, out, results = run_tasks(tmp_path, [{'hybrid_identity.cloud_sync.entra_group_info': dict(args, graph_retry_budget=5)},
+                                            {'hybrid_identity.cloud_sync.entra_group_info': args}],
+                                 env={'CLOUDSYNC_GRAPH_RETRY_BUDGET': '3'})
+    sent = [e for e in emu.admin.requests() if e['kind'] == 'graph' and '/groups' in e['path']]
+    assert sent and all(e['status'] == 503 for e in sent)
+    stated = 0
+    for result, budget in zip(results, (5, 3)):
+        msg = result.get('msg', '')
+        assert result.get('failed'), result
+        assert 'HTTP 503' in msg and '/v1.0/groups' in msg and 'graph_retry_budget=%d' % budget in msg, msg
+        match = re.search(r'gave up after (\d+) attempts in [\d.]+ s \(waited ([\d.]+) s\)', msg)
+        assert match, msg
+        attempts, waited = int(match.group(1)), float(match.group(2))
+        assert attempts >= 2 and waited <= budget, msg
+        assert result['attempts'] == attempts and result['waited'] == pytest.approx(waited, abs=0.1)
+        assert 'Traceback' not in failure_text(result)
+        stated += attempts
+    assert stated == len(sent), 'the attempts stated (%d) are not the requests sent (%d)' % (stated, len(sent))
+    assert rc == 0  # ignore_errors: the play itself ran to the end

@@ -14,8 +14,8 @@ from hypothesis import given, settings, strategies as st
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import graph_auth
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import (
-    GraphError, DeltaResyncRequired, backoff_delay, format_graph_error, merge_delta_pages, odata_quote,
-    parse_retry_after, relative_url,
+    GraphError, DeltaResyncRequired, backoff_delay, format_graph_error, give_up_text, merge_delta_pages, odata_quote,
+    parse_retry_after, relative_url, retry_delay,
 )
 
 
@@ -176,6 +176,19 @@ def test_clouds(cloud, login, graph):
     assert graph_auth.endpoints({'cloud': cloud}) == (login, graph, graph)
 
 
+@pytest.mark.parametrize('name,cloud', [('AzureCloud', 'public'), ('AzureUSGovernment', 'usgov'), ('AzureChinaCloud', 'china')])
+def test_azcollection_cloud_environment_names(name, cloud):
+    """azure.azcollection / AWX cloud_environment names (msrestazure's cloud names) map onto ours."""
+    assert graph_auth.endpoints({'cloud': name}) == graph_auth.endpoints({'cloud': cloud})
+
+
+@pytest.mark.parametrize('name', ['AzureGermanCloud', 'azurecloud', 'Mars'])
+def test_unknown_cloud_names_are_refused_naming_the_choices(name):
+    with pytest.raises(graph_auth.GraphAuthError) as exc:
+        graph_auth.endpoints({'cloud': name})
+    assert name in str(exc.value) and 'AzureUSGovernment' in str(exc.value) and 'usgov_dod' in str(exc.value)
+
+
 def test_overrides_change_where_not_the_token_resource():
     got = graph_auth.endpoints({'cloud': 'usgov', 'authority_host': 'https://login.example.test/',
                                 'graph_endpoint': 'https://graph-proxy.example.test'})
@@ -192,14 +205,73 @@ def test_overrides_must_be_https_without_version(option, value):
     assert option in str(exc.value)
 
 
-@pytest.mark.parametrize('params,method', [
-    ({'client_certificate_path': '/x.pem', 'client_secret': 's'}, 'certificate'),
-    ({'client_secret': 's'}, 'client_secret'),
-    ({}, 'managed_identity'),
-    ({'auth_method': 'client_secret', 'client_certificate_path': '/x'}, 'client_secret'),
+@pytest.mark.parametrize('params,environ,method', [
+    ({'client_certificate_path': '/x.pem', 'client_secret': 's'}, {}, 'certificate'),
+    ({'client_secret': 's'}, {'IDENTITY_ENDPOINT': 'http://x', 'IDENTITY_HEADER': 'h'}, 'client_secret'),
+    ({'auth_method': 'client_secret', 'client_certificate_path': '/x'}, {}, 'client_secret'),
+    ({'auth_method': 'managed_identity'}, {}, 'managed_identity'),
+    ({'managed_identity_client_id': 'c'}, {}, 'managed_identity'),
+    ({}, {'IDENTITY_ENDPOINT': 'http://x', 'IDENTITY_HEADER': 'h'}, 'managed_identity'),       # App Service
+    ({}, {'MSI_ENDPOINT': 'http://x', 'MSI_SECRET': 's'}, 'managed_identity'),                # Azure ML
+    ({}, {'IDENTITY_ENDPOINT': 'http://x', 'IMDS_ENDPOINT': 'http://y'}, 'managed_identity'), # Azure Arc
 ])
-def test_auto_method(params, method):
-    assert graph_auth.choose_method(params) == method
+def test_auto_method(params, environ, method):
+    assert graph_auth.choose_method(params, environ) == method
+
+
+@pytest.mark.parametrize('params,environ,extra', [
+    ({}, {}, None),
+    ({}, {'AZURE_POD_IDENTITY_AUTHORITY_HOST': 'http://127.0.0.1:1'}, None),   # moves IMDS; not a request for it
+    ({}, {'IDENTITY_ENDPOINT': 'http://x'}, None),                            # half a signal
+    ({'tenant_id': 't', 'client_id': 'c'}, {}, 'Found tenant_id and client_id but neither client_secret'),
+    ({}, {'AZURE_AD_USER': 'u@example.test', 'AZURE_PASSWORD': 'Secret-Pw-1'}, 'AZURE_AD_USER/AZURE_PASSWORD'),
+])
+def test_auto_without_credentials_names_the_options_instead_of_trying_imds(params, environ, extra):
+    with pytest.raises(graph_auth.GraphAuthError) as exc:
+        graph_auth.choose_method(params, environ)
+    text = str(exc.value)
+    for word in ('tenant_id', 'AZURE_TENANT_ID', 'AZURE_TENANT', 'client_id', 'AZURE_CLIENT_ID', 'client_secret',
+                 'AZURE_CLIENT_SECRET', 'AZURE_SECRET', 'client_certificate_path', 'auth_method=managed_identity'):
+        assert word in text
+    if extra:
+        assert extra in text
+    assert 'Secret-Pw-1' not in text
+
+
+# -- retries bounded by time -------------------------------------------------------------------------
+
+def test_retry_after_is_honoured_whole_until_it_no_longer_fits_the_budget():
+    assert retry_delay(1, 0.0, 2.0, 300) == (2.0, None)
+    assert retry_delay(50, 290.0, 2.0, 300) == (2.0, None)          # no count bound by default
+    delay, why = retry_delay(3, 4.1, 2.0, 5)
+    assert delay is None and 'Retry-After 2s' in why and '0.9 s left' in why and 'graph_retry_budget=5s' in why
+
+
+def test_backoff_is_clamped_to_what_is_left_and_stops_when_nothing_is():
+    assert retry_delay(1, 0.0, None, 300, rand=lambda: 1.0) == (1.0, None)
+    assert retry_delay(10, 299.5, None, 300, rand=lambda: 1.0) == (0.5, None)
+    assert retry_delay(1, 0.0, 0.0, 300, rand=lambda: 1.0) == (1.0, None)     # Retry-After: 0 is no guidance
+    delay, why = retry_delay(10, 300.0, None, 300)
+    assert delay is None and 'graph_retry_budget=300s used up' in why
+
+
+def test_an_explicit_count_still_caps_the_retries():
+    assert retry_delay(2, 1.0, 0.1, 300, max_retries=2)[0] == 0.1
+    assert retry_delay(3, 1.0, 0.1, 300, max_retries=2) == (None, 'graph_max_retries=2 reached')
+    assert retry_delay(1, 0.0, 0.1, 300, max_retries=0) == (None, 'graph_max_retries=0 reached')
+
+
+@given(st.integers(1, 200), st.floats(0, 1000), st.one_of(st.none(), st.floats(0, 1000)), st.integers(0, 1000))
+@settings(max_examples=300, deadline=None)
+def test_a_retry_never_waits_past_the_budget(attempts, elapsed, retry_after, budget):
+    delay, why = retry_delay(attempts, elapsed, retry_after, budget)
+    assert (delay is None) != (why is None)
+    if delay is not None:
+        assert 0 < delay and elapsed + delay <= budget + 1e-9
+
+
+def test_give_up_text_states_attempts_time_and_wait():
+    assert give_up_text(3, 4.12, 4.0, 'why') == 'gave up after 3 attempts in 4.1 s (waited 4.0 s): why'
 
 
 def test_secret_method_needs_tenant_and_client_and_never_echoes_the_secret():
