@@ -7,10 +7,11 @@ Every check is a dict ``{name, part, ok, detail, remedy, required}``:
 * ``ok`` is ``True`` (passed), ``False`` (failed) or ``None`` (not checked: the facts were not
   gathered, and ``detail`` says why). A part that was not run is "not checked", never passed.
 * ``required`` is ``False`` for a recommendation (for example functional levels of 2016 or
-  later, which Microsoft's prerequisites do not demand): a failed recommendation is reported but
-  does not make the environment "not ready".
+  later, which Microsoft's prerequisites do not demand) or an informational check (the
+  configuring person's directory role): a failed one is reported but does not make the
+  environment "not ready" (and an informational one that was not checked does not either).
 
-``summarize(checks)`` gives ``ready``: every check was checked, and every required check passed.
+``summarize(checks)`` gives ``ready``: every required check was checked and passed.
 
 The three parts and the facts they take (all keys optional; a missing fact makes its check
 "not checked"):
@@ -18,12 +19,15 @@ The three parts and the facts they take (all keys optional; a missing fact makes
 * ``ad_checks(facts)``: ``server``, ``connect_error``, ``schema_has_external_directory_object_id``,
   ``schema_object_version``, ``domain_functionality``, ``forest_functionality``,
   ``nt_mixed_domain``, ``ports`` (list of ``{host, port, ok, error}``), ``target_ous`` (list of
-  ``{dn, exists}``), ``agent_account`` (``{name, found, dn, sid}``), ``permissions``
-  (``{checked, reason, targets: [{dn, missing: [text], error}]}``).
+  ``{dn, exists}``), ``agent_account`` (``{name, found, dn, sid, role}``; ``role`` is ``agent`` for
+  the provisioning agent's account, ``bind`` for the account the module binds as when no agent is
+  used), ``permissions`` (``{checked, reason, targets: [{dn, missing: [text], error, unreadable}]}``).
 * ``entra_checks(facts)``: ``connect_error``, ``tenant_type``, ``service_plans`` (list of
   ``{service_plan_id, service_plan_name, provisioning_status, sku_part_number}``), ``principal_id``,
-  ``role_template_ids`` (ids assigned to the principal), ``synced_users`` (sample of user dicts of
-  the architecture's member contract), ``groups`` (Entra group dicts), ``errors`` (per-fact reasons).
+  ``app_roles`` (the ``roles`` claim of the app's access token: its application permissions),
+  ``admin`` (the configuring person, when named: ``{name, id, role_template_ids}`` or ``{name, error}``),
+  ``synced_users`` (sample of user dicts of the architecture's member contract), ``groups`` (Entra
+  group dicts), ``errors`` (per-fact reasons).
 * ``agent_checks(facts, min_agent_version, min_connect_sync_version)``: ``host``,
   ``connect_error``, ``agent_version``, ``agent_installed``, ``service_state``, ``service_found``,
   ``registry_present``, ``connect_sync_installed``, ``connect_sync_version``.
@@ -74,13 +78,33 @@ AD_CHECKS = (
     'ad_target_ous', 'ad_agent_account', 'ad_agent_permissions',
 )
 ENTRA_CHECKS = (
-    'entra_connection', 'entra_tenant_type', 'entra_licence', 'entra_caller_role', 'entra_synced_users_object_identifier',
-    'entra_groups_in_scope',
+    'entra_connection', 'entra_tenant_type', 'entra_licence', 'entra_app_permissions', 'entra_admin_role',
+    'entra_synced_users_object_identifier', 'entra_groups_in_scope',
 )
 AGENT_CHECKS = (
     'agent_connection', 'agent_version', 'agent_service', 'agent_registry', 'connect_sync_version',
 )
-RECOMMENDED = frozenset(['ad_domain_functional_level', 'ad_forest_functional_level'])
+RECOMMENDED = frozenset(['ad_domain_functional_level', 'ad_forest_functional_level', 'entra_admin_role'])
+# Checks whose "not checked" does not block readiness either (what they check is not the run's own business).
+INFORMATIONAL = frozenset(['entra_admin_role'])
+
+# The Graph application permissions the app needs, one entry per need: (what for, least privileged
+# permission, every permission that satisfies it). From the "Permissions" tables of the calls:
+# List groups and group delta (https://learn.microsoft.com/graph/api/group-list,
+# https://learn.microsoft.com/graph/api/group-delta) and List group members
+# (https://learn.microsoft.com/graph/api/group-list-members) take GroupMember.Read.All as least
+# privileged, Group.Read.All, Directory.Read.All and the ReadWrite ones as higher. Members' user
+# properties (the on-premises identifiers) come back only with a permission to read users; without one
+# Graph returns user members with limited information
+# (https://learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects);
+# User.Read.All is the least privileged (https://learn.microsoft.com/graph/api/user-list).
+GRAPH_PERMISSION_NEEDS = (
+    ('read groups and their members (List groups, group delta, List group members)', 'GroupMember.Read.All',
+     ('GroupMember.Read.All', 'Group.Read.All', 'Directory.Read.All', 'GroupMember.ReadWrite.All', 'Group.ReadWrite.All',
+      'Directory.ReadWrite.All')),
+    ("read the members' on-premises identifiers (user properties)", 'User.Read.All',
+     ('User.Read.All', 'Directory.Read.All', 'User.ReadWrite.All', 'Directory.ReadWrite.All')),
+)
 
 
 def make_check(name, part, ok, detail, remedy=None):
@@ -281,10 +305,18 @@ def _agent_account_check(facts):
     if account is None:
         return not_checked(name, part, 'no agent_account was given.')
     if account.get('error'):
-        return not_checked(name, part, 'the agent account %s could not be looked up: %s' % (account.get('name'), account['error']))
+        return not_checked(name, part, 'the account %s could not be looked up: %s' % (account.get('name'), account['error']))
+    if account.get('role') == 'bind':
+        if not account.get('found'):
+            return not_checked(name, part, 'agentless use (no agent_account, no agent_host), but the account this module binds as '
+                               '(%s) could not be found in the domain.' % account.get('name'))
+        return make_check(name, part, True, 'Agentless use (no agent_account, no agent_host): the account this module binds as, '
+                          '%s (%s, %s), is the one that writes, so its rights are checked (ad_agent_permissions).'
+                          % (account.get('name'), account.get('dn'), account.get('sid')))
     if not account.get('found'):
         return make_check(name, part, False, 'The agent account %s was not found in the domain.' % account.get('name'),
-                          'Install the provisioning agent (it creates the gMSA provAgentgMSA$) or give the right agent_account.')
+                          'Install the provisioning agent (it creates the gMSA provAgentgMSA$) or give the right agent_account; '
+                          'for agentless use give neither agent_account nor agent_host.')
     return make_check(name, part, True, 'The agent account %s exists: %s (%s).'
                       % (account.get('name'), account.get('dn'), account.get('sid')))
 
@@ -293,30 +325,35 @@ def _permissions_check(facts):
     name, part = 'ad_agent_permissions', PART_AD
     perms = facts.get('permissions')
     account = facts.get('agent_account')
+    bound = (account or {}).get('role') == 'bind'
     if perms is None:
         if account is None:
             return not_checked(name, part, 'no agent_account was given.')
         if not account.get('found'):
-            return not_checked(name, part, 'the agent account was not found, so its permissions cannot be checked.')
+            return not_checked(name, part, 'the account was not found, so its permissions cannot be checked.')
         return not_checked(name, part, 'the permissions were not read.')
     if not perms.get('checked'):
         return not_checked(name, part, perms.get('reason') or 'the permissions were not read.')
     targets = perms.get('targets') or []
     if not targets:
         return not_checked(name, part, 'no target to check.')
-    errors = ['%s (%s)' % (t['dn'], t['error']) for t in targets if t.get('error')]
+    who = (account or {}).get('name') or 'the agent account'
+    ptype = perms.get('permission_type') or 'UserGroupCreateDelete'
+    remedy = ('Grant them with the hybrid_identity.cloud_sync.cloudsync_permissions module (principal: %s, targets: the OUs '
+              'named here, permission_type: %s) or Set-AADCloudSyncPermissions -PermissionType %s.' % (who, ptype, ptype))
+    unreadable = [t for t in targets if t.get('unreadable') and bound]
+    errors = ['%s (%s)' % (t['dn'], t['error']) for t in targets if t.get('error') and not (t.get('unreadable') and bound)]
     if errors:
         return not_checked(name, part, 'could not read the security descriptor of %s.' % '; '.join(errors),
                            'Give the bind account READ_CONTROL on the targets.')
     lacking = [t for t in targets if t.get('missing')]
-    who = (account or {}).get('name') or 'the agent account'
-    ptype = perms.get('permission_type') or 'UserGroupCreateDelete'
-    if lacking:
-        parts = ['%s: %d missing (%s)' % (t['dn'], len(t['missing']), ', '.join(str(m) for m in t['missing'][:6])) for t in lacking]
-        return make_check(name, part, False, '%s lacks %s permissions on %s.' % (who, ptype, '; '.join(parts)),
-                          'Grant them with the hybrid_identity.cloud_sync.cloudsync_permissions module '
-                          '(or Set-AADCloudSyncPermissions -PermissionType %s).' % ptype)
-    return make_check(name, part, True, '%s holds the %s permissions on %s.' % (who, ptype, ', '.join(t['dn'] for t in targets)))
+    if lacking or unreadable:
+        parts = ['%s: %d missing (%s)' % (t['dn'], len(t['missing']), '; '.join(str(m) for m in t['missing'][:8])) for t in lacking]
+        parts.extend('%s: it cannot read the DACL there, so it lacks at least Read permissions (RC), which %s grants, and '
+                     'probably the rest (%s)' % (t['dn'], ptype, t.get('error') or 'no security descriptor returned') for t in unreadable)
+        return make_check(name, part, False, '%s lacks %s rights: %s.' % (who, ptype, ' | '.join(parts)), remedy)
+    how = ' (effective rights: its own SID, its groups and the well-known SIDs of its token)' if perms.get('effective') else ''
+    return make_check(name, part, True, '%s holds the %s rights on %s%s.' % (who, ptype, ', '.join(t['dn'] for t in targets), how))
 
 
 # -- Entra --------------------------------------------------------------------------------------
@@ -335,7 +372,8 @@ def entra_checks(facts):
     out = [make_check('entra_connection', part, True, 'Obtained a token and read Microsoft Graph.')]
     out.append(_tenant_type_check(facts, errors))
     out.append(_licence_check(facts, errors))
-    out.append(_role_check(facts, errors))
+    out.append(_app_permissions_check(facts, errors))
+    out.append(_admin_role_check(facts, errors))
     out.append(_object_identifier_check(facts, errors))
     out.append(_groups_check(facts, errors))
     return out
@@ -377,21 +415,57 @@ def _licence_check(facts, errors):
                       'Buy Entra ID P1 or P2 (or a suite that includes it, such as Microsoft 365 E3/E5).')
 
 
-def _role_check(facts, errors):
-    name, part = 'entra_caller_role', PART_ENTRA
-    roles = facts.get('role_template_ids')
-    principal = facts.get('principal_id') or 'the calling principal'
+def missing_graph_permissions(app_roles):
+    """The needs of GRAPH_PERMISSION_NEEDS that none of ``app_roles`` satisfies: [(what, least privileged)]."""
+    held = set(str(r).lower() for r in app_roles or [])
+    return [(what, least) for what, least, accepted in GRAPH_PERMISSION_NEEDS
+            if not held & set(a.lower() for a in accepted)]
+
+
+def _app_permissions_check(facts, errors):
+    name, part = 'entra_app_permissions', PART_ENTRA
+    roles = facts.get('app_roles')
+    app = facts.get('principal_id') or 'the app'
     if roles is None:
-        return not_checked(name, part, errors.get('role_template_ids') or 'the role assignments were not read.',
-                           'Grant the app RoleManagement.Read.Directory (or Directory.Read.All).')
+        return not_checked(name, part, errors.get('app_roles') or 'the roles claim of the access token was not read.',
+                           'Use an app-only credential (client secret, certificate or managed identity); its token carries '
+                           'the application permissions in its roles claim.')
+    missing = missing_graph_permissions(roles)
+    held = ', '.join(sorted(roles)) or 'none'
+    if missing:
+        return make_check(
+            name, part, False,
+            '%s lacks the Graph application permission %s (to %s); its token grants: %s.'
+            % (app, ' and '.join(least for _what, least in missing), '; '.join(what for what, _least in missing), held),
+            'Grant the app the application permission(s) %s on Microsoft Graph and give admin consent (no directory role '
+            'is needed).' % ', '.join(least for _what, least in missing))
+    return make_check(name, part, True, '%s holds the Graph application permissions it needs (roles claim: %s); no directory '
+                      'role is needed.' % (app, held))
+
+
+def _admin_role_check(facts, errors):
+    """Hybrid Identity Administrator is the role of the person who configures Cloud Sync, never the app's:
+    informational (not required) whatever the outcome."""
+    name, part = 'entra_admin_role', PART_ENTRA
+    admin = facts.get('admin')
+    remedy = 'Assign the Hybrid Identity Administrator role to the person who configures provisioning (not to the app).'
+    if not admin:
+        return not_checked(name, part, 'informational: the person who configures group provisioning needs at least Hybrid Identity '
+                           'Administrator (%s); give admin_principal to check a named person. The app needs no directory '
+                           'role.' % HYBRID_IDENTITY_ADMINISTRATOR)
+    who = admin.get('name') or admin.get('id') or 'the administrator'
+    if admin.get('error'):
+        return not_checked(name, part, 'the roles of %s could not be read: %s' % (who, admin['error']),
+                           'Grant the app RoleManagement.Read.Directory to check a named person, or check the role in the portal.')
+    roles = admin.get('role_template_ids') or []
     held = [ROLE_NAMES[r] for r in (str(x).lower() for x in roles) if r in ROLE_NAMES]
     if held:
-        return make_check(name, part, True, '%s holds %s.' % (principal, ', '.join(sorted(set(held)))))
+        return make_check(name, part, True, '%s holds %s.' % (who, ', '.join(sorted(set(held)))))
     return make_check(name, part, False,
-                      '%s holds neither Hybrid Identity Administrator (%s) nor Global Administrator (%s); it holds %d other role(s). '
-                      'Only active role assignments made to the principal itself are read (not roles through a role-assignable '
-                      'group, nor PIM-eligible ones).' % (principal, HYBRID_IDENTITY_ADMINISTRATOR, GLOBAL_ADMINISTRATOR, len(roles)),
-                      'Assign the Hybrid Identity Administrator role to the principal that configures provisioning.')
+                      '%s holds neither Hybrid Identity Administrator (%s) nor Global Administrator (%s); %d other role(s). '
+                      'Only active assignments made to the person directly are read (not through a group, nor PIM-eligible '
+                      'ones). Informational: this does not block the run.' % (who, HYBRID_IDENTITY_ADMINISTRATOR,
+                                                                               GLOBAL_ADMINISTRATOR, len(roles)), remedy)
 
 
 def _object_identifier_check(facts, errors):
@@ -541,11 +615,12 @@ def _connect_sync_check(host, facts, minimum):
 def summarize(checks):
     """``{ready, checks, summary, failed, not_checked, advisories}`` from a list of checks.
 
-    ready: at least one check, none "not checked", every required check passed."""
+    ready: at least one check, none "not checked" (informational ones aside), every required check
+    passed (a failed recommendation or informational check never blocks it)."""
     checks = list(checks)
     failed = [c['name'] for c in checks if c['ok'] is False and c.get('required', True)]
     advisories = [c['name'] for c in checks if c['ok'] is False and not c.get('required', True)]
-    unchecked = [c['name'] for c in checks if c['ok'] is None]
+    unchecked = [c['name'] for c in checks if c['ok'] is None and c['name'] not in INFORMATIONAL]
     ready = bool(checks) and not failed and not unchecked
     passed = sum(1 for c in checks if c['ok'] is True)
     if not checks:

@@ -21,11 +21,24 @@ description:
     as Samba AD reports 69), domain and forest functional levels of 2016 or later (a recommendation: Microsoft's
     prerequisites ask for the 2016 schema, not a functional level, so a lower level is reported but does not block
     C(ready)), the universal group scope (C(ntMixedDomain=0)), TCP 389 and 3268 reachable on the domain controllers (probed
-    from the host running the module), the O(target_ous) exist, the O(agent_account) exists and holds the
-    C(UserGroupCreateDelete) permissions on the target OUs (or the domain root), explicitly or inherited."
+    from the host running the module), the O(target_ous) exist, and the account that writes exists and effectively holds the
+    rights of M(hybrid_identity.cloud_sync.cloudsync_permissions) C(UserGroupCreateDelete) on the target OUs (or the
+    domain root): granted to it or to one of its groups (C(tokenGroups)) or to a well-known group of every token, on the OU
+    or inherited, and not denied."
+  - "The account that writes is the agent's (O(agent_account), or C(provAgentgMSA$) when O(agent_host) is given) or, in the
+    agentless setup (neither option given), the account this module binds as: then nothing about an agent is required,
+    and the rights are read as that account from the targets' DACLs (a target whose DACL it cannot read is one where it
+    lacks Read permissions, which C(UserGroupCreateDelete) grants)."
   - "Entra checks: the tenant is a regular one (C(tenantType=AAD), not B2C or CIAM), an enabled service plan C(AAD_PREMIUM)
-    (Entra ID P1, also in P2), the calling principal holds Hybrid Identity Administrator or Global Administrator, sampled
-    synced users carry C(onPremisesObjectIdentifier), and which groups would be skipped and why."
+    (Entra ID P1, also in P2), the app holds the Graph application permissions the writeback needs (read from the C(roles)
+    claim of its own access token: C(GroupMember.Read.All) or higher to read groups and members, C(User.Read.All) or higher
+    to read the members' on-premises identifiers), sampled synced users carry C(onPremisesObjectIdentifier), and which
+    groups would be skipped and why."
+  - "No directory role is asked of the app. Hybrid Identity Administrator is the role of the person who configures Cloud
+    Sync: C(entra_admin_role) is informational, checks the person named by O(admin_principal) when given, and never makes
+    the environment not ready."
+  - The access token's payload is decoded without checking its signature, to read the app's own claims; the token was just
+    issued to the module over TLS and nothing is authorised on the strength of what it says.
   - "Agent checks (PowerShell over WinRM; only reads): the file version of C(AADConnectProvisioningAgent.exe) is at least
     O(min_agent_version), the C(AADConnectProvisioningAgent) service (Microsoft Entra Provisioning Agent) is running, its
     registry key exists, and Connect Sync (C(miiserver.exe)), where installed on that host, is at least
@@ -70,8 +83,8 @@ seealso:
 options:
   target_ous:
     description:
-      - Distinguished names of the containers written-back groups go to. Each must exist, and the O(agent_account) must hold
-        the C(UserGroupCreateDelete) permissions there (granted on the OU or inherited from the domain root).
+      - Distinguished names of the containers written-back groups go to. Each must exist, and the account that writes (see
+        O(agent_account)) must hold the C(UserGroupCreateDelete) rights there (granted on the OU or inherited from the domain root).
       - Without it the permissions are checked on the domain root and the OU check is not checked.
     type: list
     elements: str
@@ -79,8 +92,17 @@ options:
     description:
       - The provisioning agent's account, as a C(sAMAccountName), UPN, distinguished name or SID.
       - A name that is not found is also looked up with a trailing C($) (group managed service accounts).
+      - Defaults to C(provAgentgMSA$) when O(agent_host) is given. When neither is given (agentless use, where
+        M(hybrid_identity.cloud_sync.ad_group_writeback) writes as the account it binds as), the account this module binds as
+        is checked instead.
     type: str
-    default: provAgentgMSA$
+  admin_principal:
+    description:
+      - User principal name or object id of the person who configures group provisioning. When given, the informational check
+        C(entra_admin_role) reads whether that person holds Hybrid Identity Administrator or Global Administrator (needs
+        C(RoleManagement.Read.Directory) or C(Directory.Read.All)).
+      - Without it that check is reported as informational and not checked; it never affects RV(ansible_facts.cloudsync_prereqs.ready).
+    type: str
   groups:
     description:
       - Entra group object ids or display names that are meant to be provisioned; each must exist and be eligible.
@@ -165,6 +187,14 @@ EXAMPLES = r'''
     winrm_user: CORP\admin
     winrm_password: "{{ vault_winrm_password }}"
     min_agent_version: 1.1.3730.0
+    admin_principal: admin@contoso.onmicrosoft.com
+
+- name: Agentless - check the account the writeback binds as (no agent, no gMSA)
+  hybrid_identity.cloud_sync.prereq_facts:
+    domain_controllers: [dc1.corp.example.com]
+    ad_user: svc-writeback@corp.example.com
+    ad_password: "{{ vault_writeback_password }}"
+    target_ous: ["OU=Cloud Groups,DC=corp,DC=example,DC=com"]
 
 - name: Stop when something is missing
   ansible.builtin.assert:
@@ -189,7 +219,7 @@ ansible_facts:
       type: dict
       contains:
         ready:
-          description: Every check was made and every required check passed.
+          description: Every check was made (informational ones aside) and every required check passed.
           type: bool
           sample: false
         summary:
@@ -214,7 +244,10 @@ ansible_facts:
           elements: dict
           contains:
             name:
-              description: Stable name of the check, e.g. C(ad_schema_attribute), C(entra_licence), C(agent_version).
+              description:
+                - Stable name of the check, e.g. C(ad_schema_attribute), C(entra_licence), C(entra_app_permissions), C(agent_version).
+                - C(entra_caller_role) of version 0.1 is gone; C(entra_app_permissions) (required) and C(entra_admin_role)
+                  (informational) replace it.
               type: str
             part:
               description: V(ad), V(entra) or V(agent).
@@ -229,7 +262,7 @@ ansible_facts:
               description: What to do when the check did not pass; null when it passed.
               type: str
             required:
-              description: C(false) for recommendations (functional levels).
+              description: C(false) for recommendations (functional levels) and the informational C(entra_admin_role).
               type: bool
           sample:
             - name: agent_version

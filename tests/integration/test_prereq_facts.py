@@ -44,7 +44,7 @@ def module_params(**given):
     for spec in (AD_CONNECTION_ARGSPEC, GRAPH_AUTH_ARGSPEC, WINRM_ARGSPEC):
         for name, option in spec.items():
             params[name] = option.get('default')
-    params.update(target_ous=None, agent_account='provAgentgMSA$', groups=None, synced_user_sample=100, max_members=50000,
+    params.update(target_ous=None, agent_account=None, admin_principal=None, groups=None, synced_user_sample=100, max_members=50000,
                   min_agent_version=prereq_checks.DEFAULT_MIN_AGENT_VERSION,
                   min_connect_sync_version=prereq_checks.DEFAULT_MIN_CONNECT_SYNC_VERSION)
     params.update(given)
@@ -183,9 +183,9 @@ def test_ad_part_through_ansible(corp, tmp_path):
     assert checks['ad_universal_group_scope']['ok'] is True
     assert checks['ad_ldap_port']['ok'] is True and checks['ad_global_catalog_port']['ok'] is True
     assert checks['ad_target_ous']['ok'] is True
-    # the lab has no provisioning agent gMSA
-    assert checks['ad_agent_account']['ok'] is False and 'provAgentgMSA$' in checks['ad_agent_account']['detail']
-    assert checks['ad_agent_permissions']['ok'] is None
+    # no agent account and no agent host: agentless, the bound account (here the lab's admin) is checked
+    assert checks['ad_agent_account']['ok'] is True and 'Agentless' in checks['ad_agent_account']['detail']
+    assert checks['ad_agent_permissions']['ok'] is True, checks['ad_agent_permissions']
     for name in ('ad_domain_functional_level', 'ad_forest_functional_level'):
         assert checks[name]['required'] is False and checks[name]['ok'] in (True, False)
     assert saved['facts']['ready'] is False
@@ -210,7 +210,7 @@ def test_ad_permissions_both_ways(corp):
             perm = checks['ad_agent_permissions']
             assert perm['ok'] is False
             assert bare_ou in perm['detail'] and granted_ou + ':' not in perm['detail']
-            assert '4 missing' in perm['detail'] and 'cloudsync_permissions' in perm['remedy']
+            assert '5 missing' in perm['detail'] and 'cloudsync_permissions' in perm['remedy'], perm
 
 
 def test_ad_account_by_sid_dn_and_upn(corp):
@@ -239,6 +239,62 @@ def test_ad_missing_ou_and_bad_password(corp):
     assert 'Wrong-Password-1' not in json.dumps(checks)
     assert checks['ad_schema_attribute']['ok'] is None
     assert checks['ad_ldap_port']['ok'] is True     # the TCP probe does not need the bind
+
+
+def svc_args(forest, **extra):
+    """Bound as the lab's ordinary account (svc-writeback), as an agentless writeback would be."""
+    return ad_args(forest, ad_user=forest.unprivileged_upn, ad_password=forest.unprivileged_password, **extra)
+
+
+def test_agentless_checks_the_bound_accounts_effective_rights(corp, tmp_path):
+    """14.7: no agent_account and no agent_host is the agentless setup the README advertises: no agent
+    check fails, and the rights checked are the bound account's (read as that account from the OU's
+    DACL, through its own SID, its groups and the well-known SIDs of its token)."""
+    with sandbox_ou(corp) as (client, ou):
+        rc, output, saved = play(tmp_path, svc_args(corp, target_ous=[ou]), check=True)
+        assert rc == 0, output
+        checks = by_name(saved['facts'])
+        assert checks['ad_agent_account']['ok'] is True and 'Agentless' in checks['ad_agent_account']['detail'], checks['ad_agent_account']
+        assert corp.unprivileged_user in checks['ad_agent_account']['detail']
+        perm = checks['ad_agent_permissions']
+        assert perm['ok'] is False and ou in perm['detail'], perm
+        # in an ordinary OU the account may read and list (through Authenticated Users and Pre-Windows 2000
+        # Compatible Access, which the lab's token holds); creating and writing is what is missing
+        assert 'Create child, Delete child (CC DC) of group objects' in perm['detail']
+        assert 'Write all properties' in perm['detail'] and 'Read all properties' not in perm['detail']
+        assert 'List contents' not in perm['detail']
+        assert [c['name'] for c in checks.values() if c['part'] == 'agent' and c['ok'] is False] == []
+        assert corp.unprivileged_password not in output
+
+        account = prereq_facts.find_account(client, corp.base_dn, corp.unprivileged_user)
+        grant(client, ou, account['sid'])
+        checks = by_name(prereq_facts.run(module_params(**svc_args(corp, target_ous=[ou]))))
+        assert checks['ad_agent_permissions']['ok'] is True, checks['ad_agent_permissions']
+        assert checks['ad_agent_account']['ok'] is True
+
+
+def test_agentless_rights_through_a_group_and_in_a_hardened_ou(corp):
+    """Granted to a group the bound account is in (tokenGroups), in an OU where Authenticated Users
+    cannot read: before the grant the account cannot even read the DACL there (the check fails naming
+    Read permissions), after it the check passes."""
+    from test_least_privilege_writeback import harden_ou
+    with sandbox_ou(corp) as (client, ou):
+        harden_ou(corp, ou)
+        checks = by_name(prereq_facts.run(module_params(**svc_args(corp, target_ous=[ou]))))
+        perm = checks['ad_agent_permissions']
+        assert perm['ok'] is False and 'Read permissions' in perm['detail'] and ou in perm['detail'], perm
+        # Domain Users holds the rights: the bound account gets them through its group
+        domain_users = security_descriptor.domain_sid_of(prereq_facts.find_account(client, corp.base_dn, corp.unprivileged_user)['sid'])
+        grant(client, ou, domain_users + '-513')
+        checks = by_name(prereq_facts.run(module_params(**svc_args(corp, target_ous=[ou]))))
+        assert checks['ad_agent_permissions']['ok'] is True, checks['ad_agent_permissions']
+
+
+def test_named_agent_account_is_still_checked(corp):
+    """With an agent (agent_host) and no agent_account, the gMSA provAgentgMSA$ is what is looked for."""
+    checks = by_name(prereq_facts.run(module_params(**ad_args(corp, target_ous=[corp.groups_ou], agent_host='127.0.0.9',
+                                                              winrm_port=9))))
+    assert checks['ad_agent_account']['ok'] is False and 'provAgentgMSA$' in checks['ad_agent_account']['detail']
 
 
 @pytest.fixture(scope='module')
@@ -271,8 +327,11 @@ def test_entra_part_through_ansible(graph_emulator, tmp_path):
     rc, output, saved = play(tmp_path, graph_args(graph_emulator))
     assert rc == 0, output
     checks = by_name(saved['facts'])
-    assert [checks[n]['ok'] for n in prereq_checks.ENTRA_CHECKS] == [True] * 6, [checks[n] for n in prereq_checks.ENTRA_CHECKS]
-    assert 'Hybrid Identity Administrator' in checks['entra_caller_role']['detail']
+    required = [n for n in prereq_checks.ENTRA_CHECKS if n not in prereq_checks.INFORMATIONAL]
+    assert [checks[n]['ok'] for n in required] == [True] * 6, [checks[n] for n in prereq_checks.ENTRA_CHECKS]
+    assert 'GroupMember.Read.All' in checks['entra_app_permissions']['detail']
+    # no person named: the configuring person's role is informational, never demanded of the app
+    assert checks['entra_admin_role']['ok'] is None and checks['entra_admin_role']['required'] is False
     assert 'AAD_PREMIUM' in checks['entra_licence']['detail']
     # security groups are examined: the small tenant's group synced from AD would be skipped
     assert 'would be skipped: AD Group' in checks['entra_groups_in_scope']['detail']
@@ -304,15 +363,57 @@ def test_entra_without_licence(graph_emulator_factory):
     assert checks['entra_tenant_type']['ok'] is True
 
 
-def test_entra_without_role(graph_emulator_factory):
+def _app(client_id, permissions, directory_roles=()):
+    from emulator.fixtures import CLIENT_SECRET
+    return {"client_id": client_id, "display_name": "app %s" % client_id[:4], "principal_id": "cccccccc-0000-4000-8000-%s" % client_id[-12:],
+            "secrets": [CLIENT_SECRET], "certificates": [], "permissions": list(permissions), "directory_roles": list(directory_roles)}
+
+
+LEAST = "44444444-4444-4444-8444-444444444444"
+NO_MEMBERS = "55555555-5555-4555-8555-555555555555"
+
+
+def _apps_tenant():
+    """The small tenant plus two apps with no directory role: one with exactly the least privileged
+    permissions, one without GroupMember.Read.All (nor anything that covers it)."""
     tenant = _tenant()
-    for app in tenant['apps']:
-        app['directory_roles'] = []
-    tenant['role_assignments'] = []
+    tenant['apps'] = tenant['apps'] + [_app(LEAST, ["GroupMember.Read.All", "User.Read.All", "Organization.Read.All"]),
+                                       _app(NO_MEMBERS, ["User.Read.All", "Organization.Read.All"])]
+    return tenant
+
+
+def test_entra_app_with_its_permissions_and_no_directory_role_passes(graph_emulator_factory):
+    """11.8: the app's check is its Graph application permissions, read from the roles claim of its own
+    token; no directory role is asked of it."""
+    emu = graph_emulator_factory(_apps_tenant())
+    checks = by_name(prereq_facts.run(module_params(**graph_args(emu, client_id=LEAST))))
+    assert checks['entra_app_permissions']['ok'] is True, checks['entra_app_permissions']
+    assert 'GroupMember.Read.All' in checks['entra_app_permissions']['detail']
+    assert [c['name'] for c in checks.values() if c['part'] == 'entra' and c['ok'] is False] == [], checks
+    assert 'entra_caller_role' not in checks
+
+
+def test_entra_app_without_group_member_permission_fails_naming_it(graph_emulator_factory):
+    emu = graph_emulator_factory(_apps_tenant())
+    result = prereq_facts.run(module_params(**graph_args(emu, client_id=NO_MEMBERS)))
+    check = by_name(result)['entra_app_permissions']
+    assert check['ok'] is False and check['required'] is True
+    assert 'GroupMember.Read.All' in check['detail'] and 'GroupMember.Read.All' in check['remedy']
+    assert 'User.Read.All' not in check['remedy']
+    assert 'entra_app_permissions' in result['failed']
+
+
+def test_entra_admin_role_of_a_named_person_is_informational(graph_emulator_factory):
+    tenant = _apps_tenant()
+    admin, other = tenant['users'][0], tenant['users'][1]
+    tenant['role_assignments'] = [{"principalId": admin['id'], "roleDefinitionId": prereq_checks.HYBRID_IDENTITY_ADMINISTRATOR}]
     emu = graph_emulator_factory(tenant)
-    checks = by_name(prereq_facts.run(module_params(**graph_args(emu))))
-    assert checks['entra_caller_role']['ok'] is False
-    assert 'aaaaaaaa-0000-4000-8000-000000000001' in checks['entra_caller_role']['detail']
+    checks = by_name(prereq_facts.run(module_params(**graph_args(emu, admin_principal=admin['userPrincipalName']))))
+    assert checks['entra_admin_role']['ok'] is True and 'Hybrid Identity Administrator' in checks['entra_admin_role']['detail']
+    result = prereq_facts.run(module_params(**graph_args(emu, admin_principal=other['userPrincipalName'])))
+    check = by_name(result)['entra_admin_role']
+    assert check['ok'] is False and check['required'] is False and other['userPrincipalName'] in check['detail']
+    assert 'entra_admin_role' not in result['failed'] and 'entra_admin_role' in result['advisories']
 
 
 def test_entra_selected_groups(graph_emulator):

@@ -34,7 +34,9 @@ GOOD_ENTRA = {
     'service_plans': [{'service_plan_id': pc.AAD_PREMIUM_PLAN_ID, 'service_plan_name': 'AAD_PREMIUM',
                        'provisioning_status': 'Success', 'sku_part_number': 'AAD_PREMIUM'}],
     'principal_id': 'aaaaaaaa-0000-4000-8000-000000000001',
-    'role_template_ids': [pc.HYBRID_IDENTITY_ADMINISTRATOR],
+    'app_roles': ['GroupMember.Read.All', 'User.Read.All'],
+    'admin': {'name': 'admin@contoso.onmicrosoft.com', 'id': 'bbbbbbbb-0000-4000-8000-000000000001',
+              'role_template_ids': [pc.HYBRID_IDENTITY_ADMINISTRATOR]},
     'synced_users': [{'id': 'u1', 'user_principal_name': 'a@corp', 'on_premises_object_identifier': 'c0ffee00-0000-4000-8000-000000000001'}],
     'groups': [{'id': 'g1', 'display_name': 'Finance', 'security_enabled': True, 'mail_enabled': False, 'group_types': []}],
 }
@@ -72,7 +74,7 @@ def test_missing_part_blocks_ready():
     checks = pc.ad_checks(GOOD_AD) + pc.entra_checks(None) + pc.agent_checks(GOOD_AGENT)
     result = pc.summarize(checks)
     assert result['ready'] is False
-    assert set(result['not_checked']) == set(pc.ENTRA_CHECKS)
+    assert set(result['not_checked']) == set(pc.ENTRA_CHECKS) - pc.INFORMATIONAL
 
 
 def test_empty_is_not_ready():
@@ -171,6 +173,24 @@ def test_agent_account_and_permissions():
     assert unreadable['ad_agent_permissions']['ok'] is None
 
 
+def test_agentless_checks_the_bound_account():
+    """14.7: with no agent, the account the module binds as is the one that writes; its effective rights
+    are the check, and an unreadable DACL means it lacks Read permissions there."""
+    bound = {'name': 'CORP\\svc-writeback', 'found': True, 'dn': 'CN=svc-writeback,CN=Users,DC=x', 'sid': 'S-1-5-21-1-2-3-1102',
+             'role': 'bind'}
+    checks = _ad(agent_account=bound)
+    assert checks['ad_agent_account']['ok'] is True and 'agentless' in checks['ad_agent_account']['detail'].lower()
+    assert checks['ad_agent_permissions']['ok'] is True and 'svc-writeback' in checks['ad_agent_permissions']['detail']
+    lacking = _ad(agent_account=bound, permissions={'checked': True, 'targets': [
+        {'dn': 'OU=G,DC=x', 'missing': ['Create child, Delete child (CC DC) of group objects on this object and all descendants']}]})
+    c = lacking['ad_agent_permissions']
+    assert c['ok'] is False and 'Create child, Delete child (CC DC) of group objects' in c['detail'] and 'OU=G,DC=x' in c['detail']
+    unreadable = _ad(agent_account=bound, permissions={'checked': True, 'targets': [
+        {'dn': 'OU=G,DC=x', 'missing': [], 'error': 'no nTSecurityDescriptor returned', 'unreadable': True}]})
+    c = unreadable['ad_agent_permissions']
+    assert c['ok'] is False and 'Read permissions' in c['detail'] and 'OU=G,DC=x' in c['detail']
+
+
 def _entra(**changes):
     facts = dict(GOOD_ENTRA)
     facts.update(changes)
@@ -205,12 +225,39 @@ def test_licence():
     assert _entra(service_plans=None)['entra_licence']['ok'] is None
 
 
-def test_role():
-    assert _entra(role_template_ids=[pc.GLOBAL_ADMINISTRATOR.upper()])['entra_caller_role']['ok'] is True
-    c = _entra(role_template_ids=['88d8e3e3-8f55-4a1e-953a-9b9898b8876b'])['entra_caller_role']
-    assert c['ok'] is False and 'Hybrid Identity Administrator' in c['remedy']
-    assert _entra(role_template_ids=[])['entra_caller_role']['ok'] is False
-    assert _entra(role_template_ids=None)['entra_caller_role']['ok'] is None
+def test_app_permissions_from_the_token_roles_claim():
+    """The app's own check is its Graph application permissions (the token's roles claim), least
+    privileged per the pages of the calls: List groups / group delta / List group members accept
+    GroupMember.Read.All or a higher one; members' user properties need User.Read.All (or higher)."""
+    assert _entra()['entra_app_permissions']['ok'] is True
+    assert _entra(app_roles=['Directory.Read.All'])['entra_app_permissions']['ok'] is True
+    assert _entra(app_roles=['Group.Read.All', 'User.Read.All'])['entra_app_permissions']['ok'] is True
+    c = _entra(app_roles=['User.Read.All', 'Organization.Read.All'])['entra_app_permissions']
+    assert c['ok'] is False and 'GroupMember.Read.All' in c['detail'] and 'User.Read.All' not in c['remedy'], c
+    c = _entra(app_roles=['GroupMember.Read.All'])['entra_app_permissions']
+    assert c['ok'] is False and 'User.Read.All' in c['detail'] and c['required'] is True
+    assert 'GroupMember.Read.All' in _entra(app_roles=[])['entra_app_permissions']['detail']
+    c = _entra(app_roles=None, errors={'app_roles': 'the access token is not a JWT'})['entra_app_permissions']
+    assert c['ok'] is None and 'not a JWT' in c['detail']
+
+
+def test_no_directory_role_is_demanded_of_the_app():
+    """Hybrid Identity Administrator is the configuring person's role: without a named person the check
+    is informational, with one a missing role is reported but never blocks readiness."""
+    no_person = _entra(admin=None)
+    assert no_person['entra_admin_role']['ok'] is None and no_person['entra_admin_role']['required'] is False
+    assert 'admin_principal' in no_person['entra_admin_role']['detail']
+    result = pc.summarize(pc.ad_checks(GOOD_AD) + pc.entra_checks(dict(GOOD_ENTRA, admin=None)) + pc.agent_checks(GOOD_AGENT))
+    assert result['ready'] is True and 'entra_admin_role' not in result['not_checked'], result
+    person = dict(GOOD_ENTRA['admin'], role_template_ids=['88d8e3e3-8f55-4a1e-953a-9b9898b8876b'])
+    c = _entra(admin=person)['entra_admin_role']
+    assert c['ok'] is False and c['required'] is False and 'admin@contoso.onmicrosoft.com' in c['detail']
+    assert 'Hybrid Identity Administrator' in c['remedy']
+    result = pc.summarize(pc.ad_checks(GOOD_AD) + pc.entra_checks(dict(GOOD_ENTRA, admin=person)) + pc.agent_checks(GOOD_AGENT))
+    assert result['ready'] is True and result['advisories'] == ['entra_admin_role'], result
+    assert _entra(admin=dict(person, role_template_ids=[pc.GLOBAL_ADMINISTRATOR.upper()]))['entra_admin_role']['ok'] is True
+    c = _entra(admin={'name': 'nobody@contoso', 'error': '404 Request_ResourceNotFound'})['entra_admin_role']
+    assert c['ok'] is None and '404' in c['detail'] and c['required'] is False
 
 
 def test_synced_users_object_identifier():
