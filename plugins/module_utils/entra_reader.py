@@ -474,7 +474,11 @@ def find_groups(client, ids=None, display_names=None, odata_filter=None, all_gro
         flt = ELIGIBLE_CLAUSE if all_groups else None
         if odata_filter:
             flt = '%s and (%s)' % (flt, odata_filter) if flt else odata_filter
-        for item in client.iter_pages('/groups', {'$filter': flt, '$select': _group_select(beta)}, version=version):
+        params = {'$filter': flt, '$select': _group_select(beta)}
+        if count_filter_expressions(flt) > IN_LIMIT:
+            # more than Graph takes without advanced query (a long group_filter): send it as one
+            params['$count'] = 'true'
+        for item in client.iter_pages('/groups', params, version=version):
             keep(item)
     if ids:
         results, errors = get_groups_by_id(client, ids, beta)
@@ -845,19 +849,39 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     return _groups_from_state(new, max_members), new
 
 
+GET_BY_IDS_MAX = 1000   # ids per POST /directoryObjects/getByIds, as documented
+
+
 def existing_group_ids(client, group_ids):
     """Which of ``group_ids`` still exist in Entra, in any scope: the set of those ids (lower case).
 
     Tells a group deleted in Entra (its AD copy is deleted, as Cloud Sync does:
     https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-provisioning-to-active-directory-works)
-    from one that only left the run's scope. ``GET /groups/{id}?$select=id`` for each (in $batch, 20 a
-    request), which needs only Group.Read.All; a deleted security group answers 404 (security groups have no
-    soft delete: https://learn.microsoft.com/en-us/graph/api/group-get). Other errors raise: a run must not
-    take a group for deleted because Graph failed.
+    from one that only left the run's scope. Security groups are deleted permanently, at once
+    (https://learn.microsoft.com/en-us/graph/api/group-delete), so a group Graph does not return is gone.
+
+    First ``POST /directoryObjects/getByIds`` (1,000 ids a request; unknown ids are left out), which needs
+    Directory.Read.All (https://learn.microsoft.com/en-us/graph/api/directoryobject-getbyids); when that is
+    refused (403), ``GET /groups/{id}?$select=id`` for each (in $batch, 20 a request), which Group.Read.All
+    allows, and a deleted group answers 404 (https://learn.microsoft.com/en-us/graph/api/group-get). The
+    refusal is remembered on the client. Other errors raise: a group is never taken for deleted because
+    Graph failed.
     """
     ids = sorted(set(str(i).lower() for i in group_ids or ()))
     if not ids:
         return set()
+    if len(ids) > 1 and not getattr(client, 'get_by_ids_refused', False):
+        try:
+            found = set()
+            for start in range(0, len(ids), GET_BY_IDS_MAX):
+                body = client.request('POST', '/directoryObjects/getByIds',
+                                      json_body={'ids': ids[start:start + GET_BY_IDS_MAX], 'types': ['group']})
+                found.update(str(o.get('id') or '').lower() for o in (body or {}).get('value') or [])
+            return found & set(ids)
+        except CloudSyncError as exc:
+            if getattr(exc, 'status', None) != 403:
+                raise
+            client.get_by_ids_refused = True   # no Directory.Read.All: read each group below
     params = {'$select': 'id'}
     if len(ids) == 1:
         try:

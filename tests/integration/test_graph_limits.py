@@ -309,3 +309,19 @@ def test_incremental_read_sees_a_conversion(soa):
     assert (converted['cloud_managed'], converted['eligible'], converted['on_premises_sync_enabled']) == (True, True, None)
     assert [m['id'] for m in converted['members']] == [soa['alice']]
     assert by_id[soa['stays']]['eligible'] is False
+
+
+def test_a_long_group_filter_goes_to_advanced_query(tenant):
+    """The eligibility clause (2) and a user's filter of 14 names are 16 expressions: sent as an
+    advanced query, where only the URL length counts."""
+    emu = tenant['emu']
+    names = ['Limit Group %02d' % i for i in range(14)]
+    flt = 'displayName in (%s)' % ','.join("'%s'" % n for n in names)
+    log_start = len(emu.admin.requests())
+    groups = entra_reader.read_groups(client_for(emu), all_groups=True, odata_filter=flt)
+    assert sorted(g['display_name'] for g in groups) == names
+    assert not graph_errors_since(emu, log_start)
+
+
+def graph_errors_since(emu, since):
+    return [e for e in emu.admin.requests(since) if e['kind'] in ('graph', 'batch_item') and e['status'] >= 400]
