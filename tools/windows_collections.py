@@ -1,9 +1,9 @@
-"""Put ansible.windows, community.windows and microsoft.ad under .build/collections.
+"""Put ansible.windows, community.windows, microsoft.ad and awx.awx under .build/collections.
 
-The cloudsync_agent role uses them; ansible-lint and the role's syntax and argument-spec tests
-need them installed. Galaxy is not reachable from every machine this project runs on, but the
+The cloudsync_agent role uses the first three; the AWX-as-code playbook (extensions/awx) uses
+awx.awx. ansible-lint and the syntax and argument-spec tests need them installed. Galaxy is not reachable from every machine this project runs on, but the
 `ansible` package on PyPI bundles these collections: download its wheel once (cached under
-.cache/) and extract only these three. Idempotent: does nothing when they are present.
+.cache/) and extract only these. Idempotent: does nothing when they are present.
 """
 import pathlib
 import subprocess
@@ -13,7 +13,7 @@ import zipfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = ROOT / ".build" / "collections"
 CACHE = ROOT / ".cache" / "ansible-dl"
-COLLECTIONS = ("ansible/windows", "community/windows", "microsoft/ad")
+COLLECTIONS = ("ansible/windows", "community/windows", "microsoft/ad", "awx/awx")
 # ansible 12 is the bundle built for ansible-core 2.19.
 BUNDLE = "ansible>=12,<13"
 
