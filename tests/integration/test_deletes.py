@@ -144,3 +144,35 @@ def test_selected_mode_cleans_up_deselected_groups_per_decision(corp, world):
     assert by_id(gone)[gids['Delta']]['action'] == 'deleted' and by_id(gone)[gids['Delta']]['entra'] == 'exists'
     assert d.by_anchor(gids['Delta']) == [] and d.by_anchor(gids['Gamma']) == []
     assert len(d.by_anchor(gids['Alpha'])) == 1
+
+
+@pytest.mark.parametrize('directory_read', [True, False])
+def test_existence_check_uses_get_by_ids_when_granted_else_reads_each_group(corp, graph_tenant, graph_emulator_factory, directory_read):
+    """POST /directoryObjects/getByIds needs Directory.Read.All
+    (https://learn.microsoft.com/en-us/graph/api/directoryobject-getbyids); without it the engine falls
+    back to GET /groups/{id} (Group.Read.All, 404 when deleted). Either way the same groups are deleted."""
+    b = graph_tenant()
+    if directory_read:
+        b.data['apps'][0]['permissions'].append('Directory.Read.All')
+    gids = [b.group(PREFIX + 'Exists %d' % n, id=str(uuid.uuid4())) for n in range(3)]
+    emu = graph_emulator_factory(b.build())
+    directory = Directory(corp)
+    ou = directory.make_ou('t-del-%s' % uuid.uuid4().hex[:8])
+    w = dict(emu=emu, ou=ou)
+    try:
+        wb(corp, w, groups=list(gids))
+        emu.admin.delete_group(gids[1])
+        start = len(emu.admin.requests())
+        result = wb(corp, w, groups=[gids[0]])
+        assert by_id(result)[gids[1]]['action'] == 'deleted' and directory.by_anchor(gids[1]) == []
+        assert len(directory.by_anchor(gids[2])) == 1
+        paths = [(r['method'], r['path'].split('?')[0]) for r in emu.admin.requests(start)]
+        posts = [p for p in paths if p[1].endswith('/directoryObjects/getByIds')]
+        statuses = [r['status'] for r in emu.admin.requests(start) if r['path'].split('?')[0].endswith('/getByIds')]
+        if directory_read:
+            assert statuses == [200]
+        else:
+            assert statuses == [403] and len(posts) == 1, 'refused once, then read group by group'
+    finally:
+        directory.remove_tree(ou)
+        directory.close()
