@@ -23,6 +23,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
+from test_cloudsync_permissions import grant_permissions, sandbox_ou
 from writeback_helpers import Directory, entra_group, entra_user, graph_args, run, run_playbook
 
 PREFIX = 'WF %s ' % uuid.uuid4().hex[:6]
@@ -54,8 +55,8 @@ PLAY = """
 """
 
 
-def play_for(forest, args):
-    return PLAY.format(ip=forest.ip, ca=forest.ca_file, user=forest.admin_upn, password=forest.admin_password,
+def play_for(forest, args, user=None, password=None):
+    return PLAY.format(ip=forest.ip, ca=forest.ca_file, user=user or forest.admin_upn, password=password or forest.admin_password,
                        args=json.dumps(args))
 
 
@@ -219,3 +220,30 @@ def test_fail_on_not_found_names_the_selected_groups_missing_from_entra_and_writ
     assert saved['apply'].get('failed') is not True, saved['apply']
     assert saved['apply']['summary']['created'] == 1 and sorted(saved['apply']['not_found']) == sorted(selection[1:])
     assert len(directory.by_anchor(group_ids[0], ou)) == 1
+
+
+def test_a_group_whose_write_is_refused_fails_the_task_with_changed_and_what_was_done(corp, tmp_path):
+    """Bound as an account granted one OU only: the group mapped elsewhere is refused by AD
+    (insufficientAccessRights) after the other was created. The task fails, says changed, and
+    carries the summary and the plan with each operation's outcome."""
+    directory = Directory(corp)
+    try:
+        with sandbox_ou(corp, prefix='wf-ok') as granted, sandbox_ou(corp, prefix='wf-no') as denied:
+            rc, output, _result = grant_permissions(corp, tmp_path / 'grant', targets=[granted], principal=corp.unprivileged_user)
+            assert rc == 0, output[-2000:]
+            allowed, refused = entra_group('Allowed Here'), entra_group('Refused There')
+            args = dict(entra_groups=[allowed, refused], target_ou=granted, search_base=granted,
+                        ou_map=[{'id': refused['id'], 'ou': denied}])
+            rc, output, saved = run_playbook(play_for(corp, args, corp.unprivileged_upn, corp.unprivileged_password),
+                                             tmp_path)
+            assert rc == 0, output[-3000:]
+            assert saved['drift'].get('failed') is not True and saved['drift']['changed'] is True
+            result = saved['apply']
+            assert result.get('failed') is True and result['changed'] is True, result
+            assert result['summary']['created'] == 1 and result['summary']['errors'] == 1, result['summary']
+            assert sorted(op['outcome'] for op in result['plan']) == ['created', 'error'], result['plan']
+            by_id = dict((g['id'], g) for g in result['groups'])
+            assert 'insufficientAccessRights' in by_id[refused['id']]['reason_text'] and 'Refused There' in result['msg']
+            assert len(directory.by_anchor(allowed['id'], granted)) == 1 and directory.by_anchor(refused['id'], denied) == []
+    finally:
+        directory.close()
