@@ -76,6 +76,13 @@ FORESTS = {
     "legacy": ("LEGACY.EXAMPLE.TEST", "LEGACY", "127.0.0.4", False),
 }
 DEFAULT_FORESTS = ("corp", "fabrikam")
+# The forest whose DC also serves SMB shares (smbd + winbindd of Samba AD DC), for the tests that
+# prove access follows Entra. Only one: libwbclient (smbd's way to winbindd) finds winbindd only
+# at the compiled-in /run/samba/winbindd (WINBINDD_SOCKET_DIR is honoured only under selftest).
+SMB_FOREST = "corp"
+WINBINDD_SOCKET_DIR = "/run/samba/winbindd"
+SMBD = "/usr/sbin/smbd"
+WINBINDD = "/usr/sbin/winbindd"
 
 
 class LabError(Exception):
@@ -200,6 +207,25 @@ class Forest:
         env = self.kerberos_env(ccache)
         _run(["kinit", principal], input_text=password + "\n", env=_system_env(env), timeout=30)
         return env
+
+    def smb_read(self, share, filename, principal, password, ccache):
+        """A fresh Kerberos ticket for ``principal`` (kinit into ``ccache``), then ``filename`` read from
+        ``share`` on this DC by name with smbclient --use-kerberos=required. Returns (ok, content or
+        smbclient's error, e.g. NT_STATUS_ACCESS_DENIED)."""
+        if os.path.exists(ccache):
+            os.unlink(ccache)
+        env = self.kinit(principal, password, ccache)
+        local = "%s.out" % ccache
+        if os.path.exists(local):
+            os.unlink(local)
+        proc = _run(["smbclient", "//%s/%s" % (self.dc_hostname, share), "-I", self.ip, "--use-kerberos=required", "-N",
+                     "-c", "get %s %s" % (filename, local)], env=_system_env(env), check=False, timeout=60)
+        if proc.returncode == 0 and os.path.exists(local):
+            with open(local) as handle:
+                text = handle.read()
+            os.unlink(local)
+            return True, text
+        return False, (proc.stdout + proc.stderr).strip()
 
     def kerberos_env(self, ccache=None):
         if ccache is None:
@@ -362,6 +388,7 @@ class Lab:
         ip = meta.get("ip")
         while ip and time.monotonic() < deadline and (self._port_open(ip, 636, 0.3) or self._port_open(ip, 389, 0.3)):
             time.sleep(0.1)
+        self._stop_smb(name)   # smbd/winbindd started on their own by ensure_smb
         return True
 
     @staticmethod
@@ -370,6 +397,104 @@ class Lab:
             return pathlib.Path("/proc/%d/stat" % pid).read_text().split(")")[-1].split()[0] == "Z"
         except OSError:
             return True
+
+    # ---------------------------------------------------------------- SMB shares (SMB_FOREST only)
+    def _smb_pids(self, name):
+        """PIDs of smbd/winbindd serving this forest's smb.conf (their PID files are under run/)."""
+        fdir = self._fdir(name)
+        conf = str(fdir / "etc" / "smb.conf")
+        out = []
+        for daemon in ("smbd", "winbindd"):
+            try:
+                pid = int((fdir / "run" / ("%s.pid" % daemon)).read_text().split()[0])
+                cmdline = pathlib.Path("/proc/%d/cmdline" % pid).read_bytes().decode(errors="replace")
+            except (OSError, ValueError, IndexError):
+                continue
+            if conf in cmdline and not self._zombie(pid):
+                out.append(pid)
+        return out
+
+    def _stop_smb(self, name, timeout=15):
+        """Stop the smbd/winbindd of this forest (started by ensure_smb, or left by samba)."""
+        pids = self._smb_pids(name)
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if pathlib.Path("/proc/%d" % p).exists() and not self._zombie(p)]
+            time.sleep(0.1)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+    def ensure_smb(self, name=SMB_FOREST, timeout=60):
+        """Make this forest's DC serve SMB (smbd and winbindd of Samba AD DC) without touching its
+        LDAP: a DC provisioned before smb.conf named them gets the new smb.conf (read by smbd and
+        winbindd; the running samba keeps its LDAP), and smbd/winbindd are started on their own, as
+        samba itself starts them (server role check:inhibit). Returns the Forest."""
+        if name != SMB_FOREST:
+            raise LabError("only forest %s serves SMB (winbindd's socket directory is shared)" % SMB_FOREST)
+        forest = self.forest(name)
+        fdir = self._fdir(name)
+        conf = fdir / "etc" / "smb.conf"
+        with self._lock():
+            if "s3fs" not in conf.read_text():
+                self._write_smb_conf(name, self._meta(name))
+            if self._port_open(forest.ip, 445, 0.5) and len(self._smb_pids(name)) == 2:
+                return forest
+            if self._pid(name) is None:
+                raise LabError("forest %s is not running: lab.py up" % name)
+            running = self._smb_pids(name)
+            env = _system_env({"KRB5_CONFIG": forest.krb5_conf})
+            for daemon, binary in (("winbindd", WINBINDD), ("smbd", SMBD)):
+                pid_file = fdir / "run" / ("%s.pid" % daemon)
+                if any(str(p) == (pid_file.read_text().split() or [""])[0] for p in running if pid_file.exists()):
+                    continue
+                _run([binary, "-D", "--option=server role check:inhibit=yes", "--configfile=%s" % conf], env=env, timeout=60)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._port_open(forest.ip, 445, 0.5) and _run(["wbinfo", "-p"], check=False, timeout=10).returncode == 0:
+                    return forest
+                time.sleep(0.3)
+        raise LabError("smbd/winbindd of forest %s did not come up within %ss; see %s" % (name, timeout, fdir / "log"))
+
+    def smb_share(self, share, valid_group, files, name=SMB_FOREST):
+        """Serve ``[share]`` (read only) from the forest's DC to the members of the AD group
+        ``valid_group`` (its sAMAccountName; nested membership counts, as in a Kerberos PAC):
+        ``valid users = @"NETBIOS\\group"``, then ``smbcontrol smbd reload-config`` (LDAP is not
+        touched). ``files``: {file name: text}. Returns the share's folder."""
+        forest = self.ensure_smb(name)
+        fdir = self._fdir(name)
+        folder = fdir / "shares" / share
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(str(folder), 0o755)
+        for fname, text in files.items():
+            path = folder / fname
+            path.write_text(text)
+            os.chmod(str(path), 0o644)
+        section = '[%s]\n    path = %s\n    read only = yes\n    valid users = @"%s\\%s"\n' % (
+            share, folder, forest.netbios, valid_group)
+        self._set_share_section(name, share, section)
+        return folder
+
+    def remove_smb_share(self, share, name=SMB_FOREST):
+        self._set_share_section(name, share, None)
+        folder = self._fdir(name) / "shares" / share
+        if folder.exists():
+            shutil.rmtree(folder)
+
+    def _set_share_section(self, name, share, section):
+        fdir = self._fdir(name)
+        path = fdir / "etc" / "shares.conf"
+        with self._lock():
+            text = path.read_text() if path.exists() else ""
+            blocks = [b for b in text.split("\n\n") if b.strip() and not b.lstrip().startswith("[%s]" % share)]
+            if section:
+                blocks.append(section.strip())
+            tmp = path.with_name("shares.conf.tmp")
+            tmp.write_text("\n\n".join(blocks) + ("\n" if blocks else ""))
+            os.replace(str(tmp), str(path))
+            if self._smb_pids(name):
+                _run(["smbcontrol", "-s", str(fdir / "etc" / "smb.conf"), "smbd", "reload-config"], timeout=30)
 
     # ---------------------------------------------------------------- provisioning
     def _ensure_cert(self, forest):
@@ -380,7 +505,9 @@ class Lab:
         fdir = self._fdir(name)
         cert, key = pki.issue_cert(self.dir, "dc-" + name, [meta["dc_hostname"], meta["dns_domain"]], [meta["ip"]])
         ca = pki.ensure_ca(self.dir)[0]
-        for sub in ("run", "log", "cache", "state", "private", "run/ncalrpc", "state/usershares"):
+        smb = name == SMB_FOREST
+        shares = fdir / "etc" / "shares.conf"
+        for sub in ("run", "log", "cache", "state", "private", "run/ncalrpc", "state/usershares", "etc"):
             (fdir / sub).mkdir(parents=True, exist_ok=True)
         conf = """# Written by tests/lab/lab.py: a throw-away lab DC; every path stays under this folder.
 [global]
@@ -388,7 +515,7 @@ class Lab:
     realm = {realm}
     workgroup = {netbios}
     server role = active directory domain controller
-    server services = rpc, ldap, cldap, kdc
+    server services = rpc, ldap, cldap, kdc{smb_services}
     prefork children = 2
     interfaces = {ip}
     bind interfaces only = yes
@@ -399,7 +526,7 @@ class Lab:
     binddns dir = {d}/bind-dns
     pid directory = {d}/run
     ncalrpc dir = {d}/run/ncalrpc
-    winbindd socket directory = {d}/run/winbindd
+    winbindd socket directory = {winbindd_dir}
     ntp signd socket directory = {d}/run/ntp_signd
     smb passwd file = {d}/private/smbpasswd
     usershare path = {d}/state/usershares
@@ -422,8 +549,12 @@ class Lab:
 [netlogon]
     path = {d}/state/sysvol/{dns}/scripts
     read only = No
-""".format(realm=meta["realm"], netbios=meta["netbios"], ip=meta["ip"], d=fdir, key=key, cert=cert, ca=ca,
-           dns=meta["dns_domain"])
+{shares}""".format(realm=meta["realm"], netbios=meta["netbios"], ip=meta["ip"], d=fdir, key=key, cert=cert, ca=ca,
+                   dns=meta["dns_domain"], smb_services=", s3fs, winbindd" if smb else "",
+                   winbindd_dir=WINBINDD_SOCKET_DIR if smb else "%s/run/winbindd" % fdir,
+                   shares="\n# file shares of the tests (Lab.smb_share)\ninclude = %s\n" % shares if smb else "")
+        if smb and not shares.exists():
+            shares.write_text("")
         (fdir / "etc" / "smb.conf").write_text(conf)
 
     def _write_krb5_conf(self, name, meta):
