@@ -46,7 +46,7 @@ options:
       - V(auto) uses a certificate when O(client_certificate_path) is set, else a client secret when
         O(client_secret) is set, else a managed identity when O(managed_identity_client_id) is set or the environment
         names a managed identity endpoint (E(IDENTITY_ENDPOINT) with E(IDENTITY_HEADER) or E(IMDS_ENDPOINT), or
-        E(MSI_ENDPOINT) with E(MSI_SECRET): App Service and Functions, Service Fabric, Azure Machine Learning, Azure Arc).
+        E(MSI_ENDPOINT) with E(MSI_SECRET); that is App Service and Functions, Service Fabric, Azure Machine Learning, Azure Arc).
         Otherwise the module fails with a message naming these options and their environment variables; it never asks
         the instance metadata service for a token unless told to.
       - V(managed_identity) uses the managed identity of the Azure VM or App Service the module runs on;

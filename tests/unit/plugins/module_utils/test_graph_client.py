@@ -213,7 +213,7 @@ def test_overrides_must_be_https_without_version(option, value):
     ({'managed_identity_client_id': 'c'}, {}, 'managed_identity'),
     ({}, {'IDENTITY_ENDPOINT': 'http://x', 'IDENTITY_HEADER': 'h'}, 'managed_identity'),       # App Service
     ({}, {'MSI_ENDPOINT': 'http://x', 'MSI_SECRET': 's'}, 'managed_identity'),                # Azure ML
-    ({}, {'IDENTITY_ENDPOINT': 'http://x', 'IMDS_ENDPOINT': 'http://y'}, 'managed_identity'), # Azure Arc
+    ({}, {'IDENTITY_ENDPOINT': 'http://x', 'IMDS_ENDPOINT': 'http://y'}, 'managed_identity'),  # Azure Arc
 ])
 def test_auto_method(params, environ, method):
     assert graph_auth.choose_method(params, environ) == method
