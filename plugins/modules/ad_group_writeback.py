@@ -213,7 +213,7 @@ options:
         changed in Entra (Graph delta query) instead of every group and member; a rejected or expired delta link makes the
         run read everything again.
       - Not used with O(entra_groups).
-      - Checked before the first write to AD (in check mode too): a run whose state file cannot be written writes nothing.
+      - Checked before the first write to AD (in check mode too); a run whose state file cannot be written writes nothing.
     type: path
 notes:
   - Run once per forest. Each forest's copy of a group holds only the members that exist in that forest.
