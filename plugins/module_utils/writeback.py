@@ -267,6 +267,33 @@ def entra_reader_existing(graph, ids):
     return entra_reader.existing_group_ids(graph, ids) if ids else set()
 
 
+def synced_group_members(desired):
+    """{member id: objectSid} of the AD-synced groups (members of type group that are not written in
+    this run and carry an on-premises SID) listed as members of the desired groups."""
+    ids = set(str(g.get('id') or '').lower() for g in desired)
+    out = {}
+    for group in desired:
+        for member in group.get('members') or []:
+            mid = str(member.get('id') or '').lower()
+            if member.get('type') == 'group' and mid not in ids and member.get('on_premises_security_identifier'):
+                out[mid] = member['on_premises_security_identifier']
+    return out
+
+
+def resolve_synced_groups(gc, synced):
+    """{member id: {"dn", "matched_by": "sid"}} for AD-synced member groups found in the forest (Global
+    Catalog) by objectSid. The planner keeps such a group in a parent that has it and never adds it:
+    Cloud Sync does not provision references to AD-synced groups
+    (https://learn.microsoft.com/en-us/entra/identity/hybrid/cloud-sync/how-provisioning-to-active-directory-works),
+    and Entra does list them as members, so an authoritative run must not remove them either."""
+    by_sid = {}
+    for obj in ad_reader.read_groups_by_sid(gc, '', sorted(set(synced.values()))):
+        if obj.get('object_sid'):
+            by_sid[str(obj['object_sid']).upper()] = obj['dn']
+    return dict((mid, {'dn': by_sid[str(sid).upper()], 'matched_by': 'sid'})
+                for mid, sid in synced.items() if str(sid).upper() in by_sid)
+
+
 def read_soa_originals(ad, domain_dn, desired, managed):
     """The original AD groups (by objectSid, anywhere in the domain) of desired groups whose source of
     authority moved to the cloud and that no managed group carries the anchor of yet."""
@@ -605,6 +632,10 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                                                              known_guids=member_guids, domain=ad, domain_base=domain_dn)
             for uid, why in unresolved.items():
                 resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
+        synced_groups = synced_group_members(desired)
+        if synced_groups:
+            gc = gc or ad.global_catalog()
+            resolution.update(resolve_synced_groups(gc, synced_groups))
 
         ad_state = dict(domain_dn=domain_dn, managed=managed, v2_candidates=v2_candidates, taken_dns=taken,
                         sam_taken=sorted(sam_taken), soa_originals=soa_originals)

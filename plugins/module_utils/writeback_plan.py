@@ -50,7 +50,10 @@ AD group (see ``soa_originals``), never created.
                      "sam_account_name", "admin_count", "members": [dn, ...]}
 
 ``resolution``: ``{entra user id: {"dn": dn, "matched_by": "object_identifier"|"sid"|"immutable_id"}}``
-(a plain DN string is accepted too). Users missing from it, or given as ``{"dn": None, "reason": code}``
+(a plain DN string is accepted too). It may also map the id of a member group that is not written
+(an AD-synced group, found by objectSid) to its DN: that DN is never added to the parent, and
+kept where it is (Cloud Sync does not provision references to AD-synced groups, but Entra lists
+them as members, so an authoritative run must not remove them). Users missing from it, or given as ``{"dn": None, "reason": code}``
 (the reader's reason: ``not_found_in_forest``, ``no_on_premises_identifier``,
 ``no_identifier_for_member_match``), are reported in ``unresolved_members`` with that reason
 (``unresolved`` when none is given).
@@ -820,10 +823,16 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
         prot = set()
         for m in sorted(g['members'], key=lambda x: (str(x.get('type')), str(x.get('id')).lower())):
             ok, why = classify_member(m, in_scope)
+            mid = str(m.get('id')).lower()
             if not ok:
                 rep['skipped_members'].append(_member_entry(m, why))
+                if (m.get('type') or '').lower() == 'group':
+                    # An AD-synced group Entra lists as a member: never added, kept where it is.
+                    res = resolution.get(m.get('id'), resolution.get(mid))
+                    dn = res.get('dn') if isinstance(res, dict) else res
+                    if dn:
+                        prot.add(dn_key(dn))
                 continue
-            mid = str(m['id']).lower()
             if (m.get('type') or '').lower() == 'group':
                 if mid == gid:
                     rep['skipped_members'].append(_member_entry(m, 'self_member'))

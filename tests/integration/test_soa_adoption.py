@@ -56,11 +56,14 @@ def original_group(directory, ou, name, group_type, members=()):
     return dn, guid, sid, sam
 
 
-def converted_tenant(graph_tenant, corp, name, sid, sam, member_identities=()):
-    """The Entra side: the group synced from AD, then its source of authority converted to the cloud."""
+def converted_tenant(graph_tenant, corp, name, sid, sam, member_identities=(), synced_group_sids=()):
+    """The Entra side: the group synced from AD, then its source of authority converted to the cloud.
+    ``synced_group_sids``: AD groups synced to Entra as members of it."""
     b = graph_tenant()
     users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
                            domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in member_identities]
+    users += [b.group(PREFIX + 'Synced %d' % n, kind='synced', id=str(uuid.uuid4()), onPremisesSecurityIdentifier=s)
+              for n, s in enumerate(synced_group_sids)]
     gid = b.group(name, kind='synced', members=users, id=str(uuid.uuid4()), onPremisesSecurityIdentifier=sid,
                   onPremisesSamAccountName=sam, onPremisesDomainName=corp.identities[0]['domain'])
     return b, gid
@@ -69,8 +72,13 @@ def converted_tenant(graph_tenant, corp, name, sid, sam, member_identities=()):
 def test_cloud_managed_group_is_adopted_in_place_and_stays_there(corp, box, graph_tenant, graph_emulator_factory):
     d, ids = box['directory'], corp.identities
     name = PREFIX + 'Finance'
-    dn, guid, sid, sam = original_group(d, box['ou'], 'Legacy Finance', UNIVERSAL_SECURITY, members=[ids[20]['dn'], ids[21]['dn']])
-    b, gid = converted_tenant(graph_tenant, corp, name, sid, sam, member_identities=[ids[20], ids[22]])
+    # The original holds an AD group too, synced to Entra: Cloud Sync never provisions such a
+    # reference, and Entra lists it as a member, so it stays (and is never added elsewhere).
+    nested_dn, unused_guid, nested_sid, unused_sam = original_group(d, box['ou'], 'Legacy Nested', UNIVERSAL_SECURITY)
+    dn, guid, sid, sam = original_group(d, box['ou'], 'Legacy Finance', UNIVERSAL_SECURITY,
+                                        members=[ids[20]['dn'], ids[21]['dn'], nested_dn])
+    b, gid = converted_tenant(graph_tenant, corp, name, sid, sam, member_identities=[ids[20], ids[22]],
+                              synced_group_sids=[nested_sid])
     emu = graph_emulator_factory(b.build())
     emu.admin.convert_group_to_cloud(gid)
     args = graph_args(emu)
@@ -90,7 +98,8 @@ def test_cloud_managed_group_is_adopted_in_place_and_stays_there(corp, box, grap
     assert ad_codecs.sid_from_bytes(first(entry, 'objectSid')) == sid
     assert first(entry, 'sAMAccountName') == sam and first(entry, 'displayName') == name
     assert first(entry, 'adminDescription') is None
-    assert d.member_keys(entry) == set([dn_key(ids[20]['dn']), dn_key(ids[22]['dn'])])
+    assert d.member_keys(entry) == set([dn_key(ids[20]['dn']), dn_key(ids[22]['dn']), dn_key(nested_dn)])
+    assert [m['reason'] for m in rep['skipped_members']] == ['group_not_in_scope']
     assert d.children(box['target']) == [], 'never a second copy'
 
     again = run(corp, None, **args)

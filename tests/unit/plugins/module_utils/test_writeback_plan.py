@@ -1029,3 +1029,17 @@ def test_soa_adoption_keeps_sam_account_name_and_admin_description():
     orig = soa_original(1)
     plan = wp.plan_writeback([soa_group(1)], soa_state([orig]), {}, dict(sam_account_name_template='g-{id_suffix}'))
     assert set(ops_of(plan, 'modify')[0]['changes']) == {'msDS-ExternalDirectoryObjectId', 'displayName'}
+
+
+def test_ad_synced_member_group_is_kept_but_never_added():
+    synced_dn = 'CN=Synced Team,OU=Legacy,' + DOMAIN
+    synced = dict(id='synced-1', type='group', display_name='Synced Team', on_premises_sync_enabled=True,
+                  on_premises_security_identifier='S-1-5-21-7-7-7-4242')
+    res = resolution_for([1])
+    res['synced-1'] = dict(dn=synced_dn, matched_by='sid')
+    ad = ad_group(1, members=[synced_dn, user_dn(2)])
+    plan = wp.plan_writeback([egroup(1, members=[user(1), synced])], state([ad]), res)
+    assert [(o['add'], o['remove']) for o in ops_of(plan, 'members')] == [([user_dn(1)], [user_dn(2)])]
+    assert [m['reason'] for m in report(plan, 1)['skipped_members']] == ['group_not_in_scope']
+    created = wp.plan_writeback([egroup(3, members=[synced])], state(), res)
+    assert ops_of(created, 'create')[0]['members'] == [], 'never added'
