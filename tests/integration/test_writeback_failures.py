@@ -194,6 +194,10 @@ def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box,
     assert by_action == ['created', 'error', 'error'], err.details['groups']
     assert 'Connection to' in err.msg and 'lost' in err.msg
     assert sum(len(directory.by_anchor(g['id'], ou)) for g in groups) == 1
+    monkeypatch.undo()
+    rerun = run(corp, groups, target_ou=ou, search_base=ou)
+    assert rerun['summary']['created'] == 2 and rerun['summary']['unchanged'] == 1, 'the next run completes the rest'
+    assert all(len(directory.by_anchor(g['id'], ou)) == 1 for g in groups)
 
 
 def test_fail_on_not_found_names_the_selected_groups_missing_from_entra_and_writes_nothing(corp, box, tenant, tmp_path):
