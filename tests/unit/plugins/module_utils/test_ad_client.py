@@ -164,6 +164,9 @@ def test_missing_ca_file(tmp_path):
         validate_params(params(ad_ca_file=str(tmp_path / 'nope.pem')))
     ca = tmp_path / 'ca.pem'
     ca.write_text('x')
+    with pytest.raises(ADError, match='ad_ca_file .* is not a PEM file'):
+        validate_params(params(ad_ca_file=str(ca)))
+    ca.write_text('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
     validate_params(params(ad_ca_file=str(ca)))
 
 
