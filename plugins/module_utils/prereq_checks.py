@@ -461,11 +461,10 @@ def _admin_role_check(facts, errors):
     held = [ROLE_NAMES[r] for r in (str(x).lower() for x in roles) if r in ROLE_NAMES]
     if held:
         return make_check(name, part, True, '%s holds %s.' % (who, ', '.join(sorted(set(held)))))
-    return make_check(name, part, False,
-                      '%s holds neither Hybrid Identity Administrator (%s) nor Global Administrator (%s); %d other role(s). '
-                      'Only active assignments made to the person directly are read (not through a group, nor PIM-eligible '
-                      'ones). Informational: this does not block the run.' % (who, HYBRID_IDENTITY_ADMINISTRATOR,
-                                                                               GLOBAL_ADMINISTRATOR, len(roles)), remedy)
+    detail = ('%s holds neither Hybrid Identity Administrator (%s) nor Global Administrator (%s); %d other role(s). '
+              'Only active assignments made to the person directly are read (not through a group, nor PIM-eligible ones). '
+              'Informational: this does not block the run.' % (who, HYBRID_IDENTITY_ADMINISTRATOR, GLOBAL_ADMINISTRATOR, len(roles)))
+    return make_check(name, part, False, detail, remedy)
 
 
 def _object_identifier_check(facts, errors):

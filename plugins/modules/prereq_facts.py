@@ -692,7 +692,6 @@ def gather_entra(params):
                             'provisioning_status': plan.get('provisioningStatus'), 'sku_part_number': sku.get('skuPartNumber')})
         return out
 
-
     def synced_users():
         page = graph.get('/users', version='beta', params={
             '$select': 'id,userPrincipalName,onPremisesSyncEnabled,onPremisesObjectIdentifier,onPremisesSecurityIdentifier,'
