@@ -364,6 +364,12 @@ groups:
       type: bool
       returned: for such groups
       sample: true
+    notes:
+      description: What the run met while writing the group, in words (for example a group another run had just created).
+      type: list
+      elements: str
+      returned: when there is something to say
+      sample: [created by a concurrent run a moment ago - adopted (found by its anchor); nothing to change]
     adopted:
       description: Whether an existing AD group was taken over in this run (see RV(groups[].adopted_from)).
       type: bool
