@@ -72,7 +72,7 @@ options:
     description:
       - Write back only groups whose C(writebackConfiguration/isEnabled) (Graph C(beta), "isWritebackEnabled" in the admin
         center) is true, like a Cloud Sync scoping filter on that flag. Groups are then read from C(beta).
-      - Other groups are out of scope; a selected one (O(groups)) is reported in RV(warnings) and not written.
+      - Other groups are out of scope; a selected one (O(groups)) is reported in the warnings and not written.
     type: bool
     default: false
   entra_groups:
