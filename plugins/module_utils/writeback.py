@@ -542,7 +542,9 @@ def ansible_diff(diff, groups):
     order of ``groups``."""
     out = []
     seen = set()
-    for rep in groups:
+    known = set(rep.get('id') for rep in groups)
+    leftovers = [{'id': gid} for gid in sorted(set(diff['before']) | set(diff['after'])) if gid not in known]
+    for rep in list(groups) + leftovers:
         gid = rep.get('id')
         if gid in seen or (gid not in diff['before'] and gid not in diff['after']):
             continue
