@@ -28,7 +28,7 @@ description:
     a search below the target return the objects at all; Read permissions lets M(hybrid_identity.cloud_sync.prereq_facts)
     verify the grant as the account itself."
   - An ACE that the cmdlet (or version 0.1 of this module) wrote for V(UserGroupCreateDelete), Generic Write alone, is not
-    one of this module's ACEs: it is left in place, and O(state=absent) does not remove it.
+    one of this module's ACEs. It is left in place, and O(state=absent) does not remove it.
   - "V(BasicRead): Read all properties on descendant device, inetOrgPerson, computer, foreignSecurityPrincipal, group, user
     and contact objects, and Replicating Directory Changes on the domain root."
   - "V(PasswordHashSync): Replicating Directory Changes and Replicating Directory Changes All, on the domain root only."
