@@ -240,6 +240,23 @@ def test_retries_are_bounded_by_an_explicit_count_and_by_the_time_budget(graph_e
         assert len(graph_log(emu, start)) == 1   # failed at once instead of waiting 30 s
 
 
+def test_batch_sub_requests_are_retried_within_the_budget_and_fail_saying_so(graph_emulator):
+    """A $batch sub-request throttled for good: retried while its Retry-After fits graph_retry_budget,
+    then the failure names the sub-request, the attempts and the wait; the emulator saw exactly those."""
+    emu = graph_emulator
+    client = GraphClient(params(emu, graph_max_retries=None, graph_retry_budget=3))
+    gid = [g['id'] for g in client.iter_pages('/groups', {'$select': 'id'})][0]
+    emu.admin.add_fault(status=429, count=None, retry_after=1, match='/groups/%s/members' % gid)
+    start = len(emu.admin.requests())
+    with pytest.raises(GraphError) as exc:
+        client.batch_collect([(gid, '/groups/%s/members?$select=id&$top=999' % gid)])
+    text = str(exc.value)
+    assert '($batch sub-request)' in text and 'HTTP 429' in text and 'gave up after' in text, text
+    items = [e for e in emu.admin.requests(start) if e['kind'] == 'batch_item']
+    assert exc.value.details['attempts'] == len(items) >= 2
+    assert 'graph_retry_budget=3s' in text
+
+
 # -- $batch ------------------------------------------------------------------------------------------
 
 def test_batch_request_count_near_the_floor_and_next_links_in_later_batches(graph_emulator_factory):
