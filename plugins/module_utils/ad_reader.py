@@ -214,10 +214,15 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
     known_guids = known_guids or {}
     order = MATCH_ORDER if member_match == 'auto' else (member_match,)
     pending = {}
+    elsewhere = set()   # users Entra places in another domain than ``domain``'s
+    here = _dns_name(domain_base) if domain is not None else None
     for user in users:
         uid = user.get('id')
         if uid and uid not in pending:
             pending[uid] = _user_keys(user)
+            their = (user.get('on_premises_domain_name') or '').strip().lower()
+            if their and here and their != here:
+                elsewhere.add(uid)
     resolution = {}
     for method in order:
         wanted = {}
@@ -234,7 +239,9 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
             for uid in wanted.get(key, ()):
                 resolution.setdefault(uid, {'dn': dn, 'matched_by': method})
         if method == 'immutable_id' and domain is not None:
-            left = [key for key, uids in wanted.items() if any(uid not in resolution for uid in uids)]
+            # Each search scans the domain's users (the attribute is not indexed): only for users of
+            # this domain (or of no known domain) that nothing else resolved.
+            left = [key for key, uids in wanted.items() if any(uid not in resolution and uid not in elsewhere for uid in uids)]
             for key, dn in _search_users(domain, 'consistency_guid', left, domain_base or ''):
                 for uid in wanted.get(key, ()):
                     resolution.setdefault(uid, {'dn': dn, 'matched_by': method})
@@ -250,6 +257,15 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
         else:
             unresolved[uid] = 'not_found_in_forest'
     return resolution, unresolved
+
+
+def _dns_name(naming_context):
+    """``DC=corp,DC=example,DC=test`` -> ``corp.example.test`` (None when it has no DC parts)."""
+    try:
+        parts = [value for rdn in ad_codecs.parse_dn(naming_context or '') for attr, value in rdn if attr.lower() == 'dc']
+    except ValueError:
+        return None
+    return '.'.join(parts).lower() or None
 
 
 def _require_readable(gc, entry, method):

@@ -123,8 +123,8 @@ options:
         C(onPremisesImmutableId) (base64 of objectGUID or mS-DS-ConsistencyGuid), and reports which matched.
       - An immutable id is looked up by objectGUID in the Global Catalog. mS-DS-ConsistencyGuid is not in the Global Catalog
         and not indexed, so the ids still unresolved are then looked up by it through the domain's own LDAP connection (the
-        O(domain_controllers)), one search for all of them, scanning the domain's users; users of other domains of the
-        forest are not found by their consistency GUID.
+        O(domain_controllers)), in one search that scans the domain's users. Only users of this domain (by their
+        C(onPremisesDomainName), or without one) are looked for; users of other domains are not found by their consistency GUID.
     type: str
     default: auto
     choices: [auto, object_identifier, sid, immutable_id]

@@ -73,3 +73,20 @@ def test_without_a_domain_connection_the_consistency_guid_is_not_searched():
     resolution, unresolved = ad_reader.resolve_users(gc, [user], 'immutable_id')
     assert resolution == {} and unresolved == {user['id']: 'not_found_in_forest'}
     assert not any('ConsistencyGuid' in f for f in gc.filters), gc.filters
+
+
+def test_users_entra_places_in_another_domain_are_not_scanned_for_in_this_one():
+    """The domain search scans (the attribute is not indexed): a user of another domain or forest
+    (on_premises_domain_name) cannot be there, so it is not searched for."""
+    ours = dict(member(), on_premises_immutable_id=ad_codecs.immutable_id_from_guid(str(uuid.uuid4())),
+                on_premises_domain_name='Corp.Example.Test')
+    theirs = dict(member(), on_premises_immutable_id=ad_codecs.immutable_id_from_guid(str(uuid.uuid4())),
+                  on_premises_domain_name='fabrikam.example.test')
+    domain = AnsweringGC([])
+    ad_reader.resolve_users(AnsweringGC([]), [ours, theirs], 'immutable_id', domain=domain, domain_base='DC=corp,DC=example,DC=test')
+    assert len(domain.filters) == 1
+    assert ad_codecs.guid_to_filter(ad_codecs.guid_from_immutable_id(ours['on_premises_immutable_id'])) in domain.filters[0]
+    assert ad_codecs.guid_to_filter(ad_codecs.guid_from_immutable_id(theirs['on_premises_immutable_id'])) not in domain.filters[0]
+    domain = AnsweringGC([])
+    ad_reader.resolve_users(AnsweringGC([]), [theirs], 'immutable_id', domain=domain, domain_base='DC=corp,DC=example,DC=test')
+    assert domain.filters == [], 'nothing of this domain to look for: no scan'
