@@ -459,9 +459,12 @@ class Lab:
 
     def smb_share(self, share, valid_group, files, name=SMB_FOREST):
         """Serve ``[share]`` (read only) from the forest's DC to the members of the AD group
-        ``valid_group`` (its sAMAccountName; nested membership counts, as in a Kerberos PAC):
-        ``valid users = @"NETBIOS\\group"``, then ``smbcontrol smbd reload-config`` (LDAP is not
-        touched). ``files``: {file name: text}. Returns the share's folder."""
+        ``valid_group`` (nested membership counts, as in a Kerberos PAC), then ``smbcontrol smbd
+        reload-config`` (LDAP is not touched). ``valid_group``: the group's objectSid (what a
+        Windows ACL stores), or its sAMAccountName for ``valid users = @"NETBIOS\\name"``. Samba
+        4.17's smbd matches the name form only for global groups: for a universal group (what
+        written-back groups are) it denies members whose token holds the group's SID, so give
+        those by SID. ``files``: {file name: text}. Returns the share's folder."""
         forest = self.ensure_smb(name)
         fdir = self._fdir(name)
         folder = fdir / "shares" / share
@@ -471,8 +474,8 @@ class Lab:
             path = folder / fname
             path.write_text(text)
             os.chmod(str(path), 0o644)
-        section = '[%s]\n    path = %s\n    read only = yes\n    valid users = @"%s\\%s"\n' % (
-            share, folder, forest.netbios, valid_group)
+        valid = valid_group if valid_group.upper().startswith("S-1-") else '@"%s\\%s"' % (forest.netbios, valid_group)
+        section = "[%s]\n    path = %s\n    read only = yes\n    valid users = %s\n" % (share, folder, valid)
         self._set_share_section(name, share, section)
         return folder
 
