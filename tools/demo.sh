@@ -48,7 +48,9 @@ export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
 verbosity=()
 if [ -n "${DEMO_VERBOSITY:-}" ]; then verbosity=("$DEMO_VERBOSITY"); fi
 
-say "Lab: Samba AD forests corp (127.0.0.2) and fabrikam (127.0.0.3)"
+# The forests' addresses: 127.0.0.2 and 127.0.0.3 unless CLOUDSYNC_LAB_IPS says otherwise (as in lab.py).
+IFS=, read -r ip_corp ip_fabrikam _ <<<"${CLOUDSYNC_LAB_IPS:-}"
+say "Lab: Samba AD forests corp (${ip_corp:-127.0.0.2}) and fabrikam (${ip_fabrikam:-127.0.0.3})"
 "$PY" tests/lab/lab.py up
 
 demo_dir="$lab_dir/demo"
@@ -135,15 +137,17 @@ summary() {
   "$PY" - "$1" "$2" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("%s: Entra groups read %s (eligible %s)" % (sys.argv[2], r["entra"]["groups_read"], r["entra"]["eligible"]))
+# The report of roles/group_provisioning/tasks/report.yml: one entry per domain (inventory host).
+print("%s: Graph requests %s; Entra groups left out as not eligible: %d" % (
+    sys.argv[2], r["entra"]["graph_requests"], len(r["entra"]["skipped"])))
 for d in r["domains"]:
     s = d["summary"]
     if d["failed"]:
         print("  %-9s FAILED: %s" % (d["name"], d["msg"]))
         continue
-    print("  %-9s %-9s created %d, updated %d, renamed %d, moved %d, deleted %d, unchanged %d, skipped %d; "
+    print("  %-9s %-9s in scope %s: created %d, updated %d, renamed %d, moved %d, deleted %d, unchanged %d, skipped %d; "
           "members +%d -%d, unresolved %d (not in this forest or not synced)" % (
-              d["name"], "changed" if d["changed"] else "unchanged", s["created"], s["updated"], s["renamed"],
+              d["name"], "changed" if d["changed"] else "unchanged", d["entra"]["groups_in_scope"], s["created"], s["updated"], s["renamed"],
               s["moved"], s["deleted"], s["unchanged"], s["skipped"], s["members_added"], s["members_removed"],
               s["unresolved_members"]))
     for g in d["groups"]:
