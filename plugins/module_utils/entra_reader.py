@@ -376,7 +376,9 @@ def _members_request(group_id, members, beta_members):
 
 def collect(client, reqs, version='v1.0', tolerate=(404,)):
     """Read collections ``[(key, path, params)]``: ``(results {key: items}, errors {key: GraphError})``.
-    One request is sent as such (with paging), several through $batch."""
+    One request is sent as such (with paging), several through $batch; requests that need other
+    headers (advanced query's ``ConsistencyLevel``) go in batches of their own, so a plain query is
+    never sent as an eventually consistent one."""
     if not reqs:
         return {}, {}
     if len(reqs) == 1:
@@ -387,12 +389,17 @@ def collect(client, reqs, version='v1.0', tolerate=(404,)):
             if getattr(exc, 'status', None) in tolerate:
                 return {key: []}, {key: exc}
             raise
-    prepared, headers = [], {}
+    by_headers = {}
     for key, path, params in reqs:
         params, hdrs = client.collection_params(path, params)
-        headers.update(hdrs)
-        prepared.append((key, relative_url(path, params)))
-    return client.batch_collect(prepared, version=version, headers=headers or None, tolerate=tolerate)
+        group = by_headers.setdefault(tuple(sorted(hdrs.items())), [])
+        group.append((key, relative_url(path, params)))
+    results, errors = {}, {}
+    for hdrs, prepared in by_headers.items():
+        got, failed = client.batch_collect(prepared, version=version, headers=dict(hdrs) or None, tolerate=tolerate)
+        results.update(got)
+        errors.update(failed)
+    return results, errors
 
 
 def beta_refused(exc):

@@ -325,3 +325,24 @@ def test_a_long_group_filter_goes_to_advanced_query(tenant):
 
 def graph_errors_since(emu, since):
     return [e for e in emu.admin.requests(since) if e['kind'] in ('graph', 'batch_item') and e['status'] >= 400]
+
+
+def test_only_the_long_names_are_read_with_consistency_level(tenant):
+    """Advanced query is eventually consistent: only the requests that need it carry ConsistencyLevel."""
+    emu = tenant['emu']
+    names = ['Limit Group %02d' % i for i in range(3)] + [tenant['long_name']]
+    log_start = len(emu.admin.requests())
+    client = client_for(emu)
+    sent = []
+    original = client._send_batch
+
+    def spy(chunk, version, headers):
+        sent.append((sorted(rel for unused, rel in chunk), dict(headers or {})))
+        return original(chunk, version, headers)
+    client._send_batch = spy
+    report = entra_reader.read_groups_report(client, display_names=names)
+    assert len(report['groups']) == 4 and not graph_errors_since(emu, log_start)
+    assert len(sent) == 2
+    for rels, headers in sent:
+        advanced = any('%24count=true' in r or '$count=true' in r for r in rels)
+        assert ('ConsistencyLevel' in headers) == advanced, (rels, headers)
