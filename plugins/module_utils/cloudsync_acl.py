@@ -53,8 +53,8 @@ __metaclass__ = type
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.security_descriptor import (
-    ACCESS_ALLOWED_ACE_TYPE, ACCESS_ALLOWED_OBJECT_ACE_TYPE, ALLOW_ACE_TYPES, CONTAINER_INHERIT_ACE, DENY_ACE_TYPES, DS_GENERIC_WRITE,
-    INHERIT_ONLY_ACE, NO_PROPAGATE_INHERIT_ACE, READ_CONTROL, RIGHT_DS_CONTROL_ACCESS, RIGHT_DS_CREATE_CHILD, RIGHT_DS_DELETE_CHILD,
+    ACCESS_ALLOWED_ACE_TYPE, ACCESS_ALLOWED_OBJECT_ACE_TYPE, ALLOW_ACE_TYPES, CONTAINER_INHERIT_ACE, DENY_ACE_TYPES, DS_GENERIC_ALL,
+    DS_GENERIC_EXECUTE, DS_GENERIC_READ, DS_GENERIC_WRITE, GENERIC_ALL, GENERIC_EXECUTE, GENERIC_READ, GENERIC_WRITE, INHERIT_ONLY_ACE, NO_PROPAGATE_INHERIT_ACE, READ_CONTROL, RIGHT_DS_CONTROL_ACCESS, RIGHT_DS_CREATE_CHILD, RIGHT_DS_DELETE_CHILD,
     RIGHT_DS_LIST_CONTENTS, RIGHT_DS_READ_PROPERTY, RIGHT_DS_WRITE_PROPERTY, SE_DACL_PRESENT, Ace, mask_to_names,
 )
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import sid_to_bytes
@@ -257,6 +257,16 @@ def _reaches(ace, desired):
     return True
 
 
+def _mapped(mask):
+    """An access mask with its generic bits mapped to directory rights (AD keeps them unmapped in some
+    inheritable ACEs)."""
+    for generic, specific in ((GENERIC_ALL, DS_GENERIC_ALL), (GENERIC_READ, DS_GENERIC_READ), (GENERIC_WRITE, DS_GENERIC_WRITE),
+                              (GENERIC_EXECUTE, DS_GENERIC_EXECUTE)):
+        if mask & generic:
+            mask = (mask & ~generic) | specific
+    return mask
+
+
 def effective_missing(dacl, desired, sids):
     """The rights of ``desired`` (ACEs, e.g. from ``desired_aces``) that a token holding ``sids`` does
     not get from ``dacl`` (an ``Acl``): a list of ``(ace, missing_mask)``, empty when all are held.
@@ -275,7 +285,7 @@ def effective_missing(dacl, desired, sids):
                 break
             if ace.is_opaque or str(ace.sid).upper() not in sids or not _reaches(ace, want):
                 continue
-            bits = ace.mask & pending
+            bits = _mapped(ace.mask) & pending
             if not bits:
                 continue
             if ace.ace_type in ALLOW_ACE_TYPES:

@@ -249,6 +249,10 @@ def test_effective_rights_broader_aces_count_narrower_do_not():
     assert acl.effective_missing(Acl([one_property]), desired[:1], [AGENT]) == [(desired[0], desired[0].mask)]
     other_class = Ace(5, 0x0a, 0x20038, AGENT, None, 'bf967a86-0de6-11d0-a285-00aa003049e2')  # descendant computers
     assert acl.effective_missing(Acl([other_class]), desired[:1], [AGENT]) == [(desired[0], desired[0].mask)]
+    generic_all = Ace(0, 0x0a, 0x10000000, AGENT)                       # GA kept unmapped in an inheritable ACE
+    assert acl.effective_missing(Acl([generic_all]), desired[:1], [AGENT]) == []
+    generic_read = Ace(0, 0x0a, 0x80000000, AGENT)                      # GR: reads, does not write
+    assert acl.effective_missing(Acl([generic_read]), desired[:1], [AGENT]) == [(desired[0], desired[0].mask & ~0x00020010)]
     no_propagate = Ace(0, 0x06, 0x000F01FF, AGENT)                      # reaches the children only
     assert acl.effective_missing(Acl([no_propagate]), desired[1:2], [AGENT]) == [(desired[1], desired[1].mask)]
 
