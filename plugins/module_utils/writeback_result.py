@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A result that stays small: bounded member lists in what ``ad_group_writeback`` returns.
+
+A first run on a large tenant plans 100,000+ member links and skips tens of thousands of
+cloud-only members; returned in full, every job result would carry megabytes of DNs, and AWX
+stores every job's result. By default (``member_details: sample``) each list of member DNs or
+member entries in ``groups[]`` and ``plan[]`` keeps its first ``member_sample_size`` items and
+gains a count (``<list>_count``), and the skipped and unresolved members are counted by reason
+(``skipped_members_by_reason``, ``unresolved_members_by_reason``); ``member_details: full``
+returns everything, and ``report_path`` writes the full lists to a JSON file whatever the mode.
+Pure functions, except ``write_report`` (one file).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import tempfile
+
+GROUP_LISTS = ('members_added', 'members_removed', 'unresolved_members', 'skipped_members')
+BY_REASON = ('unresolved_members', 'skipped_members')
+PLAN_LISTS = ('members', 'add', 'remove')
+DEFAULT_SAMPLE = 20
+
+
+def count_by_reason(entries):
+    out = {}
+    for entry in entries or ():
+        reason = entry.get('reason') if isinstance(entry, dict) else None
+        out[reason or 'unknown'] = out.get(reason or 'unknown', 0) + 1
+    return out
+
+
+def _bounded(item, keys, sample):
+    """A copy of ``item`` whose lists under ``keys`` keep ``sample`` items, each with its count."""
+    out = dict(item)
+    for key in keys:
+        values = item.get(key)
+        if not isinstance(values, list):
+            continue
+        out[key + '_count'] = len(values)
+        if len(values) > sample:
+            out[key] = values[:sample]
+    return out
+
+
+def compact_groups(groups, sample=DEFAULT_SAMPLE):
+    """The per-group reports with bounded member lists, counts and counts by reason."""
+    out = []
+    for rep in groups:
+        small = _bounded(rep, GROUP_LISTS, sample)
+        for key in BY_REASON:
+            if isinstance(rep.get(key), list):
+                small[key + '_by_reason'] = count_by_reason(rep[key])
+        out.append(small)
+    return out
+
+
+def compact_plan(ops, sample=DEFAULT_SAMPLE):
+    """The plan's operations with bounded member lists (``members``, ``add``, ``remove``) and counts."""
+    return [_bounded(op, PLAN_LISTS, sample) for op in ops]
+
+
+def member_reasons(groups):
+    """Run-wide counts by reason: ``{"skipped": {reason: n}, "unresolved": {reason: n}}``."""
+    totals = {'skipped': {}, 'unresolved': {}}
+    for rep in groups:
+        for key, name in (('skipped_members', 'skipped'), ('unresolved_members', 'unresolved')):
+            for reason, count in count_by_reason(rep.get(key)).items():
+                totals[name][reason] = totals[name].get(reason, 0) + count
+    return totals
+
+
+def full_lists(groups):
+    """What the report file holds per group: id, display name, DN and the full member lists."""
+    return [dict([('id', rep.get('id')), ('display_name', rep.get('display_name')), ('dn', rep.get('dn'))] +
+                 [(key, rep.get(key) or []) for key in GROUP_LISTS]) for rep in groups]
+
+
+def write_report(path, result, groups):
+    """Write the full member lists (and the run's summary) to ``path`` atomically, mode 0600."""
+    data = dict(summary=result.get('summary'), incremental=result.get('incremental'), member_reasons=member_reasons(groups),
+                groups=full_lists(groups))
+    directory = os.path.dirname(os.path.abspath(path)) or '.'
+    fd, tmp = tempfile.mkstemp(prefix='.cloudsync-report-', dir=directory)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(data, handle)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def shape(result, member_details='sample', sample=DEFAULT_SAMPLE):
+    """The module result with bounded lists (``member_details: sample``) or as it is (``full``);
+    ``member_reasons`` is added in both modes."""
+    groups = result.get('groups') or []
+    result['member_reasons'] = member_reasons(groups)
+    if member_details == 'full':
+        return result
+    result['groups'] = compact_groups(groups, sample)
+    if isinstance(result.get('plan'), list):
+        result['plan'] = compact_plan(result['plan'], sample)
+    return result

@@ -1,0 +1,61 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The result stays small (issue 12.5): bounded member lists, counts and counts by reason."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback_result as wr
+
+
+def report(n_skipped=50, n_added=30):
+    return {
+        'id': 'g1', 'display_name': 'One', 'dn': 'CN=One,DC=x',
+        'members_added': ['CN=u%d,DC=x' % i for i in range(n_added)], 'members_removed': [],
+        'unresolved_members': [{'id': 'a', 'reason': 'not_found'}],
+        'skipped_members': [{'id': 's%d' % i, 'reason': 'cloud_only_user' if i % 5 else 'unsupported_type_device'}
+                            for i in range(n_skipped)],
+    }
+
+
+def result():
+    return {'summary': {'created': 1}, 'groups': [report(), report(n_skipped=3, n_added=2)],
+            'plan': [{'op': 'create', 'group_id': 'g1', 'members': ['CN=u%d,DC=x' % i for i in range(100)]},
+                     {'op': 'members', 'group_id': 'g1', 'add': ['CN=v%d,DC=x' % i for i in range(45)], 'remove': []}]}
+
+
+def test_sample_mode_bounds_every_list_and_counts_it():
+    out = wr.shape(result(), 'sample', sample=10)
+    big, small = out['groups']
+    assert len(big['skipped_members']) == 10 and big['skipped_members_count'] == 50
+    assert big['skipped_members_by_reason'] == {'cloud_only_user': 40, 'unsupported_type_device': 10}
+    assert len(big['members_added']) == 10 and big['members_added_count'] == 30
+    assert big['unresolved_members_by_reason'] == {'not_found': 1}
+    assert len(small['skipped_members']) == 3 and small['skipped_members_count'] == 3
+    assert len(out['plan'][0]['members']) == 10 and out['plan'][0]['members_count'] == 100
+    assert out['plan'][1]['add_count'] == 45 and out['plan'][1]['remove_count'] == 0
+    assert out['member_reasons']['skipped'] == {'cloud_only_user': 42, 'unsupported_type_device': 11}
+
+
+def test_full_mode_keeps_everything():
+    out = wr.shape(result(), 'full')
+    assert len(out['groups'][0]['skipped_members']) == 50 and 'skipped_members_count' not in out['groups'][0]
+    assert len(out['plan'][0]['members']) == 100
+    assert out['member_reasons']['unresolved'] == {'not_found': 2}
+
+
+def test_sample_result_of_a_large_run_is_small():
+    many = {'summary': {}, 'groups': [report(n_skipped=2000, n_added=2000) for unused in range(50)], 'plan': []}
+    full = len(json.dumps(wr.shape(json.loads(json.dumps(many)), 'full')))
+    small = len(json.dumps(wr.shape(many, 'sample')))
+    assert small * 50 < full
+
+
+def test_report_file_has_the_full_lists(tmp_path):
+    path = str(tmp_path / 'report.json')
+    res = result()
+    wr.write_report(path, res, res['groups'])
+    data = json.load(open(path))
+    assert len(data['groups'][0]['skipped_members']) == 50 and data['member_reasons']['skipped']['cloud_only_user'] == 42
+    assert oct(os.stat(path).st_mode & 0o777) == '0o600'
