@@ -15,6 +15,7 @@ import os
 import tempfile
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes, ad_codecs, ad_reader, incremental
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback_result
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
@@ -88,7 +89,7 @@ def _desired_from_graph(params):
 
 # Options naming files the run writes. Each is checked before the first write to AD (in check mode
 # too): a run must not write to AD and then find it cannot record what it did.
-OUTPUT_PATH_OPTIONS = ('delta_state_path',)
+OUTPUT_PATH_OPTIONS = ('delta_state_path', 'report_path')
 
 
 def check_output_paths(params):
@@ -499,6 +500,20 @@ def _outside_search_base(params, domain_dn, search_base):
     return [w[1] for w in out]
 
 
+def _made_meanwhile(ad, search_base, desired, managed, taken, member_guids):
+    """Groups another run created after ``managed`` was read: a planned DN now held by an object
+    carrying the anchor of one of our desired groups. They are read again (by anchor, under
+    search_base) and planned as the existing groups they are, not as a name collision and not as a
+    create; overlapping runs then count each group as created once."""
+    wanted = set(str(g.get('id')).lower() for g in desired if g.get('id'))
+    have = set(ad_codecs.group_id_from_anchor(obj.get('anchor')) for obj in managed)
+    late = sorted(set(gid for gid in (ad_codecs.group_id_from_anchor(obj.get('anchor')) for obj in taken.values())
+                      if gid and gid in wanted and gid not in have))
+    if not late:
+        return []
+    return ad_reader.read_managed_groups(ad, search_base, late, member_guids=member_guids)
+
+
 def refuse_not_found(params, not_found):
     """With fail_on_not_found, a selected id or display name that matches no Entra group fails the
     run before anything is read from or written to AD, naming them."""
@@ -623,6 +638,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         # taken itself, with the same dn/anchor/object_guid): only the others are looked up.
         held = set(dn_key(obj['dn']) for obj in managed + v2_candidates if obj.get('dn'))
         taken = ad_reader.read_objects_at(ad, domain_dn, [dn for dn in names['dns'] if dn_key(dn) not in held])
+        managed = managed + _made_meanwhile(ad, search_base, desired, managed, taken, member_guids)
         sam_taken = ad_reader.read_sam_account_names(ad, domain_dn, names['sam_account_names']) \
             if names['sam_account_names'] else set()
 
@@ -692,8 +708,11 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         )
         if new_state is not None:
             out['incremental'] = incremental_report(new_state, examined, scope_reason, desired, all_desired, out['summary'])
+        if params.get('report_path'):
+            writeback_result.write_report(params['report_path'], out, out['groups'])
         if diff_mode:
             out['diff'] = result['diff']
-        return out
+        return writeback_result.shape(out, params.get('member_details') or 'sample',
+                                      params.get('member_sample_size') or writeback_result.DEFAULT_SAMPLE)
     finally:
         ad.close()
