@@ -27,7 +27,7 @@ Options (``args``):
   only after the changes it covers were put on the queue, so a crash repeats events rather
   than losing them.
 * ``poll_interval`` (``CLOUDSYNC_EDA_POLL_INTERVAL``; seconds, default 30): one delta request per poll when nothing changed.
-* ``settle`` (``CLOUDSYNC_EDA_SETTLE``; seconds, default 1): after a poll that found changes, the next poll comes after
+* ``settle`` (``CLOUDSYNC_EDA_SETTLE``; seconds, default 0.5): after a poll that found changes, the next poll comes after
   ``settle`` seconds, until a poll finds nothing or ``max_batch_wait`` passed; everything
   found meanwhile is one batch. 500 changes made within a few seconds reach the rulebook as one
   event per changed group, all in one batch (``batch.index`` 0 carries every group id of the
@@ -46,7 +46,8 @@ Event (``event.cloud_sync``)::
      "group_id": "...", "display_name": "..." | None, "previous_display_name": "..." | None,
      "properties": {changed Graph properties, camelCase},
      "members_added": [ids], "members_removed": [ids],
-     "batch": {"id": "...", "index": 0, "size": 3, "group_ids": [...] (index 0 only)},
+     "batch": {"id": "...", "index": 0, "size": 3, "group_ids": [...], "nested_group_ids": [...]
+               (both on index 0 only)},
      "detected_at": epoch seconds}
 
 ``resync`` (no ``group_id``): Graph rejected the delta link (expired after about 7 days,
@@ -80,6 +81,8 @@ except ImportError:  # pragma: no cover - depends on how the collection is insta
     sys.path.insert(0, os.path.abspath(os.path.join(_HERE, *([os.pardir] * 7))))
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import graph_client as _gc
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.entra_reader import collect as _collect  # noqa: E402
+
 GraphClient = _gc.GraphClient
 GraphError = _gc.GraphError
 DeltaResyncRequired = _gc.DeltaResyncRequired
@@ -111,7 +114,7 @@ GRAPH_OPTIONS = {
 SOURCE_OPTIONS = {
     'delta_state_path': (['CLOUDSYNC_EDA_STATE_PATH'], None, str),
     'poll_interval': (['CLOUDSYNC_EDA_POLL_INTERVAL'], 30.0, float),
-    'settle': (['CLOUDSYNC_EDA_SETTLE'], 1.0, float),
+    'settle': (['CLOUDSYNC_EDA_SETTLE'], 0.5, float),
     'max_batch_wait': (['CLOUDSYNC_EDA_MAX_BATCH_WAIT'], 10.0, float),
     'outage_backoff_max': (['CLOUDSYNC_EDA_OUTAGE_BACKOFF_MAX'], 60.0, float),
     'initial': (['CLOUDSYNC_EDA_INITIAL'], 'latest', str),
@@ -215,8 +218,10 @@ def classify(item, known_names):
     return primary, kinds, previous
 
 
-def build_events(pending, known_names, batch_id=None, now=None):
-    """One event per group of the batch, sorted by group id; ``batch.index`` 0 carries all ids."""
+def build_events(pending, known_names, batch_id=None, now=None, nested=None):
+    """One event per group of the batch, sorted by group id; ``batch.index`` 0 carries all ids
+    (and, when known, ``nested_group_ids``: the groups nested in them, whose links the writeback
+    of the batch must keep)."""
     batch_id = batch_id or str(uuid.uuid4())
     now = time.time() if now is None else now
     gids = sorted(pending)
@@ -229,6 +234,8 @@ def build_events(pending, known_names, batch_id=None, now=None):
         batch = {'id': batch_id, 'index': index, 'size': len(gids)}
         if index == 0:
             batch['group_ids'] = gids
+            if nested is not None:
+                batch['nested_group_ids'] = list(nested)
         events.append({'cloud_sync': {
             'change': change, 'changes': kinds, 'group_id': gid,
             'display_name': props.get('displayName', known_names.get(gid)),
@@ -316,6 +323,15 @@ class Poller(object):
     def poll(self, link):
         return self.client.delta_groups(list(DELTA_SELECT), delta_link=link)
 
+    def nested_groups(self, group_ids):
+        """Ids of the groups nested (transitively) in ``group_ids``: one small read per group
+        (``transitiveMembers/microsoft.graph.group?$select=id``), in $batch for several. A group
+        deleted meanwhile has none."""
+        reqs = [(gid, '/groups/%s/transitiveMembers/microsoft.graph.group' % gid, {'$select': 'id'}) for gid in group_ids]
+        results, unused_errors = _collect(self.client, reqs)
+        return sorted(set(item['id'].lower() for items in results.values() for item in items if item.get('id'))
+                      - set(group_ids))
+
     def close(self):
         self.client.close()
 
@@ -384,7 +400,12 @@ async def run(queue, options, poller=None, stop=None, sleep=asyncio.sleep):
             elif batch_link is not None:
                 batch_link = link
             if pending:
-                for event in build_events(pending, state.get('names') or {}):
+                try:
+                    nested = await _call(poller.nested_groups, sorted(g for g in pending if '@removed' not in pending[g]))
+                except (GraphError, _gc.GraphAuthError) as exc:
+                    LOG.warning('entra_group_changes: nested groups not read (%s): the playbook reads them', exc)
+                    nested = None
+                for event in build_events(pending, state.get('names') or {}, nested=nested):
                     await queue.put(event)
                 state['names'] = remember_names(state.get('names') or {}, pending)
                 pending, batch_started = {}, None
