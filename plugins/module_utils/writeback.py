@@ -216,6 +216,25 @@ def _share_members(groups):
                 members[index] = first_seen
 
 
+def refuse_unmatched_scope(params, selected_ids, desired, managed, deletions, search_base):
+    """All mode, a full read, managed groups under search_base, Entra groups in scope, and not one
+    of them is the Entra group of a managed group, while the plan deletes: every group written so
+    far would count as deleted in Entra. That is what credentials for the wrong tenant (or a
+    search_base holding another tenant's groups) look like, not a real deletion of every group:
+    refused unless prune_empty_scope says it is meant. ``selected_ids`` is None only for a full
+    all-mode read (incremental and selected runs are bounded by what changed or was selected)."""
+    if not deletions or selected_ids is not None or not desired or params.get('prune_empty_scope'):
+        return
+    anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed) - set([None])
+    if not anchored or anchored & set(str(g.get('id') or '').lower() for g in desired):
+        return
+    raise WritebackError(
+        'Refused: none of the %d managed groups under %s belongs to one of the %d Entra groups in scope, so prune would '
+        'delete them all as deleted in Entra. Nothing was written. This is what credentials for another tenant look '
+        'like: check tenant_id and search_base; set prune_empty_scope=true if removing them all is intended.'
+        % (len(anchored), search_base, len(desired)), details=dict(changed=False, managed_groups=len(anchored)))
+
+
 def refuse_empty_scope(params, selected_ids, desired, managed, search_base):
     """All mode with no Entra group in scope and a plan that deletes managed groups (``managed``:
     the ones it would delete): that is far more often a group_filter typo, a wrong tenant or an
@@ -661,6 +680,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         plan = plan_writeback(desired, ad_state, resolution, options)
         result = plan.to_dict()
         attach_change_values(result['groups'], result['diff'])
+        refuse_unmatched_scope(params, ids if examined is None else [], all_desired, managed,
+                               [op for op in plan.ops if op['op'] == 'delete'] or plan.threshold_deletions, search_base)
         refuse_empty_scope(params, ids, all_desired, [op for op in plan.ops if op['op'] == 'delete'] or
                            plan.threshold_deletions, search_base)
         if plan.deletion_threshold_exceeded:

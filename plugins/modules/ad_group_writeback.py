@@ -173,6 +173,8 @@ options:
         O(search_base). Refused by default, because an empty scope is far more often a O(group_filter) typo, a wrong
         tenant or an empty O(entra_groups) than an intent. Selected mode (O(groups)) is bounded by its selection and
         not affected.
+      - Also allows a full all-mode run in which not one managed group belongs to an Entra group in scope to delete them
+        all (refused by default: that is what credentials for another tenant look like).
     type: bool
     default: false
   deletion_threshold:
@@ -214,6 +216,26 @@ options:
         run read everything again.
       - Not used with O(entra_groups).
       - Checked before the first write to AD (in check mode too); a run whose state file cannot be written writes nothing.
+    type: path
+  member_details:
+    description:
+      - How many members the result lists. V(sample) (the default) keeps the first O(member_sample_size) entries of each member
+        list of RV(groups) and RV(plan) and adds their counts (C(members_added_count), C(skipped_members_count), C(add_count),
+        ...) and, for skipped and unresolved members, counts by reason; a first run on a large tenant would otherwise return
+        megabytes of DNs, and AWX stores every job's result.
+      - V(full) returns every list in full. O(report_path) writes the full lists to a file in either mode.
+    type: str
+    choices: [sample, full]
+    default: sample
+  member_sample_size:
+    description:
+      - With O(member_details=sample), how many entries of each member list are returned.
+    type: int
+    default: 20
+  report_path:
+    description:
+      - JSON file to write the run's summary and every group's full member lists (added, removed, unresolved, skipped) to,
+        mode 0600, in check mode too. Checked before the first write to AD.
     type: path
 notes:
   - Run once per forest. Each forest's copy of a group holds only the members that exist in that forest.
@@ -287,7 +309,11 @@ summary:
     members_removed: 3
     unresolved_members: 4
 groups:
-  description: One entry per Entra group in scope, and per managed AD group whose Entra group is gone.
+  description:
+    - One entry per Entra group in scope, and per managed AD group whose Entra group is gone.
+    - With O(member_details=sample) each member list keeps O(member_sample_size) entries, with C(<list>_count) beside it
+      (C(members_added_count), C(members_removed_count), C(unresolved_members_count), C(skipped_members_count)) and, for
+      skipped and unresolved members, C(skipped_members_by_reason) and C(unresolved_members_by_reason).
   returned: always
   type: list
   elements: dict
@@ -441,6 +467,23 @@ member_source:
   returned: always
   type: str
   sample: beta
+incremental:
+  description:
+    - With O(delta_state_path) and O(all_groups), what the run read. C(entra) is V(delta) or V(full) (C(entra_reason) says why a
+      full read). C(ad) is V(usn) when only the groups changed in AD since the last run were read (the uSNChanged mark of the
+      same DC, saved in the state file) or V(full), with C(ad_reason) (V(no_ad_state), V(dc_changed), V(dc_restored),
+      V(search_base_changed), V(usn_went_back), V(users_changed), V(interval), V(entra_full_read), ...).
+    - C(examined_groups) are the groups planned this run (changed on either side, and the groups nested in them);
+      RV(groups) lists only those, and RV(summary) counts the others as unchanged (or skipped when ineligible).
+  returned: with delta_state_path and all_groups
+  type: dict
+  sample: {entra: delta, entra_reason: null, ad: usn, ad_reason: null, examined_groups: 0, in_scope_groups: 1724}
+member_reasons:
+  description:
+    - Skipped and unresolved members of the whole run, counted by reason.
+  returned: always
+  type: dict
+  sample: {skipped: {cloud_only_user: 78000, unsupported_type_device: 120}, unresolved: {not_found: 2}}
 diff:
   description:
     - In diff mode, one entry per group that changes, C(before_header)/C(after_header) its DN before and after.
@@ -500,6 +543,9 @@ def argument_spec():
             search_base=dict(type='str'),
             delta_state_path=dict(type='path'),
             fail_on_not_found=dict(type='bool', default=False),
+            member_details=dict(type='str', default='sample', choices=['sample', 'full']),
+            member_sample_size=dict(type='int', default=20),
+            report_path=dict(type='path'),
         ),
         mutually_exclusive=[['groups', 'all_groups', 'entra_groups'], ['entra_groups', 'delta_state_path']],
         required_one_of=[['groups', 'all_groups', 'entra_groups']],

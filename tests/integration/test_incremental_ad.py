@@ -155,3 +155,25 @@ def test_an_untrusted_ad_mark_means_a_full_read_said_so(corp, world, tamper, rea
     assert result['incremental']['ad'] == 'full' and result['incremental']['ad_reason'] == reason
     assert result['incremental']['examined_groups'] == 6
     assert result['changed'] is False
+
+
+def test_credentials_for_another_tenant_delete_nothing(corp, world, graph_tenant, graph_emulator_factory):
+    """prune is on by default: a full read of another tenant (whose groups match none of ours)
+    must not take every managed group for deleted in Entra."""
+    w, d = world, world['directory']
+    wb(corp, w)
+    other = graph_tenant()
+    user = other.synced_user(w['ids'][0]['sam_account_name'], object_guid=w['ids'][0]['object_guid'])
+    other.group(PREFIX + 'Other tenant', members=[user], id=str(uuid.uuid4()))
+    emu2 = graph_emulator_factory(other.build())
+    args = graph_args(emu2)
+    args.update(target_ou=w['ou'], search_base=w['ou'], all_groups=True, prune=True,
+                group_filter="startswith(displayName,'%s')" % PREFIX)
+    with pytest.raises(Exception) as err:
+        run(corp, None, **args)
+    assert 'none of the 6 managed groups' in str(err.value)
+    assert len(d.children(w['ou'])) == 6
+    # Without the guard (prune_empty_scope) the same run would delete all six: the guard is what stops it.
+    args['prune_empty_scope'] = True
+    check = run(corp, None, check=True, **args)
+    assert check['summary']['deleted'] == 6
