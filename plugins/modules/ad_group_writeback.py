@@ -174,7 +174,7 @@ options:
         tenant or an empty O(entra_groups) than an intent. Selected mode (O(groups)) is bounded by its selection and
         not affected.
       - Also allows a full all-mode run in which not one managed group belongs to an Entra group in scope to delete them
-        all (refused by default: that is what credentials for another tenant look like).
+        all (refused by default, since that is what credentials for another tenant look like).
     type: bool
     default: false
   deletion_threshold:
