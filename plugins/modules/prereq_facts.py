@@ -231,11 +231,13 @@ ansible_facts:
           type: list
           elements: str
         not_checked:
-          description: Names of the checks that could not be made (part not run, facts unreadable).
+          description: Names of the checks that could not be made (part not run, facts unreadable), informational ones aside.
           type: list
           elements: str
         advisories:
-          description: Names of failed recommendations (they do not affect RV(ansible_facts.cloudsync_prereqs.ready)).
+          description:
+            - Names of failed recommendations and informational checks (C(entra_admin_role)); they do not affect
+              RV(ansible_facts.cloudsync_prereqs.ready).
           type: list
           elements: str
         checks:
