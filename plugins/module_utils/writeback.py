@@ -730,7 +730,14 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         if new_state is not None:
             out['incremental'] = incremental_report(new_state, examined, scope_reason, desired, all_desired, out['summary'])
         if params.get('report_path'):
-            writeback_result.write_report(params['report_path'], out, out['groups'])
+            try:
+                writeback_result.write_report(params['report_path'], out, out['groups'])
+            except (IOError, OSError) as exc:
+                # Checked writable before the first write; if it fails now, after writes, say so.
+                err = WritebackError('Cannot write the report file (report_path %s): %s' % (params['report_path'], exc))
+                if not applied.changed:
+                    raise err
+                raise _failed_after_writes(err, result, applied, plan.ops)
         if diff_mode:
             out['diff'] = result['diff']
         return writeback_result.shape(out, params.get('member_details') or 'sample',

@@ -251,3 +251,33 @@ def test_a_group_whose_write_is_refused_fails_the_task_with_changed_and_what_was
             assert len(directory.by_anchor(allowed['id'], granted)) == 1 and directory.by_anchor(refused['id'], denied) == []
     finally:
         directory.close()
+
+
+def test_an_unwritable_report_path_is_refused_before_any_write_and_one_lost_after_the_writes_says_changed(
+        corp, box, tmp_path, monkeypatch):
+    """report_path is an output path like delta_state_path: checked before the first write (check
+    mode too); if it still cannot be written after the writes, the failure says changed true."""
+    directory, ou = box
+    group = entra_group('Reported')
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    for check in (True, False):
+        with pytest.raises(CloudSyncError) as refused:
+            run(corp, [group], check=check, target_ou=ou, search_base=ou, report_path=str(blocker / 'report.json'))
+        assert 'report_path' in refused.value.msg and refused.value.details['changed'] is False
+    assert directory.by_anchor(group['id'], ou) == []
+
+    report_dir = tmp_path / 'reports'
+    report_dir.mkdir()
+    real_apply = writeback.apply_plan
+
+    def apply_then_lose_the_directory(*args, **kwargs):
+        outcome = real_apply(*args, **kwargs)
+        shutil.rmtree(str(report_dir))
+        return outcome
+    monkeypatch.setattr(writeback, 'apply_plan', apply_then_lose_the_directory)
+    with pytest.raises(CloudSyncError) as failed:
+        run(corp, [group], target_ou=ou, search_base=ou, report_path=str(report_dir / 'report.json'))
+    assert failed.value.details['changed'] is True and failed.value.details['summary']['created'] == 1
+    assert 'report_path' in failed.value.msg and 'wrote to AD' in failed.value.msg
+    assert len(directory.by_anchor(group['id'], ou)) == 1
