@@ -35,6 +35,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument('--size', default='large', choices=sorted(bench.SIZES))
     ap.add_argument('--ou', default='BenchEmpty')
+    ap.add_argument('--state', action='store_true',
+                    help='with delta_state_path (a fresh file: the incremental reader\'s first, full read)')
     args = ap.parse_args(argv)
     from lab.lab import Lab
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback as wb
@@ -64,11 +66,18 @@ def main(argv=None):
 
     for name in ('_desired', 'check_schema', 'plan_writeback', 'apply_plan', 'planned_names'):
         wrap(wb, name)
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
+    for name in ('find_groups', 'read_members_sourced', 'read_groups_report', 'read_groups_incremental'):
+        if hasattr(er, name):
+            wrap(er, name)
     for name in ('read_managed_groups', 'read_writeback_v2_groups', 'read_objects_at', 'resolve_users'):
         wrap(wb.ad_reader, name)
     try:
         probe('start')
-        params = json.loads(json.dumps(bench.module_args(forest, emu, ou, None, True)['ANSIBLE_MODULE_ARGS']))
+        state_path = os.path.join(work, 'memory-phases-state.json') if args.state else None
+        if state_path and os.path.exists(state_path):
+            os.unlink(state_path)
+        params = json.loads(json.dumps(bench.module_args(forest, emu, ou, state_path, True)['ANSIBLE_MODULE_ARGS']))
         for key in list(params):
             if key.startswith('_'):
                 del params[key]

@@ -374,17 +374,23 @@ def _members_request(group_id, members, beta_members):
     return '/groups/%s/%s' % (group_id, segment), {'$select': ','.join(select)}
 
 
-def collect(client, reqs, version='v1.0', tolerate=(404,)):
+def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None):
     """Read collections ``[(key, path, params)]``: ``(results {key: items}, errors {key: GraphError})``.
     One request is sent as such (with paging), several through $batch; requests that need other
     headers (advanced query's ``ConsistencyLevel``) go in batches of their own, so a plain query is
-    never sent as an eventually consistent one."""
+    never sent as an eventually consistent one. ``transform(key, items)`` -> items is applied to each
+    page as it arrives (the raw page is not kept)."""
     if not reqs:
         return {}, {}
     if len(reqs) == 1:
         key, path, params = reqs[0]
         try:
-            return {key: list(client.iter_pages(path, params, version=version))}, {}
+            if transform is None:
+                return {key: list(client.iter_pages(path, params, version=version))}, {}
+            items = []
+            for page in client.pages(path, params, version=version):
+                items.extend(transform(key, page.get('value') or []))
+            return {key: items}, {}
         except CloudSyncError as exc:
             if getattr(exc, 'status', None) in tolerate:
                 return {key: []}, {key: exc}
@@ -396,7 +402,8 @@ def collect(client, reqs, version='v1.0', tolerate=(404,)):
         group.append((key, relative_url(path, params)))
     results, errors = {}, {}
     for hdrs, prepared in by_headers.items():
-        got, failed = client.batch_collect(prepared, version=version, headers=dict(hdrs) or None, tolerate=tolerate)
+        kwargs = {'transform': transform} if transform is not None else {}
+        got, failed = client.batch_collect(prepared, version=version, headers=dict(hdrs) or None, tolerate=tolerate, **kwargs)
         results.update(got)
         errors.update(failed)
     return results, errors
@@ -420,19 +427,39 @@ def read_members_sourced(client, group_ids, members='direct', beta_members=True)
     return read_members(client, group_ids, members, False), 'v1.0'
 
 
+def member_converter(shared=None):
+    """``convert(group_id, items)`` -> contract member dicts for one page of Graph members (refusing
+    limited member data, see ``_check_limited``). A directory object that is a member of several
+    groups gets one dict, shared by every group that lists it (``shared``: {id: member dict}), when
+    Graph returned it alike each time: 196,440 memberships of 50,000 objects are 50,000 dicts, not
+    196,440. Members are plain data nobody changes per group (``evaluate`` sets ``supported`` and
+    ``reason``, which depend on the object alone)."""
+    shared = {} if shared is None else shared
+
+    def convert(group_id, items):
+        _check_limited(group_id, items)
+        out = []
+        for item in items:
+            member = to_member(item)
+            if member['id']:
+                first = shared.setdefault(member['id'], member)
+                if first is not member and first == member:
+                    member = first
+            out.append(member)
+        return out
+    return convert
+
+
 def read_members(client, group_ids, members='direct', beta_members=True):
     """``{group id: [member dict]}`` for every id; one request per page for one group, $batch for more.
-    A group that disappeared meanwhile (404) maps to None."""
+    A group that disappeared meanwhile (404) maps to None. Each page becomes member dicts as it
+    arrives (``member_converter``: one dict per directory object)."""
     version = 'beta' if beta_members else 'v1.0'
     reqs = [(gid,) + _members_request(gid, members, beta_members) for gid in group_ids]
-    results, errors = collect(client, reqs, version=version)
+    results, errors = collect(client, reqs, version=version, transform=member_converter())
     out = {}
     for gid in group_ids:
-        if gid in errors:
-            out[gid] = None
-            continue
-        _check_limited(gid, results[gid])
-        out[gid] = [to_member(i) for i in results[gid]]
+        out[gid] = None if gid in errors else results.pop(gid)
     return out
 
 
@@ -678,13 +705,16 @@ def _compact(member):
 def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason, writeback_enabled_only=False,
                        member_source=None, warnings=()):
     objects = {}
+    compacted = {}   # id -> the member dict compacted last (a shared member dict is compacted once)
     state_groups = {}
     for g in groups:
         entry = dict((k, v) for k, v in g.items() if k not in ('members', 'eligible', 'ineligible_reasons', 'member_count'))
         entry['member_ids'] = [m['id'] for m in g.get('members') or []]
         state_groups[g['id']] = entry
         for m in g.get('members') or []:
-            objects[m['id']] = _compact(m)
+            if compacted.get(m['id']) is not m:
+                objects[m['id']] = _compact(m)
+                compacted[m['id']] = m
     return {
         'version': STATE_VERSION, 'delta_link': delta_link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': member_source,
@@ -695,26 +725,40 @@ def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason, w
 
 
 def _groups_from_state(state, max_members):
+    """The contract groups of a state, sorted by id; one member dict per object (shared by the
+    groups listing it), built from ``state['objects']`` (which stays as it is: it is saved)."""
     groups = []
     objects = state['objects']
+    members_by_id = {}
+
+    def member(mid):
+        found = members_by_id.get(mid)
+        if found is None:
+            obj = objects.get(mid) or {'id': mid, 'type': 'unknown'}
+            found = members_by_id[mid] = dict((k, obj.get(k)) for k in MEMBER_KEYS)
+        return found
+
     for gid in sorted(state['groups']):
         entry = state['groups'][gid]
         group = dict((k, v) for k, v in entry.items() if k != 'member_ids')
-        group['members'] = [dict((k, (objects.get(mid) or {'id': mid, 'type': 'unknown'}).get(k)) for k in MEMBER_KEYS)
-                            for mid in entry['member_ids']]
+        group['members'] = [member(mid) for mid in entry['member_ids']]
         group['member_count'] = len(group['members'])
         groups.append(group)
     return evaluate(groups, max_members)
 
 
 def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False):
+    """A full read: ``(groups, state)``. The groups are the ones read (sorted by id, as a delta run
+    returns them), not a second copy rebuilt from the state."""
     beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
     link = _latest_delta_link(client, beta)
     report = read_groups_report(client, odata_filter=odata_filter, all_groups=True, members='direct', max_members=max_members,
                                 beta_members=beta_members, writeback_enabled_only=writeback_enabled_only)
-    state = _state_from_groups(report['groups'], link, odata_filter, beta_members, reason, writeback_enabled_only,
+    groups = report.pop('groups')
+    state = _state_from_groups(groups, link, odata_filter, beta_members, reason, writeback_enabled_only,
                                report['member_source'], report['warnings'])
-    return _groups_from_state(state, max_members), state
+    groups.sort(key=lambda g: g['id'])
+    return groups, state
 
 
 def _scope_check(client, gids, odata_filter, writeback_enabled_only=False):

@@ -534,14 +534,29 @@ class GraphClient(object):
                 out.append((key, rel, sub))
         return out
 
-    def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,)):
+    @staticmethod
+    def _transform_batch(reply, transform):
+        """``reply`` (see ``_send_batch``) with ``transform`` applied to the items of its successful pages."""
+        if transform is None:
+            return reply
+        for key, unused_rel, sub in reply:
+            status = (sub or {}).get('status')
+            body = (sub or {}).get('body')
+            if status is not None and int(status) < 300 and isinstance(body, dict) and isinstance(body.get('value'), list):
+                body['value'] = transform(key, body['value'])
+        return reply
+
+    def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,), transform=None):
         """Read many collections through JSON $batch.
 
         ``requests_list``: ``[(key, relative url with query, no version), ...]``. Returns
         ``(results, errors)``: ``{key: [items of every page]}`` and ``{key: GraphError}`` for
         sub-requests that failed with a status in ``tolerate`` (others raise). Throttled (429) and
         unavailable (503/504) sub-requests are retried alone after the longest Retry-After of the
-        round, each for as long as ``graph_retry_budget`` from its first attempt (``retry_delay``)."""
+        round, each for as long as ``graph_retry_budget`` from its first attempt (``retry_delay``).
+        ``transform(key, items)`` -> items, when given, is applied to each successful page as soon as
+        its batch arrives (in the worker), so the raw JSON of a page is released before the next
+        batches come in instead of the whole round's being held at once."""
         results = dict((key, []) for key, unused_rel in requests_list)
         errors = {}
         pending = list(requests_list)
@@ -553,7 +568,8 @@ class GraphClient(object):
             sent_at = time.monotonic()
             for unused_key, rel in pending:
                 first_sent.setdefault(rel, sent_at)
-            replies = self.map_parallel(lambda c: self._send_batch(c, version, headers), chunks)
+            replies = self.map_parallel(lambda c: self._transform_batch(self._send_batch(c, version, headers), transform),
+                                        chunks)
             pending = []
             retry, longest = [], 0.0
             for reply in replies:

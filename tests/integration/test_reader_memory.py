@@ -1,0 +1,144 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How the Entra reader holds a large membership (issue 12.4), against the HTTPS Graph emulator:
+one member dict per directory object however many groups list it, pages turned into member dicts
+as they arrive, and a full read with a delta state returning the groups it read instead of a second
+per-membership copy rebuilt from the state. Memory itself is measured by
+``benchmarks/memory_phases.py`` (VmHWM after each phase), never asserted here."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+
+import pytest
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
+
+from emulator.fixtures import build_tenant
+
+
+@pytest.fixture(autouse=True)
+def _no_env_ca(monkeypatch):
+    monkeypatch.delenv('REQUESTS_CA_BUNDLE', raising=False)
+    monkeypatch.delenv('CURL_CA_BUNDLE', raising=False)
+
+
+def params(emu, **kw):
+    p = dict(tenant_id=emu.tenant_id, client_id=emu.client_id, client_secret=emu.client_secret,
+             authority_host=emu.authority_url, graph_endpoint=emu.base_url, graph_ca_bundle=emu.ca_file,
+             graph_max_retries=5, graph_max_retry_wait=60, graph_parallelism=4)
+    p.update(kw)
+    return p
+
+
+@pytest.fixture(scope='module')
+def overlapping(graph_emulator_factory_module):
+    """45 groups over 300 users with 2,000 memberships (users in several groups each) and one group of
+    1,200 members (two pages)."""
+    tenant = build_tenant(groups=45, users=300, memberships=2000, nesting_depth=1, big_group_members=1200, seed=11)
+    return tenant, graph_emulator_factory_module(tenant, settings={'throttle_enabled': False})
+
+
+@pytest.fixture(scope='module')
+def graph_emulator_factory_module():
+    from emulator.fixtures import start_with_credentials
+    started = []
+
+    def factory(tenant, **kw):
+        emu = start_with_credentials(tenant, **kw)
+        started.append(emu)
+        return emu
+    try:
+        yield factory
+    finally:
+        for emu in started:
+            emu.stop()
+
+
+def _dicts_by_id(groups):
+    seen = {}
+    for g in groups:
+        for m in g.get('members') or []:
+            seen.setdefault(m['id'], set()).add(id(m))
+    return seen
+
+
+def _shared_in_several_groups(groups):
+    counts = {}
+    for g in groups:
+        for m in g.get('members') or []:
+            counts[m['id']] = counts.get(m['id'], 0) + 1
+    return [mid for mid, n in counts.items() if n > 1]
+
+
+def test_a_member_of_several_groups_is_one_dict(overlapping):
+    tenant, emu = overlapping
+    report = er.read_groups_report(GraphClient(params(emu)), all_groups=True, members='direct')
+    groups = report['groups']
+    several = _shared_in_several_groups(groups)
+    assert len(several) > 100          # the tenant really has objects in several groups
+    by_id = _dicts_by_id(groups)
+    assert all(len(by_id[mid]) == 1 for mid in several), 'a member listed by several groups has several dicts'
+    # and the membership itself is the tenant's
+    for g in groups:
+        assert sorted(m['id'] for m in g['members']) == sorted(x.lower() for x in tenant['memberships'].get(g['id'], []))
+
+
+def test_full_read_with_state_returns_the_read_groups_shared_and_equal_to_the_state(overlapping):
+    """The first read with a delta state: the groups are the ones read (one dict per object), sorted by
+    id, and equal to what the state rebuilds (a delta run's groups)."""
+    unused_tenant, emu = overlapping
+    groups, state = er.read_groups_incremental(GraphClient(params(emu)), None)
+    assert state['last_run']['reason'] == 'no_state'
+    assert [g['id'] for g in groups] == sorted(g['id'] for g in groups)
+    by_id = _dicts_by_id(groups)
+    several = _shared_in_several_groups(groups)
+    assert several and all(len(by_id[mid]) == 1 for mid in several)
+    rebuilt = er._groups_from_state(json.loads(json.dumps(state)), er.MAX_MEMBERS)
+    assert rebuilt == groups
+    # the state saved is unchanged by the evaluation of the shared member dicts
+    assert not any('supported' in obj for obj in state['objects'].values())
+
+
+def test_groups_from_state_share_one_dict_per_object(overlapping):
+    """A delta run (and the no-op) rebuilds the groups from the state: one dict per object too."""
+    unused_tenant, emu = overlapping
+    unused_groups, state = er.read_groups_incremental(GraphClient(params(emu)), None)
+    rebuilt = er._groups_from_state(json.loads(json.dumps(state)), er.MAX_MEMBERS)
+    by_id = _dicts_by_id(rebuilt)
+    assert all(len(v) == 1 for v in by_id.values())
+
+
+def test_batch_collect_transforms_each_page_as_it_arrives(overlapping):
+    """``transform`` sees every page once (the 1,200-member group's two pages separately) and the
+    results hold what it returned, not the raw Graph items."""
+    tenant, emu = overlapping
+    client = GraphClient(params(emu))
+    ids = [g['id'] for g in tenant['groups']]
+    calls = []
+
+    def transform(key, items):
+        calls.append((key, len(items)))
+        return [('seen', i['id']) for i in items]
+    results, errors = client.batch_collect([(gid, '/groups/%s/members?$select=id&$top=999' % gid) for gid in ids],
+                                           transform=transform)
+    assert not errors
+    big = max(ids, key=lambda gid: len(tenant['memberships'].get(gid, [])))
+    assert [n for key, n in calls if key == big] == [999, len(tenant['memberships'][big]) - 999]
+    assert len(calls) == len(ids) + 1
+    for gid in ids:
+        assert sorted(results[gid]) == sorted(('seen', m) for m in tenant['memberships'].get(gid, []))
+
+
+def test_converter_shares_only_members_graph_returned_alike():
+    """Two pages listing the same object with different properties (read before and after a change)
+    keep both versions; alike ones share a dict."""
+    convert = er.member_converter()
+    user = {'@odata.type': '#microsoft.graph.user', 'id': 'U1', 'userPrincipalName': 'a@corp', 'displayName': 'A'}
+    first = convert('g1', [user])[0]
+    same = convert('g2', [dict(user)])[0]
+    changed = convert('g3', [dict(user, displayName='A (renamed)')])[0]
+    assert same is first
+    assert changed is not first and changed['display_name'] == 'A (renamed)'
+    with pytest.raises(er.EntraReadError, match='User.Read.All'):
+        convert('g4', [{'@odata.type': '#microsoft.graph.user', 'id': 'u2'}])
