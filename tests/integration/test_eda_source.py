@@ -259,6 +259,13 @@ def test_options_follow_the_modules_environment_variables():
     opts = SRC['resolve_options']({'client_id': 'given'}, environ=env)
     assert opts['tenant_id'] == 't' and opts['client_id'] == 'given' and opts['client_secret'] == 's'
     assert opts['graph_endpoint'] == 'https://graph.example.test' and opts['poll_interval'] == 5.0
+    # the same names, aliases and environment variables as the modules (GRAPH_AUTH_ARGSPEC)
+    opts = SRC['resolve_options']({'delta_state_path': '/x', 'secret': 's2', 'graph_max_retry_wait': 7},
+                                  environ={'AZURE_TENANT': 'from-awx-variable'})
+    assert opts['tenant_id'] == 'from-awx-variable' and opts['client_secret'] == 's2'
+    assert opts['graph_retry_budget'] == 7
+    with pytest.raises(SRC['SourceError'], match='auth_method must be one of'):
+        SRC['resolve_options']({'delta_state_path': '/x', 'auth_method': 'password'}, environ={})
     with pytest.raises(SRC['SourceError'], match='delta_state_path'):
         SRC['resolve_options']({}, environ={})
     with pytest.raises(SRC['SourceError'], match='Unknown option'):

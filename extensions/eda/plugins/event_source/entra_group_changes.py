@@ -15,13 +15,12 @@ rulebook's queue::
 
 Options (``args``):
 
-* the modules' Graph connection options, with the same environment fallbacks: ``tenant_id``
+* the modules' Graph connection options, with the same aliases, defaults and environment
+  fallbacks (read from ``GRAPH_AUTH_ARGSPEC``, so they stay the same): ``tenant_id``
   (``AZURE_TENANT_ID``), ``client_id`` (``AZURE_CLIENT_ID``), ``client_secret``
-  (``AZURE_CLIENT_SECRET``), ``client_certificate_path``, ``client_certificate_password``,
-  ``auth_method``, ``managed_identity_client_id``, ``cloud``, ``authority_host``,
-  ``graph_endpoint`` (``CLOUDSYNC_GRAPH_ENDPOINT``), ``graph_ca_bundle``
-  (``CLOUDSYNC_GRAPH_CA_BUNDLE``), ``graph_validate_certs``, ``graph_timeout``,
-  ``graph_max_retries``, ``graph_max_retry_wait``: see the ``graph_auth`` doc fragment.
+  (``AZURE_CLIENT_SECRET``), ``client_certificate_path``, ``auth_method``, ``cloud``,
+  ``authority_host``, ``graph_endpoint`` (``CLOUDSYNC_GRAPH_ENDPOINT``), ``graph_ca_bundle``
+  (``CLOUDSYNC_GRAPH_CA_BUNDLE``), ``graph_retry_budget``, ...: see the ``graph_auth`` doc fragment.
 * ``delta_state_path`` (``CLOUDSYNC_EDA_STATE_PATH``; required): JSON file holding the delta
   link (and the names of groups seen). A restart resumes from it: no full read. It is written
   only after the changes it covers were put on the queue, so a crash repeats events rather
@@ -82,6 +81,7 @@ except ImportError:  # pragma: no cover - depends on how the collection is insta
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import graph_client as _gc
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.entra_reader import collect as _collect  # noqa: E402
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import GRAPH_AUTH_ARGSPEC  # noqa: E402
 
 GraphClient = _gc.GraphClient
 GraphError = _gc.GraphError
@@ -92,25 +92,6 @@ LOG = logging.getLogger('hybrid_identity.cloud_sync.entra_group_changes')
 DELTA_SELECT = ('displayName', 'description', 'securityEnabled', 'mailEnabled', 'groupTypes', 'membershipRule',
                 'onPremisesSyncEnabled', 'members')
 STATE_VERSION = 1
-# Graph options: name -> (environment variables, default, type)
-GRAPH_OPTIONS = {
-    'tenant_id': (['AZURE_TENANT_ID'], None, str),
-    'client_id': (['AZURE_CLIENT_ID'], None, str),
-    'client_secret': (['AZURE_CLIENT_SECRET'], None, str),
-    'client_certificate_path': (['AZURE_CLIENT_CERTIFICATE_PATH'], None, str),
-    'client_certificate_password': (['AZURE_CLIENT_CERTIFICATE_PASSWORD'], None, str),
-    'auth_method': ([], 'auto', str),
-    'managed_identity_client_id': (['CLOUDSYNC_MANAGED_IDENTITY_CLIENT_ID'], None, str),
-    'cloud': (['CLOUDSYNC_AZURE_CLOUD'], 'public', str),
-    'authority_host': (['AZURE_AUTHORITY_HOST'], None, str),
-    'graph_endpoint': (['CLOUDSYNC_GRAPH_ENDPOINT'], None, str),
-    'graph_ca_bundle': (['CLOUDSYNC_GRAPH_CA_BUNDLE'], None, str),
-    'graph_validate_certs': ([], True, bool),
-    'graph_timeout': ([], 60, int),
-    'graph_max_retries': ([], 5, int),
-    'graph_max_retry_wait': ([], 120, int),
-    'graph_parallelism': ([], 1, int),
-}
 SOURCE_OPTIONS = {
     'delta_state_path': (['CLOUDSYNC_EDA_STATE_PATH'], None, str),
     'poll_interval': (['CLOUDSYNC_EDA_POLL_INTERVAL'], 30.0, float),
@@ -125,6 +106,22 @@ CREATE_KEYS = ('displayName', 'securityEnabled', 'mailEnabled', 'groupTypes')
 
 class SourceError(Exception):
     """Bad options or an unusable state file: the source stops with this message."""
+
+
+TYPES = {'str': str, 'path': str, 'int': int, 'float': float, 'bool': bool}
+
+
+def graph_options():
+    """The modules' Graph connection options (``GRAPH_AUTH_ARGSPEC``), as
+    ``{name: (environment variables, default, type, aliases, choices)}``: the source takes the same
+    options, aliases and environment fallbacks, so it follows them when they change."""
+    out = {}
+    for name, spec in GRAPH_AUTH_ARGSPEC.items():
+        fallback = spec.get('fallback')
+        envs = list(fallback[1]) if fallback and len(fallback) > 1 else []
+        out[name] = (envs, spec.get('default'), TYPES.get(spec.get('type') or 'str', str), list(spec.get('aliases') or []),
+                     spec.get('choices'))
+    return out
 
 
 def _convert(name, value, kind):
@@ -146,21 +143,32 @@ def _convert(name, value, kind):
 
 
 def resolve_options(args, environ=None):
-    """The source's options from ``args``, else the environment variables the modules use, else
-    the defaults (pure: ``environ`` defaults to ``os.environ``)."""
+    """The source's options from ``args`` (names or aliases of the modules' Graph options, and
+    the source's own), else their environment variables, else the defaults (pure: ``environ``
+    defaults to ``os.environ``)."""
     environ = os.environ if environ is None else environ
     args = dict(args or {})
-    known = dict(GRAPH_OPTIONS)
-    known.update(SOURCE_OPTIONS)
-    unknown = sorted(k for k in args if k not in known)
-    if unknown:
-        raise SourceError('Unknown option(s) of hybrid_identity.cloud_sync.entra_group_changes: %s' % ', '.join(unknown))
+    known = graph_options()
+    known.update((k, v + ([], None)) for k, v in SOURCE_OPTIONS.items())
+    alias_of = dict((alias, name) for name, spec in known.items() for alias in spec[3])
+    given = {}
+    for key, value in args.items():
+        name = alias_of.get(key, key)
+        if name not in known:
+            raise SourceError('Unknown option of hybrid_identity.cloud_sync.entra_group_changes: %s' % key)
+        if value is not None and value != '':
+            given[name] = value
     out = {}
-    for name, (envs, default, kind) in known.items():
-        value = args.get(name)
-        if value is None or value == '':
+    for name, (envs, default, kind, unused_aliases, choices) in known.items():
+        value = given.get(name)
+        if value is None:
             value = next((environ[e] for e in envs if environ.get(e)), None)
-        out[name] = _convert(name, value if value is not None else default, kind)
+        value = _convert(name, value if value is not None else default, kind)
+        if choices and value is not None and value not in choices:
+            raise SourceError('%s must be one of %s, not %r' % (name, ', '.join(choices), value))
+        out[name] = value
+    if out.get('client_certificate_path'):
+        out['client_certificate_path'] = os.path.expanduser(out['client_certificate_path'])
     if not out['delta_state_path']:
         raise SourceError('delta_state_path (or CLOUDSYNC_EDA_STATE_PATH) is required: the delta link is kept there so '
                           'a restart resumes without reading every group')
@@ -309,7 +317,7 @@ class Poller(object):
     """Blocking Graph calls (run in a worker thread by ``main``)."""
 
     def __init__(self, options):
-        params = dict((k, options[k]) for k in GRAPH_OPTIONS)
+        params = dict((k, options[k]) for k in GRAPH_AUTH_ARGSPEC)
         self.client = GraphClient(params, warn=LOG.warning)
 
     def latest_link(self):
