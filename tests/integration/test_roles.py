@@ -392,7 +392,7 @@ def test_drift_report_shows_a_rename_and_the_run_renames(play, sandbox, tenant, 
     assert "(was `%s`)" % before["corp"]["dn"] in md
     # old and new values of what the rename changes
     assert "    - displayName: `%s` -> `%s Renamed`" % (FAB_ONLY, FAB_ONLY) in md, md
-    assert "    - cn: `%s` -> `CN=%s Renamed_" % (before["corp"]["dn"], FAB_ONLY) in md, md
+    assert "    - cn: `%s_%s` -> `%s Renamed_%s`" % (FAB_ONLY, gid[-12:], FAB_ONLY, gid[-12:]) in md, md
 
     rc, out, report = play("group_writeback.yml", cloudsync_report="always")
     assert rc == 0, out[-4000:]
@@ -436,7 +436,7 @@ def _inventory(tmp_path, per_host):
 def test_domain_scope_narrowing_reports_the_deletions_it_would_make(play, sandbox, tenant, tmp_path):
     gids = tenant[1]["gids"]
     inventory = _inventory(tmp_path, {"fabrikam": {"cloudsync_domain_groups": [gids[FAB_ONLY]]}})
-    rc, out, report = play("drift_report.yml", inventory=inventory, cloudsync_prune=True)
+    rc, out, report = play("drift_report.yml", inventory=inventory, cloudsync_prune=True, cloudsync_out_of_scope="delete")
     assert rc == 0, out[-4000:]
     corp_d, fab = _domain(report, "corp"), _domain(report, "fabrikam")
     assert corp_d["changed"] is False and corp_d["summary"]["deleted"] == 0
@@ -456,7 +456,8 @@ def test_deletion_threshold_stops_pruning_in_every_domain(play, sandbox, tenant)
     # Narrowing the scope to one group makes every other managed group of the sandbox a prune
     # candidate: more than the threshold, so nothing is deleted and both domains fail.
     rc, out, report = play("group_writeback.yml", cloudsync_report="always", cloudsync_all_groups=False,
-                           cloudsync_groups=[gids[MIXED]], cloudsync_prune=True, cloudsync_deletion_threshold=1)
+                           cloudsync_groups=[gids[MIXED]], cloudsync_prune=True, cloudsync_out_of_scope="delete",
+                           cloudsync_deletion_threshold=1)
     assert rc != 0, out[-4000:]
     assert "Writeback failed for domain corp" in out and "Writeback failed for domain fabrikam" in out, out[-4000:]
     recap = _recap(out)
