@@ -176,8 +176,8 @@ def main(argv=None):
                     raise RuntimeError('change %d did not reach AD; see %s' % (n, log.name))
                 time.sleep(0.1)
             latencies.append(time.time() - started)
-            print('change %2d (%s user %02d): %.2f s' % (n + 1, 'add' if idx in members else 'remove', idx,
-                                                          latencies[-1]), flush=True)
+            kind = 'add' if idx in members else 'remove'
+            print('change %2d (%s user %02d): %.2f s' % (n + 1, kind, idx, latencies[-1]), flush=True)
 
         time.sleep(args.poll_interval * 2)      # the last run's own reads are over
         before = emu.counters()
