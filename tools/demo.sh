@@ -235,6 +235,85 @@ say "Run 3: the writeback repairs the manual change"
 run_writeback run3 >"$demo_dir/run3.log" 2>&1 || { cat "$demo_dir/run3.log"; exit 1; }
 summary "$reports/run3.json" "run 3"
 
+say "Access follows Entra: an SMB share on corp's DC for Finance Team, read with Kerberos tickets"
+# corp's DC serves [finance] to Finance Team (its objectSid, as a Windows ACL would). The
+# event-driven writeback (ansible-rulebook, rulebook hybrid_identity.cloud_sync.group_writeback,
+# polling Graph every 5 s, binding as svc-writeback) carries membership changes made in Entra to
+# AD; each read is a fresh kinit + smbclient --use-kerberos=required.
+"$PY" - "$state" "$demo_dir" "$lab_dir" <<'PYEOF'
+import json, os, signal, subprocess, sys, time
+sys.path.insert(0, "tests")
+import ldap3, ssl
+from lab.lab import Lab
+from emulator.server import RemoteAdmin
+
+state, demo_dir, lab_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+info = json.load(open(state))
+admin = RemoteAdmin(info["base_url"], info["ca_file"])
+lab = Lab()
+f = lab.forest("corp")
+ou = "OU=CloudSyncDemo," + f.base_dn
+team_id = "d0000000-0000-4000-8000-000000000001"
+tls = ldap3.Tls(ca_certs_file=f.ca_file, validate=ssl.CERT_REQUIRED)
+conn = ldap3.Connection(ldap3.Server(f.ip, port=636, use_ssl=True, tls=tls), f.admin_upn, f.admin_password, auto_bind=True)
+conn.search(ou, "(msDS-ExternalDirectoryObjectId=Group_%s)" % team_id, attributes=["objectSid", "member"])
+team_dn, team_sid = conn.entries[0].entry_dn, str(conn.entries[0].objectSid.value)
+idents = [i for i in json.load(open(os.path.join(lab_dir, "corp", "identities.json"))) if i.get("enabled", True)][:30]
+direct, nested, outsider = idents[0], idents[6], idents[20]   # Finance Team / via Finance Auditors / neither
+lab.smb_share("finance", team_sid, {"budget.txt": "FY27 budget: for Finance Team only\n"})
+print("share //%s/finance (valid users = %s, the objectSid of %s)" % (f.dc_hostname, team_sid, team_dn))
+
+def access(who, why, expected):
+    ok, text = f.smb_read("finance", "budget.txt", "%s@%s" % (who["sam_account_name"], f.realm), who["password"],
+                          os.path.join(demo_dir, "ccache-%s" % who["sam_account_name"]))
+    print("  %-14s (%s): %s" % (who["sam_account_name"], why, "reads %r" % text.strip() if ok else text))
+    if ok != expected or (not ok and "NT_STATUS_ACCESS_DENIED" not in text):
+        sys.exit("demo: %s should %s the share" % (who["sam_account_name"], "read" if expected else "be denied"))
+
+def member_in_ad(who):
+    conn.search(team_dn, "(objectClass=group)", search_scope=ldap3.BASE, attributes=["member"])
+    return who["dn"].lower() in [m.lower() for m in conn.entries[0].member.values]
+
+access(direct, "member of Finance Team", True)
+access(nested, "member through nested Finance Auditors", True)
+access(outsider, "not a member", False)
+
+env = dict(os.environ, CLOUDSYNC_EDA_STATE_PATH=os.path.join(demo_dir, "eda-delta.json"), CLOUDSYNC_EDA_POLL_INTERVAL="5",
+           CLOUDSYNC_AD_SERVERS=f.ip, CLOUDSYNC_AD_USER=f.unprivileged_upn, CLOUDSYNC_AD_PASSWORD=f.unprivileged_password,
+           CLOUDSYNC_AD_CA_FILE=f.ca_file, CLOUDSYNC_TARGET_OU=ou, CLOUDSYNC_SEARCH_BASE=ou)
+if os.path.exists(env["CLOUDSYNC_EDA_STATE_PATH"]):
+    os.unlink(env["CLOUDSYNC_EDA_STATE_PATH"])
+inventory = os.path.join(demo_dir, "eda-inventory.yml")
+with open(inventory, "w") as fh:
+    fh.write("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n      ansible_python_interpreter: %s\n"
+             % sys.executable)
+log = open(os.path.join(demo_dir, "rulebook.log"), "w")
+rb = subprocess.Popen(["ansible-rulebook", "-i", inventory, "--rulebook", "hybrid_identity.cloud_sync.group_writeback"],
+                      stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+try:
+    while not os.path.exists(env["CLOUDSYNC_EDA_STATE_PATH"]):
+        if rb.poll() is not None:
+            sys.exit("demo: ansible-rulebook stopped; see %s" % log.name)
+        time.sleep(0.2)
+    print("ansible-rulebook is watching Entra (Graph delta every 5 s); log: %s" % log.name)
+    direct_id = next(u["id"] for u in admin.export_tenant()["users"]
+                     if u.get("onPremisesSamAccountName") == direct["sam_account_name"])
+    for action, present in (("removed from", False), ("added back to", True)):
+        started = time.time()
+        (admin.add_members if present else admin.remove_members)(team_id, [direct_id])
+        while member_in_ad(direct) != present:
+            if rb.poll() is not None or time.time() - started > 180:
+                sys.exit("demo: the change did not reach AD; see %s" % log.name)
+            time.sleep(0.2)
+        print("%s %s Finance Team in Entra: in AD %.1f s later" % (direct["sam_account_name"], action, time.time() - started))
+        access(direct, "fresh ticket", present)
+        access(nested, "fresh ticket", True)
+finally:
+    os.killpg(rb.pid, signal.SIGTERM)
+    rb.wait(30)
+    lab.remove_smb_share("finance")
+PYEOF
+
 say "Done"
 echo "Reports (JSON for machines, Markdown for people) in $reports: run1, run2, drift, run3 (.json, .md)"
 echo "A drift report needs Graph: with an emulator running (as above), export its AZURE_*/CLOUDSYNC_GRAPH_* variables and run"

@@ -14,6 +14,7 @@ cd "$here"
 APT_PACKAGES=(
   samba-ad-dc samba samba-common-bin python3-samba samba-ad-provision winbind  # the lab's AD DCs, samba-tool, the AD schema files
   krb5-user smbclient ldb-tools iproute2                                       # kinit, smbclient; ldbadd/ldbmodify/ldbsearch; ip
+  util-linux mount                                                             # unshare, mount: the lab DC's smbd/winbindd (Lab.ensure_smb)
   libkrb5-dev python3-venv python3-dev gcc                                     # .venv, and gssapi built in it
   openjdk-17-jre-headless                                                      # java for ansible-rulebook (Event-Driven Ansible)
   openssl rsync shellcheck                                                     # tools/sanity.sh and ansible-test sanity

@@ -77,8 +77,10 @@ FORESTS = {
 }
 DEFAULT_FORESTS = ("corp", "fabrikam")
 # The forest whose DC also serves SMB shares (smbd + winbindd of Samba AD DC), for the tests that
-# prove access follows Entra. Only one: libwbclient (smbd's way to winbindd) finds winbindd only
-# at the compiled-in /run/samba/winbindd (WINBINDD_SOCKET_DIR is honoured only under selftest).
+# prove access follows Entra. libwbclient (smbd's way to winbindd) looks for winbindd only at the
+# compiled-in /run/samba/winbindd (another directory only under Samba's selftest nss_wrapper), which
+# every lab on the machine would share: Lab.ensure_smb starts this DC's smbd and winbindd in a
+# mount namespace of their own where the forest's run/winbindd is mounted on that path.
 SMB_FOREST = "corp"
 WINBINDD_SOCKET_DIR = "/run/samba/winbindd"
 SMBD = "/usr/sbin/smbd"
@@ -428,34 +430,52 @@ class Lab:
 
     def ensure_smb(self, name=SMB_FOREST, timeout=60):
         """Make this forest's DC serve SMB (smbd and winbindd of Samba AD DC) without touching its
-        LDAP: a DC provisioned before smb.conf named them gets the new smb.conf (read by smbd and
-        winbindd; the running samba keeps its LDAP), and smbd/winbindd are started on their own, as
-        samba itself starts them (server role check:inhibit). Returns the Forest."""
+        LDAP: smbd and winbindd are started on their own, as samba itself would start them (server
+        role check:inhibit), in a mount namespace where the forest's run/winbindd is mounted on
+        /run/samba/winbindd (see SMB_FOREST). A DC provisioned before the shares gets the include
+        line in its smb.conf (read by smbd; the running samba keeps its LDAP). Returns the Forest."""
         if name != SMB_FOREST:
-            raise LabError("only forest %s serves SMB (winbindd's socket directory is shared)" % SMB_FOREST)
+            raise LabError("only forest %s serves SMB" % SMB_FOREST)
         forest = self.forest(name)
         fdir = self._fdir(name)
         conf = fdir / "etc" / "smb.conf"
+        pipe = fdir / "run" / "winbindd" / "pipe"
         with self._lock():
-            if "s3fs" not in conf.read_text():
+            text = conf.read_text()
+            if "s3fs" in text or "shares.conf" not in text:
                 self._write_smb_conf(name, self._meta(name))
-            if self._port_open(forest.ip, 445, 0.5) and len(self._smb_pids(name)) == 2:
-                return forest
             if self._pid(name) is None:
                 raise LabError("forest %s is not running: lab.py up" % name)
-            running = self._smb_pids(name)
-            env = _system_env({"KRB5_CONFIG": forest.krb5_conf})
-            for daemon, binary in (("winbindd", WINBINDD), ("smbd", SMBD)):
-                pid_file = fdir / "run" / ("%s.pid" % daemon)
-                if any(str(p) == (pid_file.read_text().split() or [""])[0] for p in running if pid_file.exists()):
-                    continue
-                _run([binary, "-D", "--option=server role check:inhibit=yes", "--configfile=%s" % conf], env=env, timeout=60)
+            pids = self._smb_pids(name)
+            legacy = [p for p in pids if "--foreground" in pathlib.Path("/proc/%d/cmdline" % p).read_bytes().decode(errors="replace")]
+            if legacy:
+                raise LabError("forest %s's samba runs smbd/winbindd itself (started with an older smb.conf that named s3fs): "
+                               "restart it once (lab.py down --forest %s; lab.py up)" % (name, name))
+            if len(pids) == 2 and self._port_open(forest.ip, 445, 0.5) and self._unix_socket_open(pipe):
+                return forest
+            self._stop_smb(name)
+            (fdir / "run" / "winbindd").mkdir(parents=True, exist_ok=True)
+            inhibit = "--option=server role check:inhibit=yes"
+            script = ("mkdir -p {w} && mount --bind {d} {w} && {wb} -D '{o}' --configfile={c} && {smbd} -D '{o}' --configfile={c}"
+                      .format(w=WINBINDD_SOCKET_DIR, d=fdir / "run" / "winbindd", wb=WINBINDD, smbd=SMBD, o=inhibit, c=conf))
+            _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                 env=_system_env({"KRB5_CONFIG": forest.krb5_conf}), timeout=60)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if self._port_open(forest.ip, 445, 0.5) and _run(["wbinfo", "-p"], check=False, timeout=10).returncode == 0:
+                if self._port_open(forest.ip, 445, 0.5) and self._unix_socket_open(pipe) and len(self._smb_pids(name)) == 2:
                     return forest
                 time.sleep(0.3)
         raise LabError("smbd/winbindd of forest %s did not come up within %ss; see %s" % (name, timeout, fdir / "log"))
+
+    @staticmethod
+    def _unix_socket_open(path):
+        try:
+            with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as sock:
+                sock.settimeout(2)
+                sock.connect(str(path))
+                return True
+        except OSError:
+            return False
 
     def smb_share(self, share, valid_group, files, name=SMB_FOREST):
         """Serve ``[share]`` (read only) from the forest's DC to the members of the AD group
@@ -518,7 +538,7 @@ class Lab:
     realm = {realm}
     workgroup = {netbios}
     server role = active directory domain controller
-    server services = rpc, ldap, cldap, kdc{smb_services}
+    server services = rpc, ldap, cldap, kdc
     prefork children = 2
     interfaces = {ip}
     bind interfaces only = yes
@@ -529,7 +549,7 @@ class Lab:
     binddns dir = {d}/bind-dns
     pid directory = {d}/run
     ncalrpc dir = {d}/run/ncalrpc
-    winbindd socket directory = {winbindd_dir}
+    winbindd socket directory = {d}/run/winbindd
     ntp signd socket directory = {d}/run/ntp_signd
     smb passwd file = {d}/private/smbpasswd
     usershare path = {d}/state/usershares
@@ -553,8 +573,7 @@ class Lab:
     path = {d}/state/sysvol/{dns}/scripts
     read only = No
 {shares}""".format(realm=meta["realm"], netbios=meta["netbios"], ip=meta["ip"], d=fdir, key=key, cert=cert, ca=ca,
-                   dns=meta["dns_domain"], smb_services=", s3fs, winbindd" if smb else "",
-                   winbindd_dir=WINBINDD_SOCKET_DIR if smb else "%s/run/winbindd" % fdir,
+                   dns=meta["dns_domain"],
                    shares="\n# file shares of the tests (Lab.smb_share)\ninclude = %s\n" % shares if smb else "")
         if smb and not shares.exists():
             shares.write_text("")
