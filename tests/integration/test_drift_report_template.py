@@ -124,3 +124,15 @@ def test_real_run_wording(tmp_path):
     assert md.startswith("# Writeback report")
     assert "  - Members added (1):" in md and "  - Members removed (1):" in md
     assert "    - description: `old text` -> `new text`" in md
+
+
+def test_sampled_member_lists_show_their_full_counts(tmp_path):
+    """The module returns a sample of each member list with its count (member_details: sample):
+    the report states the counts, not the sample's length."""
+    group = _group(members_added=[ADDED], members_added_count=250, members_removed=[], members_removed_count=0,
+                   skipped_members=[{"id": "c1", "display_name": "Cloud One", "reason": "cloud_only_user"}],
+                   skipped_members_count=78, skipped_members_by_reason={"cloud_only_user": 70, "unsupported_type_device": 8})
+    md = _render(tmp_path, _result(group))
+    assert "Members to add (250)" in md
+    assert "and 249 more" in md
+    assert "Skipped members (78), by reason: cloud_only_user 70, unsupported_type_device 8" in md
