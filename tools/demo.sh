@@ -13,7 +13,10 @@
 #    writeback to each forest; prints what it did per domain;
 # 5. runs it again and shows that nothing changed; then edits a group by hand in AD, shows the
 #    drift report (check mode) and a third run repairing it;
-# 6. stops the emulator. The lab keeps running for reuse: `.venv/bin/python tests/lab/lab.py down`
+# 6. access follows Entra: corp's DC serves an SMB share to Finance Team; users read it with
+#    Kerberos tickets; ansible-rulebook (the event-driven writeback) carries a member's removal
+#    and re-addition in Entra to AD within seconds, and a fresh ticket is denied, then reads again;
+# 7. stops the emulator. The lab keeps running for reuse: `.venv/bin/python tests/lab/lab.py down`
 #    stops it.
 # Environment: CLOUDSYNC_LAB_DIR (default <repo>/.lab), DEMO_VERBOSITY (e.g. -v).
 set -euo pipefail
