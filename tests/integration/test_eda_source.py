@@ -270,3 +270,36 @@ def test_options_follow_the_modules_environment_variables():
         SRC['resolve_options']({}, environ={})
     with pytest.raises(SRC['SourceError'], match='Unknown option'):
         SRC['resolve_options']({'delta_state_path': '/x', 'pol_interval': 3}, environ={})
+
+
+def test_merging_and_classifying_a_batch_without_graph():
+    merge, build = SRC['merge_pending'], SRC['build_events']
+    pending = {}
+    # a member added then removed within one batch ends removed; a later rename wins
+    merge(pending, {'g1': {'id': 'g1', 'members@delta': [{'id': 'u1', '@odata.type': '#microsoft.graph.user'}]}})
+    merge(pending, {'g1': {'id': 'g1', 'displayName': 'New name',
+                           'members@delta': [{'id': 'u1', '@removed': {'reason': 'deleted'}}]}})
+    merge(pending, {'g2': {'id': 'g2', 'displayName': 'G2', 'securityEnabled': True, 'mailEnabled': False,
+                           'groupTypes': []}})
+    merge(pending, {'g3': {'id': 'g3', '@removed': {'reason': 'deleted'}}})
+    events = [e['cloud_sync'] for e in build(pending, {'g1': 'Old name', 'g3': 'Gone'}, batch_id='b', now=1.0)]
+    by_id = dict((e['group_id'], e) for e in events)
+    assert by_id['g1']['change'] == 'renamed' and by_id['g1']['changes'] == ['renamed', 'members']
+    assert by_id['g1']['previous_display_name'] == 'Old name'
+    assert by_id['g1']['members_added'] == [] and by_id['g1']['members_removed'] == ['u1']
+    assert by_id['g2']['change'] == 'created'
+    assert by_id['g3']['change'] == 'deleted' and by_id['g3']['display_name'] == 'Gone'
+    assert [e['batch']['index'] for e in events] == [0, 1, 2]
+    assert events[0]['batch']['group_ids'] == ['g1', 'g2', 'g3'] and 'group_ids' not in events[1]['batch']
+    # a group already known that changes only a property is "updated", not "created"
+    update = build({'g2': {'id': 'g2', 'description': 'x'}}, {'g2': 'G2'})[0]['cloud_sync']
+    assert update['change'] == 'updated'
+    # waiting after a failed poll: Retry-After when given (capped), else doubling from the poll interval
+    wait = SRC['outage_wait']
+
+    class Err(Exception):
+        retry_after = None
+    err = Err()
+    assert [wait(err, n, 5, 60) for n in range(5)] == [5, 10, 20, 40, 60]
+    err.retry_after = 7
+    assert wait(err, 3, 5, 60) == 7 and wait(err, 0, 5, 3) == 3
