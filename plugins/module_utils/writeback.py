@@ -666,7 +666,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         if users:
             gc = ad.global_catalog()
             resolution, unresolved = ad_reader.resolve_users(gc, users, params.get('member_match') or 'auto',
-                                                             known_guids=member_guids, domain=ad, domain_base=domain_dn)
+                                                             known_guids=member_guids, domain=ad, domain_base=domain_dn,
+                                                             connections=ad_reader.RESOLVE_CONNECTIONS)
             for uid, why in unresolved.items():
                 resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
         synced_groups = synced_group_members(desired)

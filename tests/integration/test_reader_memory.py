@@ -142,3 +142,62 @@ def test_converter_shares_only_members_graph_returned_alike():
     assert changed is not first and changed['display_name'] == 'A (renamed)'
     with pytest.raises(er.EntraReadError, match='User.Read.All'):
         convert('g4', [{'@odata.type': '#microsoft.graph.user', 'id': 'u2'}])
+
+
+# -- resolving many users through the Global Catalog ----------------------------------------------
+
+def _lab_members(corp, count):
+    """Entra user members for the lab's first ``count`` seeded users: half by objectGUID, half by SID
+    only, and one that exists nowhere."""
+    import uuid
+    out = []
+    for n, ident in enumerate(corp.identities[:count]):
+        if n % 2:
+            out.append({'id': 'e-%d' % n, 'type': 'user', 'on_premises_object_identifier': ident['object_guid']})
+        else:
+            out.append({'id': 'e-%d' % n, 'type': 'user', 'on_premises_security_identifier': ident['object_sid']})
+    out.append({'id': 'ghost', 'type': 'user', 'on_premises_object_identifier': str(uuid.uuid4())})
+    return out
+
+
+def test_resolving_on_several_connections_gives_what_one_connection_gives(corp):
+    """``connections=2``: the OR searches of a round (450 users: three searches of up to 200 per
+    method) run on two Global Catalog connections; the resolution is the same as on one, every search
+    is counted in ``gc.stats``, and each search asks only for the identifier it matches on."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
+    from writeback_helpers import ad_params, dn_key
+    if len(corp.identities) < 450:
+        pytest.skip('the lab has %d seeded users (lab.py seed --users 450)' % len(corp.identities))
+    members = _lab_members(corp, 450)
+    ad = ADClient(ad_params(corp)).connect()
+    asked = []
+    try:
+        gc = ad.global_catalog()
+        one, unresolved_one = ad_reader.resolve_users(gc, members, 'auto')
+        searches_one = gc.stats['searches']
+        real_search = ADClient.search
+
+        def recording(self, base, ldap_filter='(objectClass=*)', attributes=None, **kw):
+            asked.append((self is gc, tuple(attributes or ())))
+            return real_search(self, base, ldap_filter, attributes, **kw)
+        ADClient.search = recording
+        try:
+            two, unresolved_two = ad_reader.resolve_users(gc, members, 'auto', connections=2)
+        finally:
+            ADClient.search = real_search
+        searches_two = gc.stats['searches'] - searches_one
+    finally:
+        ad.close()
+    assert two == one and unresolved_two == unresolved_one == {'ghost': 'not_found_in_forest'}
+    by_id = dict((m['id'], m) for m in members)
+    expected = dict((ident['object_guid'], ident['dn']) for ident in corp.identities[:450])
+    for uid, res in two.items():
+        n = int(uid.split('-')[1])
+        assert dn_key(res['dn']) == dn_key(corp.identities[n]['dn'])
+        assert res['matched_by'] == ('object_identifier' if by_id[uid].get('on_premises_object_identifier') else 'sid')
+    assert len(expected) == 450
+    # 226 object identifiers (2 searches), then 225 SIDs (2 searches)
+    assert searches_one == searches_two == 4
+    assert any(not on_gc for on_gc, unused in asked), 'no search ran on a second connection'
+    assert set(attrs for unused, attrs in asked) == {('objectGUID',), ('objectSid',)}
