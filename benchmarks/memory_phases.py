@@ -31,12 +31,41 @@ def status():
     return out
 
 
+STATE_SCRIPT = '''
+import json, sys
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader, writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
+params = json.load(open(sys.argv[1]))
+groups, state = entra_reader.read_groups_incremental(GraphClient(params), None, max_members=params['max_members'])
+writeback.save_state(sys.argv[2], state)
+'''
+
+
+def save_state(emu, path):
+    """A delta state as a full read leaves it, made in a child process (not measured here)."""
+    import subprocess
+    import tempfile
+    from emulator.fixtures import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+    args = dict(tenant_id=TENANT_ID, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, auth_method='client_secret',
+                authority_host=emu.info['authority_url'], graph_endpoint=emu.info['base_url'],
+                graph_ca_bundle=emu.info['ca_file'], max_members=50000)
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as fh:
+        json.dump(args, fh)
+    try:
+        env = dict(os.environ, PYTHONPATH=bench.COLLECTIONS, REQUESTS_CA_BUNDLE='')
+        subprocess.run([bench.PY, '-c', STATE_SCRIPT, fh.name, path], check=True, env=env)
+    finally:
+        os.unlink(fh.name)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument('--size', default='large', choices=sorted(bench.SIZES))
     ap.add_argument('--ou', default='BenchEmpty')
     ap.add_argument('--state', action='store_true',
                     help='with delta_state_path (a fresh file: the incremental reader\'s first, full read)')
+    ap.add_argument('--delta', action='store_true',
+                    help='with a delta state saved by a full read first (in a child process): the delta read of a no-op')
     args = ap.parse_args(argv)
     from lab.lab import Lab
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback as wb
@@ -74,9 +103,12 @@ def main(argv=None):
         wrap(wb.ad_reader, name)
     try:
         probe('start')
-        state_path = os.path.join(work, 'memory-phases-state.json') if args.state else None
+        state_path = os.path.join(work, 'memory-phases-state.json') if args.state or args.delta else None
         if state_path and os.path.exists(state_path):
             os.unlink(state_path)
+        if args.delta:
+            save_state(emu, state_path)
+            probe('delta state saved (%d MB)' % (os.path.getsize(state_path) >> 20))
         params = json.loads(json.dumps(bench.module_args(forest, emu, ou, state_path, True)['ANSIBLE_MODULE_ARGS']))
         for key in list(params):
             if key.startswith('_'):

@@ -812,6 +812,24 @@ def _member_details_from(client, refs, beta_members):
     return out
 
 
+def _share_state_ids(state):
+    """A state loaded from JSON holds a separate string for every occurrence of a member id (196,440
+    in the large benchmark tenant, ~17 MB): make every ``member_ids`` entry and every object's ``id``
+    the one string of its ``objects`` key. Same content; the state stays as it was otherwise."""
+    objects = state.get('objects')
+    if not isinstance(objects, dict):
+        return
+    canonical = {}
+    for key, obj in objects.items():
+        canonical[key] = key
+        if isinstance(obj, dict) and obj.get('id') == key:
+            obj['id'] = key
+    for entry in (state.get('groups') or {}).values():
+        ids = entry.get('member_ids') if isinstance(entry, dict) else None
+        if isinstance(ids, list):
+            entry['member_ids'] = [canonical.get(mid, mid) for mid in ids]
+
+
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
                             full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False):
     """All in-scope groups (all mode: eligible clause AND ``odata_filter``) with direct members,
@@ -833,6 +851,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         reason = 'interval'
     if reason:
         return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only)
+    _share_state_ids(state)
     try:
         changes, link = client.delta_groups(list(_delta_select(False)), delta_link=state['delta_link'])
     except DeltaResyncRequired as exc:

@@ -109,6 +109,25 @@ def test_groups_from_state_share_one_dict_per_object(overlapping):
     assert all(len(v) == 1 for v in by_id.values())
 
 
+def test_a_loaded_state_holds_one_string_per_member_id(overlapping):
+    """A delta run on a state loaded from JSON: every member id in ``member_ids`` is the string of its
+    ``objects`` key (JSON parsing makes one string per occurrence), and the state's content is unchanged."""
+    unused_tenant, emu = overlapping
+    client = GraphClient(params(emu))
+    unused_groups, state = er.read_groups_incremental(client, None)
+    text = json.dumps(state)
+    loaded = json.loads(text)
+    groups, new = er.read_groups_incremental(client, loaded)
+    assert new['last_run']['mode'] == 'delta'
+    keys = dict((k, k) for k in new['objects'])
+    ids = [mid for entry in new['groups'].values() for mid in entry['member_ids']]
+    assert len(ids) > len(keys)
+    assert all(keys[mid] is mid for mid in ids), 'member ids are separate strings'
+    assert all(obj['id'] is keys[k] for k, obj in new['objects'].items())
+    assert json.loads(text)['groups'] == loaded['groups'] and json.loads(text)['objects'] == loaded['objects']
+    assert groups == er._groups_from_state(json.loads(text), er.MAX_MEMBERS)
+
+
 def test_batch_collect_transforms_each_page_as_it_arrives(overlapping):
     """``transform`` sees every page once (the 1,200-member group's two pages separately) and the
     results hold what it returned, not the raw Graph items."""
