@@ -220,3 +220,31 @@ def test_resolving_on_several_connections_gives_what_one_connection_gives(corp):
     assert searches_one == searches_two == 4
     assert any(not on_gc for on_gc, unused in asked), 'no search ran on a second connection'
     assert set(attrs for unused, attrs in asked) == {('objectGUID',), ('objectSid',)}
+
+
+def test_without_a_second_connection_the_searches_run_on_the_one_there_is():
+    """An extra Global Catalog connection that cannot be opened is no failure: every search runs on
+    ``gc``, as with ``connections=1``."""
+    import uuid
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_reader
+
+    class OneConnection(object):
+        server = 'gc.test'
+
+        def __init__(self, *args, **kwargs):
+            if args or kwargs:
+                raise OSError('no more connections')
+            self.filters = []
+            self.stats = {'searches': 0}
+
+        def search(self, base, ldap_filter, attributes=None, **kwargs):
+            self.filters.append(ldap_filter)
+            self.stats['searches'] += 1
+            return iter([])
+
+    gc = OneConnection()
+    gc.params, gc.is_global_catalog, gc.range_size = {}, True, None
+    users = [{'id': 'u%d' % n, 'type': 'user', 'on_premises_object_identifier': str(uuid.uuid4())} for n in range(450)]
+    resolution, unresolved = ad_reader.resolve_users(gc, users, 'object_identifier', connections=2)
+    assert resolution == {} and len(unresolved) == 450
+    assert len(gc.filters) == 3 and gc.stats['searches'] == 3
