@@ -151,8 +151,8 @@ def main(argv=None):
         base = rows.get((scenario, 'before'))
         ratio = '%.2f' % (row['wall'] / base['wall']) if base and label != 'before' else '-'
         cpu_ratio = '%.2f' % (row['cpu'] / base['cpu']) if base and label != 'before' and base['cpu'] else '-'
-        print('%-12s %-7s %9.2f %9.2f %12.1f %10s %10s%s' % (scenario, label, row['wall'], row['cpu'], row['rss'], ratio, cpu_ratio,
-                                                           '' if row['ok'] else '  FAILED'))
+        flag = '' if row['ok'] else '  FAILED'
+        print('%-12s %-7s %9.2f %9.2f %12.1f %10s %10s%s' % (scenario, label, row['wall'], row['cpu'], row['rss'], ratio, cpu_ratio, flag))
     return 0
 
 
