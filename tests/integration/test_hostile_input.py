@@ -154,7 +154,7 @@ CASES = {
     'bad_ou_map_regex': ({'ou_map': [{'pattern': '([unclosed', 'ou': '{ou}'}]}, ['pattern', '([unclosed']),
     'bad_sam_template': ({'sam_account_name_template': '{nope}_{id_suffix}'}, ['sam_account_name_template', 'display_name']),
     'target_ou_not_a_dn': ({'target_ou': 'Cloud Groups'}, ['target_ou', 'Cloud Groups']),
-    'unknown_ou': ({'target_ou': 'OU=Does Not Exist,{base}'}, ['OU=Does Not Exist', 'noSuchObject']),
+    'unknown_ou': ({'target_ou': 'OU=Does Not Exist,{base}'}, ['OU=Does Not Exist', 'does not exist', 'Nothing was written']),
     'unreachable_dcs': ({'domain_controllers': ['127.0.0.98', '127.0.0.98:1636']},
                         ['Could not connect to any domain controller', '127.0.0.98', 'connection refused']),
     'wrong_password': ({'ad_password': '{wrong_password}'}, ['invalidCredentials', 'check ad_user and ad_password']),

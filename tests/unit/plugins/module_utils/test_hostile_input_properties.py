@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -75,6 +76,11 @@ class RecordingGraph(object):
 
     def collection_params(self, path, params=None, headers=None):
         return dict(params or {}), {}
+
+    def url(self, path, params=None, version='v1.0'):
+        # The reader measures advanced queries by their URL length, as GraphClient.url builds it.
+        from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import relative_url
+        return relative_url('https://graph.microsoft.com/%s%s' % (version, path), params)
 
     def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,)):
         for key, url in requests_list:
@@ -194,16 +200,29 @@ def test_filter_values_keep_leading_and_trailing_whitespace():
 
 @given(st.lists(st.one_of(hostile_text, st.sampled_from(INJECTIONS)), min_size=1, max_size=entra_reader.IN_LIMIT))
 def test_selection_by_display_name_is_one_in_clause_of_exactly_those_names(entries):
+    """Every name reaches Graph exactly as given, each in an ``in`` clause of displayName; names of
+    more than 120 characters go in advanced queries of their own (Graph's eq/in value limit,
+    https://learn.microsoft.com/en-us/graph/known-issues#some-limitations-apply-to-query-parameters),
+    so a selection may take several requests, which together hold exactly the names."""
     ids, names = entra_reader.split_selection(entries)
     rec = RecordingGraph()
     entra_reader.find_groups(rec, ids=None, display_names=names)
     if not names:
         assert rec.requests == []
         return
-    (path, params), = rec.requests
-    assert path == '/groups'
-    node = ODataParser(params['$filter']).parse()
-    assert node == ('in', 'displayName', names), params['$filter']
+    sent = []
+    for url, params in rec.requests:
+        if not params:   # a $batch sub-request: the parameters are in the URL
+            path, _sep, query = url.partition('?')
+            params = dict((k, v) for k, v in (
+                (unquote(a), unquote(b)) for a, _e, b in (item.partition('=') for item in query.split('&'))))
+        else:
+            path = url
+        assert path.split('?')[0].endswith('/groups'), url
+        node = ODataParser(params['$filter']).parse()
+        assert node[:2] == ('in', 'displayName'), params['$filter']
+        sent.extend(node[2])
+    assert sorted(sent) == sorted(names)
 
 
 @given(st.lists(st.one_of(hostile_text, st.sampled_from(INJECTIONS), st.uuids().map(str)), min_size=1, max_size=10))
