@@ -15,7 +15,7 @@ import os
 import tempfile
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes, ad_codecs, ad_reader, incremental
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback_result
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file, writeback_result
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
@@ -166,17 +166,7 @@ def load_state(path):
 
 def save_state(path, state):
     """Write atomically: a crash mid-write must not leave a half file that poisons the next run."""
-    directory = os.path.dirname(os.path.abspath(path)) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.cloudsync-delta-', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(state, handle)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    json_file.write_atomically(path, state, prefix='.cloudsync-delta-')
 
 
 def _desired(params):

@@ -15,9 +15,7 @@ Pure functions, except ``write_report`` (one file).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
-import os
-import tempfile
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
 
 GROUP_LISTS = ('members_added', 'members_removed', 'unresolved_members', 'skipped_members')
 BY_REASON = ('unresolved_members', 'skipped_members')
@@ -83,17 +81,7 @@ def write_report(path, result, groups):
     """Write the full member lists (and the run's summary) to ``path`` atomically, mode 0600."""
     data = dict(summary=result.get('summary'), incremental=result.get('incremental'), member_reasons=member_reasons(groups),
                 groups=full_lists(groups))
-    directory = os.path.dirname(os.path.abspath(path)) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.cloudsync-report-', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    json_file.write_atomically(path, data, prefix='.cloudsync-report-')
 
 
 def shape(result, member_details='sample', sample=DEFAULT_SAMPLE):

@@ -66,7 +66,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import uuid
 
@@ -82,6 +81,7 @@ except ImportError:  # pragma: no cover - depends on how the collection is insta
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.entra_reader import collect as _collect  # noqa: E402
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import GRAPH_AUTH_ARGSPEC  # noqa: E402
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file  # noqa: E402
 
 GraphClient = _gc.GraphClient
 GraphError = _gc.GraphError
@@ -299,16 +299,7 @@ def save_state(path, state):
     directory = os.path.dirname(os.path.abspath(path)) or '.'
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(prefix='.eda-delta-', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(state, handle)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    json_file.write_atomically(path, state, prefix='.eda-delta-')
 
 
 # -- the shell: polling loop ------------------------------------------------------------------------

@@ -1,0 +1,27 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""JSON files the collection writes (delta states, reports): written atomically, mode 0600."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import tempfile
+
+
+def write_atomically(path, data, prefix='.cloudsync-'):
+    """Write ``data`` as JSON to ``path`` through a temporary file in the same folder, then rename:
+    a crash mid-write never leaves half a file that poisons the next run. Mode 0600 (the files hold
+    group and member identifiers)."""
+    directory = os.path.dirname(os.path.abspath(path)) or '.'
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(data, handle)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
