@@ -23,7 +23,9 @@ Python API (test fixtures, the demo, the benchmarks)::
 Facts this relies on are in ../shared/spec/ad-lab.md. Each forest lives in <lab dir>/<name>/:
 Samba's provision target (etc/, private/, state/, cache/, run/, log/), forest.json (what was
 provisioned), krb5.conf, identities.json, and Kerberos credential caches. Nothing goes to
-system folders. Only processes whose PID file is under the lab dir (and whose command line
+system folders, except the SMB share folders (/srv/cloudsync-lab-shares/<lab>/, or
+$CLOUDSYNC_LAB_SHARES_DIR): smbd reads them as domain users, who cannot enter a lab dir under a
+0700 home. Only processes whose PID file is under the lab dir (and whose command line
 names our smb.conf) are ever stopped.
 """
 from __future__ import absolute_import, division, print_function
@@ -34,6 +36,7 @@ import base64
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import pathlib
@@ -486,10 +489,10 @@ class Lab:
         written-back groups are) it denies members whose token holds the group's SID, so give
         those by SID. ``files``: {file name: text}. Returns the share's folder."""
         forest = self.ensure_smb(name)
-        fdir = self._fdir(name)
-        folder = fdir / "shares" / share
+        folder = self._share_dir(name, share)
         folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(str(folder), 0o755)
+        for d in (folder,) + tuple(folder.parents)[:3]:  # smbd reads it as the domain user: every level traversable
+            os.chmod(str(d), 0o755)
         for fname, text in files.items():
             path = folder / fname
             path.write_text(text)
@@ -499,9 +502,19 @@ class Lab:
         self._set_share_section(name, share, section)
         return folder
 
+    def _shares_dir(self, name):
+        """The forest's share folders, outside the lab dir: smbd opens them as the domain user, who
+        cannot traverse a lab dir under a 0700 home (<repo>/.lab of a clone in /root, as on a fresh
+        Debian machine). One folder per lab dir ($CLOUDSYNC_LAB_SHARES_DIR, else /srv/cloudsync-lab-shares)."""
+        tag = hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:12]
+        return pathlib.Path(os.environ.get("CLOUDSYNC_LAB_SHARES_DIR", "/srv/cloudsync-lab-shares")) / tag / name
+
+    def _share_dir(self, name, share):
+        return self._shares_dir(name) / share
+
     def remove_smb_share(self, share, name=SMB_FOREST):
         self._set_share_section(name, share, None)
-        folder = self._fdir(name) / "shares" / share
+        folder = self._share_dir(name, share)
         if folder.exists():
             shutil.rmtree(folder)
 
@@ -893,6 +906,8 @@ unicodePwd:: {pw}
                 self.stop_forest(name)
                 if self._fdir(name).exists():
                     shutil.rmtree(self._fdir(name))
+                if self._shares_dir(name).exists():
+                    shutil.rmtree(self._shares_dir(name))
         return self.up(forests, schema_extension)
 
     def status(self):
