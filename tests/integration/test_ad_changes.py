@@ -9,26 +9,10 @@ __metaclass__ = type
 
 import uuid
 
-import pytest
-
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import anchor_for
 
-from writeback_helpers import Directory, new_id
-
-
-@pytest.fixture
-def corp_dir(corp):
-    directory = Directory(corp)
-    yield directory
-    directory.close()
-
-
-@pytest.fixture
-def sandbox(corp_dir):
-    dn = corp_dir.make_ou('usn-%s' % uuid.uuid4().hex[:10])
-    yield dn
-    corp_dir.remove_tree(dn)
+from writeback_helpers import new_id
 
 
 def _managed(corp_dir, sandbox, name):

@@ -29,20 +29,6 @@ def no_writes(result):
     return not any(writes(result).values())
 
 
-@pytest.fixture
-def corp_dir(corp):
-    directory = Directory(corp)
-    yield directory
-    directory.close()
-
-
-@pytest.fixture
-def sandbox(corp_dir):
-    dn = corp_dir.make_ou('t-%s' % uuid.uuid4().hex[:10])
-    yield dn
-    corp_dir.remove_tree(dn)
-
-
 def in_box(corp, groups, sandbox, **kw):
     kw.setdefault('target_ou', sandbox)
     kw.setdefault('search_base', sandbox)

@@ -7,27 +7,12 @@ __metaclass__ = type
 
 import json
 import os
-import uuid
 
 import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
-from writeback_helpers import Directory, entra_group, entra_user, new_id, run
-
-
-@pytest.fixture
-def corp_dir(corp):
-    directory = Directory(corp)
-    yield directory
-    directory.close()
-
-
-@pytest.fixture
-def sandbox(corp_dir):
-    dn = corp_dir.make_ou('t-size-%s' % uuid.uuid4().hex[:10])
-    yield dn
-    corp_dir.remove_tree(dn)
+from writeback_helpers import entra_group, entra_user, new_id, run
 
 
 def cloud_only(n):
