@@ -21,7 +21,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_code
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import ApplyResult, apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
-    describe_groups, planned_names, plan_writeback, summarise,
+    describe_groups, group_id, planned_names, plan_writeback, summarise,
 )
 
 
@@ -216,7 +216,7 @@ def refuse_unmatched_scope(params, selected_ids, desired, managed, deletions, se
     if not deletions or selected_ids is not None or not desired or params.get('prune_empty_scope'):
         return
     anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed) - set([None])
-    if not anchored or anchored & set(str(g.get('id') or '').lower() for g in desired):
+    if not anchored or anchored & set(group_id(g) for g in desired):
         return
     raise WritebackError(
         'Refused: none of the %d managed groups under %s belongs to one of the %d Entra groups in scope, so prune would '
@@ -254,7 +254,7 @@ def deletion_scope(params, ad, graph, search_base, selected_ids, desired, manage
     still exists (another run's selection) is left out of this run, unless ``out_of_scope`` is
     ``delete``, which deletes every managed group under search_base that is not selected.
     """
-    desired_ids = set(str(g.get('id') or '').lower() for g in desired)
+    desired_ids = set(group_id(g) for g in desired)
     others = []
     if selected_ids is not None and params.get('prune'):
         known = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
@@ -280,7 +280,7 @@ def entra_reader_existing(graph, ids):
 def synced_group_members(desired):
     """{member id: objectSid} of the AD-synced groups (members of type group that are not written in
     this run and carry an on-premises SID) listed as members of the desired groups."""
-    ids = set(str(g.get('id') or '').lower() for g in desired)
+    ids = set(group_id(g) for g in desired)
     out = {}
     for group in desired:
         for member in group.get('members') or []:
@@ -310,8 +310,13 @@ def read_soa_originals(ad, domain_dn, desired, managed):
     anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
     sids = [g.get('on_premises_security_identifier') for g in desired
             if g.get('cloud_managed') is True and g.get('on_premises_security_identifier')
-            and str(g.get('id') or '').lower() not in anchored]
+            and group_id(g) not in anchored]
     return ad_reader.read_groups_by_sid(ad, domain_dn, sids) if sids else []
+
+
+def saved_ad_state(old_state):
+    """The AD part (``ad``) of a loaded delta state, or None."""
+    return old_state.get('ad') if isinstance(old_state, dict) else None
 
 
 def incremental_scope(ad, domain_dn, search_base, old_state, new_state):
@@ -320,7 +325,7 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state):
     examine all, for ``reason``). Read before anything else, so a change made during this run is
     seen by the next one."""
     mark = ad_changes.read_watermark(ad)
-    saved = (old_state or {}).get('ad') if isinstance(old_state, dict) else None
+    saved = saved_ad_state(old_state)
     reason = ad_changes.unusable_reason(saved, mark, search_base)
     ad_changed = None
     if reason is None:
@@ -338,7 +343,7 @@ def narrow_to(desired, ids):
     children = incremental.child_group_ids(desired, ids)
     out = []
     for group in desired:
-        gid = str(group.get('id') or '').lower()
+        gid = group_id(group)
         if gid in ids:
             out.append(group)
         elif gid in children:
@@ -351,7 +356,7 @@ def not_examined_counts(desired, examined_ids):
     either side since the last run): eligible ones are unchanged, the others skipped."""
     unchanged = skipped = 0
     for group in desired:
-        if str(group.get('id') or '').lower() in examined_ids:
+        if group_id(group) in examined_ids:
             continue
         if group.get('eligible', True):
             unchanged += 1
@@ -364,7 +369,7 @@ def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, man
     """The AD part of the state file after an applied run (see ad_changes): the mark read at the
     start, the managed groups (objectGUID -> Entra id) and the uSNChanged of this run's own writes,
     read back now, so the next run does not take them for changes made by hand."""
-    saved = (old_state or {}).get('ad') if isinstance(old_state, dict) else None
+    saved = saved_ad_state(old_state)
     known = dict((saved or {}).get('managed') or {}) if examined_ids is not None else {}
     for obj in managed:
         gid = ad_codecs.group_id_from_anchor(obj.get('anchor'))
@@ -396,7 +401,7 @@ def incremental_report(new_state, examined, reason, desired, all_desired, summar
                   ad_reason=reason, examined_groups=len(desired) if examined is not None else len(all_desired),
                   in_scope_groups=len(all_desired))
     if examined is not None:
-        unchanged, skipped = not_examined_counts(all_desired, set(str(g.get('id') or '').lower() for g in desired))
+        unchanged, skipped = not_examined_counts(all_desired, set(group_id(g) for g in desired))
         summary['unchanged'] = summary.get('unchanged', 0) + unchanged
         summary['skipped'] = summary.get('skipped', 0) + skipped
     return report
@@ -635,7 +640,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         member_guids = {}
         read_ids = ids
         if examined is not None:
-            read_ids = sorted(set(examined) | set(str(g['id']).lower() for g in desired))
+            read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
         managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids)
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
