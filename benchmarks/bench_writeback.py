@@ -374,6 +374,8 @@ def main(argv=None):
                     help='auto: run the peer on the small size only (it cannot finish the large one in reasonable time)')
     ap.add_argument('--peer-timeout', type=float, default=3600)
     ap.add_argument('--no-floor', action='store_true')
+    ap.add_argument('--no-incremental', action='store_true',
+                    help='stop after the no-op scenarios (xlarge: the incremental floor rebuilds every group once more)')
     ap.add_argument('--repeat', type=int, default=2, help='runs of each no-op scenario (the fastest is reported)')
     ap.add_argument('--profile', action='append', default=[], help='scenario name(s) to run under cProfile')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
@@ -429,18 +431,19 @@ def main(argv=None):
         scenario('noop', False, repeat=args.repeat)
         scenario('noop full read (check)', True, state_path=None, repeat=args.repeat)
         scenario('noop full read', False, state_path=None, repeat=args.repeat)
-        extra['mutation'] = mutate(emu, tenant, 0.01, SIZES[args.size]['seed'])
-        log('mutated Entra: %s' % extra['mutation'])
-        scenario('incremental (check)', True)
-        incr_plan = os.path.join(work, 'plan-incremental.json')
-        capture_plan('incremental', incr_plan)
         incr_floor = None
-        if not args.no_floor:
-            incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', base_plan=plan_path)
-        incr_row, unused = scenario('incremental', False)
-        if incr_floor:
-            extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
-        scenario('after incr. (check)', True)
+        if not args.no_incremental:
+            extra['mutation'] = mutate(emu, tenant, 0.01, SIZES[args.size]['seed'])
+            log('mutated Entra: %s' % extra['mutation'])
+            scenario('incremental (check)', True)
+            incr_plan = os.path.join(work, 'plan-incremental.json')
+            capture_plan('incremental', incr_plan)
+            if not args.no_floor:
+                incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', base_plan=plan_path)
+            incr_row, unused = scenario('incremental', False)
+            if incr_floor:
+                extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
+            scenario('after incr. (check)', True)
         peer_row = None
         if args.peer == 'yes' or (args.peer == 'auto' and args.size == 'small'):
             peer_row = run_peer(forest, emu, work, args.peer_timeout)
