@@ -58,9 +58,10 @@ def read_watermark(client):
     }
 
 
-def unusable_reason(saved, current, search_base, now=None, full_read_interval=FULL_READ_INTERVAL):
+def unusable_reason(saved, current, search_base, now=None, full_read_interval=FULL_READ_INTERVAL, options=None):
     """Why the saved AD state cannot be trusted for an incremental read (a short reason code), or
-    None when it can. Pure."""
+    None when it can. ``options``: the fingerprint of this run's options (``new_state``'s
+    ``options``): with other options every group may be written differently. Pure."""
     if not isinstance(saved, dict) or not saved:
         return 'no_ad_state'
     if saved.get('version') != AD_STATE_VERSION:
@@ -72,6 +73,8 @@ def unusable_reason(saved, current, search_base, now=None, full_read_interval=FU
             return 'search_base_changed'
     except ValueError:
         return 'search_base_changed'
+    if options is not None and saved.get('options') != options:
+        return 'options_changed'
     if saved.get('invocation_id') != current['invocation_id']:
         # Another DC, or this DC restored from a backup: its USNs are not the ones saved.
         return 'dc_changed' if (saved.get('server') or '') != current.get('server') else 'dc_restored'
@@ -128,7 +131,7 @@ def groups_to_reread(changed, saved):
 
 
 def new_state(watermark, search_base, managed, own_writes=None, previous=None, full_read=False,
-              unresolved_members=False, now=None):
+              unresolved_members=False, now=None, options=None):
     """The AD part of the state file after a run. ``managed``: {objectGUID: Entra group id} of every
     managed group known after the run; ``own_writes``: {objectGUID: uSNChanged} read right after
     this run's writes. Pure."""
@@ -144,4 +147,5 @@ def new_state(watermark, search_base, managed, own_writes=None, previous=None, f
         'managed': dict(managed),
         'own_writes': dict(own_writes or {}),
         'unresolved_members': bool(unresolved_members),
+        'options': options,
     }

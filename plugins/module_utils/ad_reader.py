@@ -102,13 +102,15 @@ def _or_filter(attribute, escaped_values):
     return '(|%s)' % ''.join('(%s=%s)' % (attribute, v) for v in escaped_values)
 
 
-def read_managed_groups(client, search_base, group_ids=None, member_guids=None):
+def read_managed_groups(client, search_base, group_ids=None, member_guids=None, without_members=()):
     """Groups under ``search_base`` that carry a ``Group_`` anchor.
 
     With ``group_ids`` only those groups' anchors are searched (selected mode); without, every
     group whose anchor starts with ``Group_`` (needed to find orphans for pruning). With
     ``member_guids`` (a dict) it is filled with {objectGUID: DN} of every member read, for
-    ``resolve_users(known_guids=...)``.
+    ``resolve_users(known_guids=...)``. The groups of ``without_members`` (ids among
+    ``group_ids``) are read without their ``member`` attribute (their ``members`` is None: not
+    read), which is most of what a large group costs to read.
     """
     out = []
     controls = [EXTENDED_DN_CONTROL] if member_guids is not None else None
@@ -117,11 +119,18 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None):
         for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls):
             out.append(group_from_entry(entry, member_guids))
         return out
-    for chunk in _chunks(sorted(set(group_ids)), ANCHOR_CHUNK):
-        escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
-        ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
-        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls):
-            out.append(group_from_entry(entry, member_guids))
+    light = set(without_members or ())
+    wanted = sorted(set(group_ids))
+    for ids, attributes in (([i for i in wanted if i not in light], GROUP_ATTRIBUTES),
+                            ([i for i in wanted if i in light], [a for a in GROUP_ATTRIBUTES if a != 'member'])):
+        for chunk in _chunks(ids, ANCHOR_CHUNK):
+            escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
+            ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
+            for entry in client.search(search_base, ldap_filter, attributes, controls=controls):
+                group = group_from_entry(entry, member_guids)
+                if attributes is not GROUP_ATTRIBUTES:
+                    group['members'] = None
+                out.append(group)
     return out
 
 

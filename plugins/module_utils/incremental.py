@@ -16,8 +16,9 @@ __metaclass__ = type
 def entra_changed_ids(old_state, new_state):
     """Entra group ids whose desired state differs between two delta states of
     ``entra_reader.read_groups_incremental``: added, removed (deleted or out of scope), properties
-    or member list changed, or a member's own identifiers changed. None when the new state comes
-    from a full read (everything must be examined)."""
+    or member list changed, a member's own identifiers changed, or a member group entered or left
+    the scope (its link is written or removed). None when the new state comes from a full read
+    (everything must be examined)."""
     if not isinstance(old_state, dict) or not isinstance(new_state, dict):
         return None
     if (new_state.get('last_run') or {}).get('mode') != 'delta':
@@ -25,9 +26,9 @@ def entra_changed_ids(old_state, new_state):
     old_groups = old_state.get('groups') or {}
     new_groups = new_state.get('groups') or {}
     changed = set(old_groups) ^ set(new_groups)
-    old_objects = old_state.get('objects') or {}
-    new_objects = new_state.get('objects') or {}
-    moved_objects = set(k for k, v in new_objects.items() if old_objects.get(k, v) != v)
+    moved_objects = _changed_objects(old_state, new_state)
+    # A group entering or leaving the scope is linked into, or out of, the groups listing it.
+    entered_or_left = set(changed)
     for gid, entry in new_groups.items():
         if gid in changed:
             continue
@@ -35,7 +36,64 @@ def entra_changed_ids(old_state, new_state):
             changed.add(gid)
         elif moved_objects and moved_objects.intersection(entry.get('member_ids') or ()):
             changed.add(gid)
+        elif entered_or_left and entered_or_left.intersection(entry.get('member_ids') or ()):
+            changed.add(gid)
     return changed
+
+
+def _changed_objects(old_state, new_state):
+    old_objects = old_state.get('objects') or {}
+    new_objects = new_state.get('objects') or {}
+    return set(k for k, v in new_objects.items() if old_objects.get(k, v) != v)
+
+
+def member_deltas(old_state, new_state, ids, ad_changed, max_members):
+    """``{group id: {"added": [member id], "removed": [member id]}}`` for the groups of ``ids`` whose
+    membership can be planned from what changed in Entra alone, without reading the AD copy's
+    members: the AD copy was not changed since the last run by anyone else (not in ``ad_changed``),
+    so its members are the ones the last run derived from the old member list, and the old list is
+    known (in both states). A group whose member list did not change gets an empty delta (nothing
+    to do for its members). Left out (their members are read and compared in full): a group new to the scope or over ``max_members`` in either state, a group whose
+    added or removed members include a group or an object of unknown type (a nested group's DN
+    comes from its own AD copy), a group listing a group that entered or left the scope, and a
+    group listing or removing a member whose identifiers changed (it may resolve differently
+    now). Pure."""
+    if not isinstance(old_state, dict) or not isinstance(new_state, dict):
+        return {}
+    old_groups = old_state.get('groups') or {}
+    new_groups = new_state.get('groups') or {}
+    old_objects = old_state.get('objects') or {}
+    new_objects = new_state.get('objects') or {}
+    changed_objects = _changed_objects(old_state, new_state)
+    entered_or_left = set(old_groups) ^ set(new_groups)
+    out = {}
+    for gid in sorted(set(ids or ()) - set(ad_changed or ())):
+        old, new = old_groups.get(gid), new_groups.get(gid)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        old_ids, new_ids = old.get('member_ids') or [], new.get('member_ids') or []
+        if max_members is not None and max(len(old_ids), len(new_ids)) > max_members:
+            continue
+        old_set, new_set = set(old_ids), set(new_ids)
+        added = [m for m in new_ids if m not in old_set]
+        removed = [m for m in old_ids if m not in new_set]
+        if entered_or_left.intersection(new_set):
+            continue   # a member group written now, or no longer: its link is decided in full
+        if changed_objects and (changed_objects.intersection(new_set) or changed_objects.intersection(removed)):
+            continue
+        types = [(new_objects.get(m) or {}).get('type') for m in added]
+        types += [(old_objects.get(m) or {}).get('type') for m in removed]
+        if any(t in (None, 'group', 'unknown') for t in types):
+            continue
+        out[gid] = {'added': added, 'removed': removed}
+    return out
+
+
+def state_members(state, ids):
+    """Member dicts of ``ids`` as ``state`` (a delta state) knows them (an id it does not know is
+    ``{"id", "type": "unknown"}``)."""
+    objects = (state or {}).get('objects') or {}
+    return [dict(objects.get(mid) or {'type': 'unknown'}, id=mid) for mid in ids]
 
 
 def child_group_ids(groups, ids):

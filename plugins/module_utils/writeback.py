@@ -10,6 +10,7 @@ answer. Readers, planner and applier each live in their own file; this one only 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 import tempfile
@@ -314,41 +315,76 @@ def read_soa_originals(ad, domain_dn, desired, managed):
     return ad_reader.read_groups_by_sid(ad, domain_dn, sids) if sids else []
 
 
+# Options besides PLAN_OPTIONS that change what a run writes for the same Entra and AD state.
+FINGERPRINT_OPTIONS = ('member_match',)
+
+
+def plan_fingerprint(params, options):
+    """What the AD part of the state remembers of the options: a run with other options (another
+    target_ou, naming, membership...) must examine every group, not only the changed ones."""
+    data = dict(options)
+    data.update((k, params.get(k)) for k in FINGERPRINT_OPTIONS if params.get(k) is not None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode('utf-8')).hexdigest()
+
+
 def saved_ad_state(old_state):
     """The AD part (``ad``) of a loaded delta state, or None."""
     return old_state.get('ad') if isinstance(old_state, dict) else None
 
 
-def incremental_scope(ad, domain_dn, search_base, old_state, new_state):
-    """For a run with a delta state: ``(mark, ids, reason)``. ``mark`` is the DC's uSN mark now (saved
-    for the next run), ``ids`` the Entra group ids changed on either side since the last run (None:
-    examine all, for ``reason``). Read before anything else, so a change made during this run is
-    seen by the next one."""
+def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options):
+    """For a run with a delta state: ``(mark, ids, reason, ad_changed)``. ``mark`` is the DC's uSN mark
+    now (saved for the next run), ``ids`` the Entra group ids changed on either side since the last
+    run (None: examine all, for ``reason``), ``ad_changed`` those whose AD copy someone else changed.
+    Read before anything else, so a change made during this run is seen by the next one."""
     mark = ad_changes.read_watermark(ad)
     saved = saved_ad_state(old_state)
-    reason = ad_changes.unusable_reason(saved, mark, search_base)
+    reason = ad_changes.unusable_reason(saved, mark, search_base, options=options)
     ad_changed = None
     if reason is None:
         ad_changed = ad_changes.groups_to_reread(ad_changes.read_changed_groups(ad, domain_dn, saved['usn']), saved)
         if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state), ad_changed, reason)
-    return mark, ids, reason
+    return mark, ids, reason, ad_changed
 
 
-def narrow_to(desired, ids):
+def narrow_to(desired, ids, deltas=None, old_state=None):
     """The desired groups to examine: those in ``ids``, and the groups nested in them as references
     (their AD copies hold the DNs the parents' member lists need; their own members are not
-    examined, so they are passed as ``nested_only``)."""
-    children = incremental.child_group_ids(desired, ids)
-    out = []
+    examined, so they are passed as ``nested_only``). A group of ``deltas``
+    (``incremental.member_deltas``) is passed with ``member_changes`` instead of its members (see
+    ``writeback_plan``): its added members, and its removed ones as ``old_state`` knew them."""
+    deltas = deltas or {}
+    examined = []
     for group in desired:
         gid = group_id(group)
-        if gid in ids:
-            out.append(group)
-        elif gid in children:
-            out.append(dict(group, nested_only=True, members=[]))
-    return out
+        if gid not in ids:
+            continue
+        delta = deltas.get(gid)
+        if delta is not None:
+            added = set(delta['added'])
+            group = dict(group, members=None, member_count=len(group.get('members') or []), member_changes=dict(
+                added=[m for m in group.get('members') or [] if m.get('id') in added],
+                removed=incremental.state_members(old_state, delta['removed'])))
+        examined.append(group)
+    children = incremental.child_group_ids(examined, ids)
+    return examined + [dict(group, nested_only=True, members=[]) for group in desired if group_id(group) in children]
+
+
+def member_delta_fallback(desired, all_desired, managed):
+    """The groups planned from member changes (``narrow_to``) that do not have exactly one AD copy
+    among ``managed`` (deleted or duplicated meanwhile): their ids, and ``desired`` with those
+    groups given in full again."""
+    copies = {}
+    for obj in managed:
+        gid = ad_codecs.group_id_from_anchor(obj.get('anchor'))
+        copies[gid] = copies.get(gid, 0) + 1
+    back = set(group_id(g) for g in desired if g.get('member_changes') is not None and copies.get(group_id(g)) != 1)
+    if not back:
+        return back, desired
+    full = dict((group_id(g), g) for g in all_desired if group_id(g) in back)
+    return back, [full[group_id(g)] if group_id(g) in back else g for g in desired]
 
 
 def not_examined_counts(desired, examined_ids):
@@ -365,7 +401,7 @@ def not_examined_counts(desired, examined_ids):
     return unchanged, skipped
 
 
-def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, managed, plan_ops, groups):
+def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, managed, plan_ops, groups, fingerprint=None):
     """The AD part of the state file after an applied run (see ad_changes): the mark read at the
     start, the managed groups (objectGUID -> Entra id) and the uSNChanged of this run's own writes,
     read back now, so the next run does not take them for changes made by hand."""
@@ -390,7 +426,7 @@ def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, man
     if examined_ids is not None and saved:
         unresolved = unresolved or bool(saved.get('unresolved_members'))
     return ad_changes.new_state(mark, search_base, known, own, previous=saved if examined_ids is not None else None,
-                                full_read=examined_ids is None, unresolved_members=unresolved)
+                                full_read=examined_ids is None, unresolved_members=unresolved, options=fingerprint)
 
 
 def incremental_report(new_state, examined, reason, desired, all_desired, summary):
@@ -408,9 +444,13 @@ def incremental_report(new_state, examined, reason, desired, all_desired, summar
 
 
 def _users_to_resolve(groups):
+    """The users listed by ``groups``: their members, or the added and removed ones of
+    ``member_changes`` (a removed user is resolved as the last run knew it, to find the DN it was
+    written as)."""
     users = {}
     for g in groups:
-        for m in g.get('members') or []:
+        changes = g.get('member_changes') or {}
+        for m in (g.get('members') or []) + (changes.get('added') or []) + (changes.get('removed') or []):
             if m.get('type') == 'user' and m.get('id'):
                 users.setdefault(m['id'], m)
     return list(users.values())
@@ -623,10 +663,15 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         # (Graph delta and the DC's uSN mark); ``examined`` None: all of them (``scope_reason`` says why).
         mark = examined = scope_reason = None
         all_desired = desired
+        options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
+        fingerprint = plan_fingerprint(params, options)
         if new_state is not None:
-            mark, examined, scope_reason = incremental_scope(ad, domain_dn, search_base, wanted.get('old_state'), new_state)
+            mark, examined, scope_reason, ad_changed = incremental_scope(
+                ad, domain_dn, search_base, wanted.get('old_state'), new_state, fingerprint)
             if examined is not None:
-                desired = narrow_to(desired, examined)
+                # Groups changed in Entra only: planned from their member changes, their AD members not read.
+                deltas = incremental.member_deltas(wanted.get('old_state'), new_state, examined, ad_changed, params['max_members'])
+                desired = narrow_to(desired, examined, deltas, wanted.get('old_state'))
         ids = None
         if params.get('groups') and params.get('entra_groups') is None:
             # Selected mode: only the selected groups (and the groups nested in them) are in scope. A
@@ -641,12 +686,22 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         read_ids = ids
         if examined is not None:
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
-        managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids)
+        # Members that are not planned (nested references, groups planned from member changes) are not read.
+        light = [group_id(g) for g in desired if g.get('nested_only') or g.get('member_changes') is not None]
+        managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
+                                                without_members=light if read_ids is not None else ())
+        back, desired = member_delta_fallback(desired, all_desired, managed)
+        if back:
+            managed = [o for o in managed if ad_codecs.group_id_from_anchor(o.get('anchor')) not in back] + \
+                ad_reader.read_managed_groups(ad, search_base, sorted(back), member_guids=member_guids)
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
-        v2_candidates = ad_reader.read_writeback_v2_groups(ad, search_base, read_ids)
+        anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
+        # A group with an AD copy is not adopted: its Writeback v2 namesake (if any) is only a DN in use,
+        # which read_objects_at finds if the plan wants it.
+        v2_candidates = ad_reader.read_writeback_v2_groups(
+            ad, search_base, read_ids if read_ids is None else [i for i in read_ids if i not in anchored])
 
-        options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
         names = planned_names(desired, options, domain_dn)
         # A planned DN held by a group read above is known already (the planner counts those as
         # taken itself, with the same dn/anchor/object_guid): only the others are looked up.
@@ -695,7 +750,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if new_state is not None and not check_mode and not applied.errors:
                 if mark is not None:
                     new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, wanted.get('old_state'), examined,
-                                                    managed, plan.ops, result['groups'])
+                                                    managed, plan.ops, result['groups'], fingerprint)
                 try:
                     save_state(params['delta_state_path'], new_state)
                 except (IOError, OSError) as exc:

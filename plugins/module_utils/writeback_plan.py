@@ -26,7 +26,13 @@ read": membership of that group is not touched. ``nested_only`` True (a group wr
 because a selected group contains it): written, renamed and updated like any other, linked into
 its parents, but its membership is not managed. ``cloud_managed`` True (its source of authority
 moved from AD to the cloud) with ``on_premises_security_identifier``: written onto its original
-AD group (see ``soa_originals``), never created.
+AD group (see ``soa_originals``), never created. ``member_changes``
+(``{"added": [member], "removed": [member]}``, with ``members`` None and ``member_count`` the
+whole count) instead of ``members``: the group's AD copy was not changed since the last run, so
+its AD members are what that run derived from the old member list, and only the changes are
+planned (the AD copy's ``members`` need not be read). Given for a group without an AD copy it is
+an error (``ValueError``): a create needs every member. Its report says ``member_scope: changes``,
+and its skipped and unresolved members are those of the added ones.
 
 ``ad_state`` (produced by ad_reader)::
 
@@ -796,16 +802,20 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
     """What each written group's ``member`` should be.
 
     Returns ``dict(members={gid: {dn_key: dn}}, child_groups={gid: set of child gids written in
-    this run}, protected={gid: set of dn_keys never removed})``. Groups whose members are not
-    managed are left out of ``members`` and get ``members_known`` False: ``members`` None (not
-    read), or ``nested_only`` (written only because a selected group contains it: Cloud Sync
-    writes such a group "without its members", so its AD members are neither added nor removed).
-    Skipped and unresolved members are reported on the group.
+    this run}, protected={gid: set of dn_keys never removed}, removals={gid: {dn_key: dn}})``.
+    Groups whose members are not managed are left out of ``members`` and get ``members_known``
+    False: ``members`` None (not read), or ``nested_only`` (written only because a selected group
+    contains it: Cloud Sync writes such a group "without its members", so its AD members are
+    neither added nor removed). A group given with ``member_changes`` (its AD members were not
+    read: see ``plan_writeback``) gets ``members_known`` ``"changes"``: ``members`` holds the DNs
+    of its added members and ``removals`` those of its removed ones. Skipped and unresolved
+    members (of the added ones, for ``member_changes``) are reported on the group.
     """
     in_scope = set(desired)
     members = {}
     child_groups = {}
     protected = {}
+    removals = {}
     for gid in order:
         st = state.get(gid)
         if not st:
@@ -814,49 +824,88 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
         rep = reports[gid]
         if g.get('nested_only'):
             rep['nested_only'] = True
-        if g.get('members') is None or g.get('nested_only'):
+        delta = g.get('member_changes')
+        if g.get('nested_only') or (g.get('members') is None and delta is None):
             st['members_known'] = False
             continue
-        st['members_known'] = True
-        wanted = {}
-        children = set()
-        prot = set()
-        for m in sorted(g['members'], key=lambda x: (str(x.get('type')), str(x.get('id')).lower())):
-            ok, why = classify_member(m, in_scope)
-            mid = str(m.get('id')).lower()
-            if not ok:
-                rep['skipped_members'].append(_member_entry(m, why))
-                if (m.get('type') or '').lower() == 'group':
-                    # An AD-synced group Entra lists as a member: never added, kept where it is.
-                    res = resolution.get(m.get('id'), resolution.get(mid))
-                    dn = res.get('dn') if isinstance(res, dict) else res
-                    if dn:
-                        prot.add(dn_key(dn))
-                continue
-            if (m.get('type') or '').lower() == 'group':
-                if mid == gid:
-                    rep['skipped_members'].append(_member_entry(m, 'self_member'))
-                    continue
-                if mid in state:
-                    dn = state[mid]['dn']
-                    wanted[dn_key(dn)] = dn
-                    children.add(mid)
-                else:
-                    rep['skipped_members'].append(_member_entry(m, 'group_not_written'))
-                    for old in not_written.get(mid, []):
-                        prot.add(dn_key(rename_map.get(dn_key(old), old)))
-                continue
-            res = resolution.get(m['id'], resolution.get(mid))
-            dn = res.get('dn') if isinstance(res, dict) else res
-            if not dn:
-                why = res.get('reason') if isinstance(res, dict) else None
-                rep['unresolved_members'].append(_member_entry(m, why or 'unresolved'))
-                continue
-            wanted[dn_key(dn)] = dn
+        if delta is not None:
+            if st['obj'] is None:
+                raise ValueError('Entra group %s was given with member_changes but has no AD copy: its members must be '
+                                 'given in full' % gid)
+            st['members_known'] = 'changes'
+            listed = delta.get('added') or []
+            removals[gid] = _removed_member_dns(delta.get('removed') or [], resolution)
+        else:
+            st['members_known'] = True
+            listed = g['members']
+        wanted, children, prot = _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map)
+        if delta is not None:
+            for key in set(removals[gid]) & set(wanted):
+                del removals[gid][key]   # another listed member has this DN
         members[gid] = wanted
         child_groups[gid] = children
         protected[gid] = prot
-    return dict(members=members, child_groups=child_groups, protected=protected)
+    return dict(members=members, child_groups=child_groups, protected=protected, removals=removals)
+
+
+def _resolved_dn(resolution, member):
+    """``(dn or None, reason or None)`` of a member in ``resolution``."""
+    mid = str(member.get('id')).lower()
+    res = resolution.get(member.get('id'), resolution.get(mid))
+    if isinstance(res, dict):
+        return res.get('dn'), res.get('reason')
+    return res, None
+
+
+def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map):
+    """``(wanted {dn_key: dn}, child gids, protected dn_keys)`` of the members ``listed`` for group
+    ``gid``; the skipped and unresolved ones go to ``rep``."""
+    wanted = {}
+    children = set()
+    prot = set()
+    for m in sorted(listed, key=lambda x: (str(x.get('type')), str(x.get('id')).lower())):
+        ok, why = classify_member(m, in_scope)
+        mid = str(m.get('id')).lower()
+        if not ok:
+            rep['skipped_members'].append(_member_entry(m, why))
+            if (m.get('type') or '').lower() == 'group':
+                # An AD-synced group Entra lists as a member: never added, kept where it is.
+                dn = _resolved_dn(resolution, m)[0]
+                if dn:
+                    prot.add(dn_key(dn))
+            continue
+        if (m.get('type') or '').lower() == 'group':
+            if mid == gid:
+                rep['skipped_members'].append(_member_entry(m, 'self_member'))
+                continue
+            if mid in state:
+                dn = state[mid]['dn']
+                wanted[dn_key(dn)] = dn
+                children.add(mid)
+            else:
+                rep['skipped_members'].append(_member_entry(m, 'group_not_written'))
+                for old in not_written.get(mid, []):
+                    prot.add(dn_key(rename_map.get(dn_key(old), old)))
+            continue
+        dn, why = _resolved_dn(resolution, m)
+        if not dn:
+            rep['unresolved_members'].append(_member_entry(m, why or 'unresolved'))
+            continue
+        wanted[dn_key(dn)] = dn
+    return wanted, children, prot
+
+
+def _removed_member_dns(removed, resolution):
+    """{dn_key: dn} of the removed members that resolve (users only: the others were never
+    written, and a user that no longer resolves is no longer in AD)."""
+    out = {}
+    for m in removed:
+        if (m.get('type') or '').lower() != 'user':
+            continue
+        dn = _resolved_dn(resolution, m)[0]
+        if dn:
+            out[dn_key(dn)] = dn
+    return out
 
 
 # ---- phase: creates in order -------------------------------------------------------------------
@@ -940,6 +989,21 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
         if not st or st['obj'] is None or not st.get('members_known'):
             continue
         want = wanted['members'][gid]
+        if st['members_known'] == 'changes':
+            # Planned from Entra's member changes: the adds and removes are sent as they are (the
+            # permissive modify makes an add of a present value, or a remove of an absent one, a no-op).
+            adds = [want[k] for k in sorted(want)]
+            removes = []
+            if opts['membership'] == 'authoritative':
+                protected = wanted['protected'].get(gid, ())
+                gone = wanted['removals'].get(gid) or {}
+                removes = [gone[k] for k in sorted(gone) if k not in protected]
+            ops.extend(_member_ops(gid, st['dn'], adds, removes, opts))
+            reports[gid]['member_scope'] = 'changes'
+            if adds or removes:
+                reports[gid]['changes'].append('member')
+            result[gid] = (adds, removes, None)
+            continue
         have = {}
         for dn in st['obj'].get('members') or []:
             k = dn_key(dn)
@@ -953,14 +1017,17 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
         if opts['membership'] == 'authoritative':
             protected = wanted['protected'].get(gid, ())
             removes = [have[k] for k in sorted(have) if k not in want and k not in protected]
-        items = [('remove', d) for d in removes] + [('add', d) for d in adds]
-        for chunk in _chunks(items, opts['chunk_size']):
-            ops.append(dict(op='members', group_id=gid, dn=st['dn'],
-                            add=[d for a, d in chunk if a == 'add'], remove=[d for a, d in chunk if a == 'remove']))
+        ops.extend(_member_ops(gid, st['dn'], adds, removes, opts))
         if adds or removes:
             reports[gid]['changes'].append('member')
         result[gid] = (adds, removes, have)
     return ops, result
+
+
+def _member_ops(gid, dn, adds, removes, opts):
+    items = [('remove', d) for d in removes] + [('add', d) for d in adds]
+    return [dict(op='members', group_id=gid, dn=dn, add=[d for a, d in chunk if a == 'add'],
+                 remove=[d for a, d in chunk if a == 'remove']) for chunk in _chunks(items, opts['chunk_size'])]
 
 
 def finish_existing_reports(order, state, reports, attr_changes, member_changes, diff):
@@ -991,7 +1058,11 @@ def finish_existing_reports(order, state, reports, attr_changes, member_changes,
         after = dict(current)
         after.update(changes)
         after['dn'] = st['dn']
-        if adds or removes:
+        if (adds or removes) and have is None:
+            # Planned from Entra's member changes: the AD members were not read.
+            after['members_added'] = _diff_members(adds)
+            after['members_removed'] = _diff_members(removes)
+        elif adds or removes:
             before['members'] = _diff_members(list(obj.get('members') or []))
             after_members = dict(have)
             for d in removes:

@@ -412,6 +412,15 @@ groups:
       type: bool
       returned: for such groups
       sample: true
+    member_scope:
+      description:
+        - V(changes) when the group's members were planned from its member changes in Entra since the last run (in an incremental
+          run, for a group whose AD copy nobody else changed since then). Its AD members were not read; RV(groups[].members_added)
+          and RV(groups[].members_removed) are those changes (an add of a present member or a remove of an absent one is a no-op),
+          and its skipped and unresolved members are those of the added ones.
+      type: str
+      returned: for such groups
+      sample: changes
     entra:
       description:
         - For a managed AD group whose Entra group is not in scope, what Graph says of the Entra group. V(deleted) (its copy is
@@ -472,7 +481,8 @@ incremental:
     - With O(delta_state_path) and O(all_groups), what the run read. C(entra) is V(delta) or V(full) (C(entra_reason) says why a
       full read). C(ad) is V(usn) when only the groups changed in AD since the last run were read (the uSNChanged mark of the
       same DC, saved in the state file) or V(full), with C(ad_reason) (V(no_ad_state), V(dc_changed), V(dc_restored),
-      V(search_base_changed), V(usn_went_back), V(users_changed), V(interval), V(entra_full_read), ...).
+      V(search_base_changed), V(options_changed) (options that decide what is written, such as O(target_ou), O(naming) or
+      O(membership), differ from the last run's), V(usn_went_back), V(users_changed), V(interval), V(entra_full_read), ...).
     - C(examined_groups) are the groups planned this run (changed on either side, and the groups nested in them);
       RV(groups) lists only those, and RV(summary) counts the others as unchanged (or skipped when ineligible).
   returned: with delta_state_path and all_groups

@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from writeback_helpers import Directory, graph_args, identity_dn_keys, run
 
 PREFIX = 'INC %s ' % uuid.uuid4().hex[:6]
@@ -177,3 +178,53 @@ def test_credentials_for_another_tenant_delete_nothing(corp, world, graph_tenant
     args['prune_empty_scope'] = True
     check = run(corp, None, check=True, **args)
     assert check['summary']['deleted'] == 6
+
+
+def test_member_changes_made_in_entra_only_are_planned_from_the_changes(corp, world):
+    """A group whose AD copy nobody changed since the last run is planned from its member changes
+    in Entra (``member_scope: changes``: its AD members are not read); a group also changed by hand
+    in AD is compared in full, so the hand-added member goes. Check, apply, apply again; a full
+    comparison (no state) then agrees that nothing is left to do."""
+    w, d = world, world['directory']
+    emu, g, users, ids = w['emu'], w['groups'], w['users'], w['ids']
+    wb(corp, w)
+    emu.admin.add_members(g['alpha'], [users[4]])
+    emu.admin.remove_members(g['alpha'], [users[0]])
+    emu.admin.add_members(g['g1'], [users[3]])
+    d.modify(d.one(g['g1'], w['ou'])['dn'], {'member': [('add', [ids[5]['dn']])]})   # by hand
+
+    def keys(dns):
+        return set(dn_key(dn) for dn in dns)
+
+    check = wb(corp, w, check=True)
+    by_id = dict((r['id'], r) for r in check['groups'])
+    alpha = by_id[g['alpha']]
+    assert alpha['member_scope'] == 'changes' and alpha['action'] == 'updated'
+    assert keys(alpha['members_added']) == identity_dn_keys([ids[4]])
+    assert keys(alpha['members_removed']) == identity_dn_keys([ids[0]])
+    assert 'member_scope' not in by_id[g['g1']]
+    assert keys(by_id[g['g1']]['members_added']) == identity_dn_keys([ids[3]])
+    assert keys(by_id[g['g1']]['members_removed']) == identity_dn_keys([ids[5]])
+    assert not any(writes(check).values())
+
+    applied = wb(corp, w)
+    assert applied['changed'] is True
+    child_dn = d.one(g['child'], w['ou'])['dn']
+    assert d.member_keys(d.one(g['alpha'], w['ou'])) == identity_dn_keys([ids[1], ids[4]]) | keys([child_dn])
+    assert d.member_keys(d.one(g['g1'], w['ou'])) == identity_dn_keys([ids[3], ids[4]])
+
+    again = wb(corp, w)
+    assert again['changed'] is False and again['incremental']['examined_groups'] == 0
+    full = wb(corp, w, check=True, delta_state_path=None)
+    assert full['changed'] is False and full['summary']['unchanged'] == 6
+
+
+def test_other_options_mean_a_full_comparison(corp, world):
+    """The state remembers the options that decide what is written: a run with another
+    ``membership`` (or target_ou, naming...) examines every group, not only the changed ones."""
+    w = world
+    wb(corp, w)
+    result = wb(corp, w, check=True, membership='additive')
+    assert result['incremental']['ad'] == 'full' and result['incremental']['ad_reason'] == 'options_changed'
+    assert result['incremental']['examined_groups'] == 6
+    assert wb(corp, w, check=True)['incremental']['ad_reason'] is None

@@ -56,3 +56,46 @@ def test_examine():
     assert incremental.examine(None, set(['b']), None) == (None, 'entra_full_read')
     assert incremental.examine(set(['a']), None, 'dc_restored') == (None, 'dc_restored')
     assert incremental.examine(None, None, 'no_ad_state') == (None, 'no_ad_state')
+
+
+OBJ3 = dict(OBJ, u3={'id': 'u3', 'type': 'user', 'on_premises_security_identifier': 'S-3'},
+            g9={'id': 'g9', 'type': 'group'}, d1={'id': 'd1', 'type': 'device'})
+
+
+def test_member_deltas_plans_user_changes_of_groups_untouched_in_ad():
+    old = state({'g1': G1, 'g2': G2, 'g3': G3}, OBJ3)
+    new = state({'g1': dict(G1, member_ids=['u2', 'u3', 'd1']), 'g2': dict(G2, display_name='Zwei'), 'g3': G3}, OBJ3)
+    deltas = incremental.member_deltas(old, new, ['g1', 'g2'], set(), 50000)
+    # g2 only changed its name: an empty delta, nothing to do for its members
+    assert deltas == {'g1': {'added': ['u3', 'd1'], 'removed': ['u1']}, 'g2': {'added': [], 'removed': []}}
+
+
+def test_member_deltas_leaves_out_what_needs_a_full_comparison():
+    old = state({'g1': G1, 'g2': G2, 'g3': G3}, OBJ3)
+    changed = dict(OBJ3, u1=dict(OBJ3['u1'], on_premises_security_identifier='S-11'))
+    new = state({'g1': dict(G1, member_ids=['u1', 'u3']), 'g2': dict(G2, member_ids=['u2', 'g9']),
+                 'g3': dict(G3, member_ids=['x1']), 'g4': {'id': 'g4', 'member_ids': ['u1']}}, OBJ3)
+    # changed in AD by someone else: read in full
+    assert incremental.member_deltas(old, new, ['g1'], {'g1'}, 50000) == {}
+    # a nested group added (its DN comes from its AD copy), an object of unknown type, a group new to the scope
+    assert incremental.member_deltas(old, new, ['g2', 'g3', 'g4'], set(), 50000) == {}
+    # over max_members in either state
+    assert incremental.member_deltas(old, new, ['g1'], set(), 1) == {}
+    assert incremental.member_deltas(old, new, ['g1'], set(), 2) == {'g1': {'added': ['u3'], 'removed': ['u2']}}
+    # a member that stays listed changed its identifiers: it may resolve to another object now
+    new_changed = state(dict(new['groups']), changed)
+    assert incremental.member_deltas(old, new_changed, ['g1'], set(), 50000) == {}
+    # ... or a removed one did
+    changed = dict(OBJ3, u2=dict(OBJ3['u2'], on_premises_security_identifier='S-22'))
+    assert incremental.member_deltas(old, state(dict(new['groups']), changed), ['g1'], set(), 50000) == {}
+    # not a delta state pair
+    assert incremental.member_deltas(None, new, ['g1'], set(), 50000) == {}
+
+
+def test_a_group_entering_the_scope_touches_the_groups_listing_it():
+    parent = {'id': 'p', 'display_name': 'Parent', 'member_ids': ['u1', 'g3']}
+    old = state({'g1': G1, 'p': parent}, dict(OBJ, g3={'id': 'g3', 'type': 'group'}))
+    new = state({'g1': G1, 'p': parent, 'g3': G3}, dict(OBJ, g3={'id': 'g3', 'type': 'group'}))
+    assert incremental.entra_changed_ids(old, new) == set(['g3', 'p'])
+    # and its parent's link to it is decided by a full comparison, not from a (empty) member delta
+    assert incremental.member_deltas(old, new, ['g3', 'p'], set(), 50000) == {}

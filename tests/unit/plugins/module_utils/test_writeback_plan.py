@@ -1043,3 +1043,59 @@ def test_ad_synced_member_group_is_kept_but_never_added():
     assert [m['reason'] for m in report(plan, 1)['skipped_members']] == ['group_not_in_scope']
     created = wp.plan_writeback([egroup(3, members=[synced])], state(), res)
     assert ops_of(created, 'create')[0]['members'] == [], 'never added'
+
+
+# ------------------------------------------------------------------ members planned from Entra's changes
+
+def _delta_group(n, old, new, extra_added=()):
+    """Desired group n whose members went from users ``old`` to users ``new`` (plus ``extra_added``
+    member dicts), given as member_changes."""
+    added = [user(i) for i in new if i not in old] + list(extra_added)
+    removed = [user(i) for i in old if i not in new]
+    return egroup(n, members=None, member_count=len(new) + len(extra_added), member_changes=dict(added=added, removed=removed))
+
+
+def test_member_changes_plan_only_the_changes_and_converge_like_a_full_plan():
+    old, new = [1, 2, 3, 4, 5], [4, 5, 6, 7, 8]
+    device = dict(id='d1', type='device', display_name='Laptop')
+    ad = state([ad_group(1, members=[user_dn(i) for i in old])])
+    desired = [_delta_group(1, old, new, extra_added=[user(9, synced=False), device, user(10)])]
+    res = resolution_for(range(1, 9))
+    res['u10'] = dict(dn=None, reason='not_found_in_forest')
+    plan = wp.plan_writeback(desired, ad, res)
+    assert [(o['op'], sorted(o['add']), sorted(o['remove'])) for o in plan.ops] == [
+        ('members', sorted(user_dn(i) for i in (6, 7, 8)), sorted(user_dn(i) for i in (1, 2, 3)))]
+    rep = report(plan, 1)
+    assert rep['action'] == 'updated' and rep['member_scope'] == 'changes'
+    assert [m['id'] for m in rep['unresolved_members']] == ['u10']
+    assert [m['id'] for m in rep['skipped_members']] == ['d1', 'u9']
+    assert plan.diff['after'][gid(1)]['members_added'] == sorted([user_dn(i) for i in (6, 7, 8)], key=dn_key)
+    assert 'members' not in plan.diff['before'][gid(1)]
+    # The AD group now holds what a full plan wants: planning in full finds nothing to do.
+    after = simulate(plan, ad)
+    assert sorted(after['managed'][0]['members']) == sorted(user_dn(i) for i in new)
+    full = egroup(1, members=[user(i) for i in new] + [user(9, synced=False), device, user(10)])
+    assert wp.plan_writeback([full], after, res).ops == []
+
+
+def test_member_changes_additive_never_removes_and_no_change_is_unchanged():
+    ad = state([ad_group(1, members=[user_dn(1)])])
+    plan = wp.plan_writeback([_delta_group(1, [1], [2])], ad, resolution_for([1, 2]), dict(membership='additive'))
+    assert [(o['add'], o['remove']) for o in ops_of(plan, 'members')] == [([user_dn(2)], [])]
+    # a removed user that no longer resolves (deleted from AD: its link went with it) is not removed
+    plan = wp.plan_writeback([_delta_group(1, [1], [])], ad, resolution_for([]))
+    assert plan.ops == [] and report(plan, 1)['action'] == 'unchanged'
+
+
+def test_member_changes_keep_a_dn_another_listed_member_still_has():
+    ad = state([ad_group(1, members=[user_dn(1)])])
+    res = resolution_for([1])
+    res['u2'] = dict(dn=user_dn(1), matched_by='sid')   # two Entra ids, one AD user
+    g = egroup(1, members=None, member_count=1, member_changes=dict(added=[user(2)], removed=[user(1)]))
+    plan = wp.plan_writeback([g], ad, res)
+    assert [(o['add'], o['remove']) for o in ops_of(plan, 'members')] == [([user_dn(1)], [])]
+
+
+def test_member_changes_for_a_group_without_an_ad_copy_is_refused():
+    with pytest.raises(ValueError, match='member_changes'):
+        wp.plan_writeback([_delta_group(1, [1], [2])], state(), resolution_for([1, 2]))
