@@ -724,9 +724,12 @@ def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason, w
     }
 
 
-def _groups_from_state(state, max_members):
+def groups_from_state(state, max_members, with_members=None):
     """The contract groups of a state, sorted by id; one member dict per object (shared by the
-    groups listing it), built from ``state['objects']`` (which stays as it is: it is saved)."""
+    groups listing it), built from ``state['objects']`` (which stays as it is: it is saved).
+    ``with_members`` (a set of ids, or None for all): only those groups get their ``members``; the
+    others have ``members`` None (not built) and their ``member_count``, which is all their
+    eligibility needs (an incremental run plans only the groups that changed)."""
     groups = []
     objects = state['objects']
     members_by_id = {}
@@ -741,10 +744,16 @@ def _groups_from_state(state, max_members):
     for gid in sorted(state['groups']):
         entry = state['groups'][gid]
         group = dict((k, v) for k, v in entry.items() if k != 'member_ids')
-        group['members'] = [member(mid) for mid in entry['member_ids']]
-        group['member_count'] = len(group['members'])
+        if with_members is None or gid in with_members:
+            group['members'] = [member(mid) for mid in entry['member_ids']]
+        else:
+            group['members'] = None
+        group['member_count'] = len(entry['member_ids'])
         groups.append(group)
     return evaluate(groups, max_members)
+
+
+_groups_from_state = groups_from_state
 
 
 def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False):
@@ -831,11 +840,13 @@ def _share_state_ids(state):
 
 
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
-                            full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False):
+                            full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False, build_groups=True):
     """All in-scope groups (all mode: eligible clause AND ``odata_filter``) with direct members,
     read incrementally with ``/groups/delta``: ``(groups, new_state)``. ``state`` is what the
     previous call returned (JSON-able) or None. ``new_state['last_run']`` says whether this was a
-    full read (and why) or a delta run, and how many groups changed."""
+    full read (and why) or a delta run, and how many groups changed. ``build_groups`` False: a
+    delta run returns ``(None, new_state)`` and the caller builds the groups it needs with
+    ``groups_from_state`` (a full read returns the groups it read either way)."""
     if odata_filter:
         odata_filter = check_odata_filter(odata_filter)
     reason = None
@@ -916,7 +927,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     new['last_run'] = {'mode': 'delta', 'reason': None, 'changed_groups': len(changes), 'removed_groups': len(removed),
                        'new_in_scope': len(newly), 'new_members_read': len(refs), 'member_source': new['member_source'],
                        'warnings': warnings}
-    return _groups_from_state(new, max_members), new
+    return (groups_from_state(new, max_members) if build_groups else None), new
 
 
 GET_BY_IDS_MAX = 1000   # ids per POST /directoryObjects/getByIds, as documented

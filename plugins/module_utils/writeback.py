@@ -56,9 +56,11 @@ def _desired_from_graph(params):
     client = GraphClient(params)
     if params.get('delta_state_path') and params.get('all_groups'):
         old_state = load_state(params['delta_state_path'])
+        # A delta run's groups are built once the run knows which ones it examines (see run_writeback).
         groups, new_state = entra_reader.read_groups_incremental(
             client, old_state, odata_filter=params.get('group_filter'),
-            max_members=params['max_members'], writeback_enabled_only=bool(params.get('writeback_enabled_only')))
+            max_members=params['max_members'], writeback_enabled_only=bool(params.get('writeback_enabled_only')),
+            build_groups=False)
         return dict(groups=groups, graph=client, new_state=new_state, old_state=old_state, member_source=new_state.get('member_source'),
                     read_warnings=list(new_state.get('last_run', {}).get('warnings') or []))
     selected_ids, selected_names = entra_reader.split_selection(params.get('groups'))
@@ -327,6 +329,12 @@ def plan_fingerprint(params, options):
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode('utf-8')).hexdigest()
 
 
+def groups_from_state(state, max_members, with_members):
+    """``entra_reader.groups_from_state`` (imported here: a run with entra_groups needs no Graph libraries)."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
+    return entra_reader.groups_from_state(state, max_members, with_members)
+
+
 def saved_ad_state(old_state):
     """The AD part (``ad``) of a loaded delta state, or None."""
     return old_state.get('ad') if isinstance(old_state, dict) else None
@@ -349,12 +357,13 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options)
     return mark, ids, reason, ad_changed
 
 
-def narrow_to(desired, ids, deltas=None, old_state=None):
+def narrow_to(desired, ids, deltas=None, old_state=None, new_state=None):
     """The desired groups to examine: those in ``ids``, and the groups nested in them as references
     (their AD copies hold the DNs the parents' member lists need; their own members are not
     examined, so they are passed as ``nested_only``). A group of ``deltas``
     (``incremental.member_deltas``) is passed with ``member_changes`` instead of its members (see
-    ``writeback_plan``): its added members, and its removed ones as ``old_state`` knew them."""
+    ``writeback_plan``): its added members as ``new_state`` knows them, and its removed ones as
+    ``old_state`` knew them."""
     deltas = deltas or {}
     examined = []
     for group in desired:
@@ -363,9 +372,8 @@ def narrow_to(desired, ids, deltas=None, old_state=None):
             continue
         delta = deltas.get(gid)
         if delta is not None:
-            added = set(delta['added'])
-            group = dict(group, members=None, member_count=len(group.get('members') or []), member_changes=dict(
-                added=[m for m in group.get('members') or [] if m.get('id') in added],
+            group = dict(group, members=None, member_changes=dict(
+                added=incremental.state_members(new_state, delta['added']),
                 removed=incremental.state_members(old_state, delta['removed'])))
         examined.append(group)
     children = incremental.child_group_ids(examined, ids)
@@ -646,7 +654,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     check_output_paths(params)
     wanted = _desired(params)
     desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
-    if graph is not None:
+    if graph is not None and desired is not None:
         _share_members(desired)
     ambiguous = wanted['ambiguous']
     refuse_not_found(params, not_found)
@@ -662,7 +670,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         # With a delta state, only the groups changed on either side since the last run are examined
         # (Graph delta and the DC's uSN mark); ``examined`` None: all of them (``scope_reason`` says why).
         mark = examined = scope_reason = None
-        all_desired = desired
+        deltas = {}
         options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
         fingerprint = plan_fingerprint(params, options)
         if new_state is not None:
@@ -671,7 +679,13 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if examined is not None:
                 # Groups changed in Entra only: planned from their member changes, their AD members not read.
                 deltas = incremental.member_deltas(wanted.get('old_state'), new_state, examined, ad_changed, params['max_members'])
-                desired = narrow_to(desired, examined, deltas, wanted.get('old_state'))
+            if desired is None:
+                # A Graph delta run: the groups, with members only for those compared in full.
+                desired = groups_from_state(new_state, params['max_members'],
+                                            None if examined is None else set(examined) - set(deltas))
+        all_desired = desired
+        if examined is not None:
+            desired = narrow_to(desired, examined, deltas, wanted.get('old_state'), new_state)
         ids = None
         if params.get('groups') and params.get('entra_groups') is None:
             # Selected mode: only the selected groups (and the groups nested in them) are in scope. A
@@ -697,10 +711,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
         anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
-        # A group with an AD copy is not adopted: its Writeback v2 namesake (if any) is only a DN in use,
-        # which read_objects_at finds if the plan wants it.
+        # Only a group to create may adopt a Writeback v2 group: one with an AD copy is not adopted (its v2
+        # namesake, if any, is only a DN in use, which read_objects_at finds if the plan wants it), and an
+        # ineligible one is not written.
         v2_candidates = ad_reader.read_writeback_v2_groups(
-            ad, search_base, read_ids if read_ids is None else [i for i in read_ids if i not in anchored])
+            ad, search_base, read_ids if read_ids is None else
+            [group_id(g) for g in desired if group_id(g) not in anchored and g.get('eligible', True) is not False])
 
         names = planned_names(desired, options, domain_dn)
         # A planned DN held by a group read above is known already (the planner counts those as
