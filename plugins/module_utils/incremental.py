@@ -53,11 +53,11 @@ def member_deltas(old_state, new_state, ids, ad_changed, max_members):
     members: the AD copy was not changed since the last run by anyone else (not in ``ad_changed``),
     so its members are the ones the last run derived from the old member list, and the old list is
     known (in both states). A group whose member list did not change gets an empty delta (nothing
-    to do for its members). Left out (their members are read and compared in full): a group new to the scope or over ``max_members`` in either state, a group whose
-    added or removed members include a group or an object of unknown type (a nested group's DN
-    comes from its own AD copy), a group listing a group that entered or left the scope, and a
-    group listing or removing a member whose identifiers changed (it may resolve differently
-    now). Pure."""
+    to do for its members). Left out (their members are read and compared in full): a group new to
+    the scope or over ``max_members`` in either state, a group whose added or removed members
+    include a group or an object of unknown type (a nested group's DN comes from its own AD copy),
+    a group listing a group that entered or left the scope, and a group listing or removing a
+    member whose identifiers changed (it may resolve differently now). Pure."""
     if not isinstance(old_state, dict) or not isinstance(new_state, dict):
         return {}
     old_groups = old_state.get('groups') or {}
