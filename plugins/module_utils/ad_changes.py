@@ -131,10 +131,11 @@ def groups_to_reread(changed, saved):
 
 
 def new_state(watermark, search_base, managed, own_writes=None, previous=None, full_read=False,
-              unresolved_members=False, now=None, options=None):
+              unresolved_members=False, now=None, options=None, unsettled=()):
     """The AD part of the state file after a run. ``managed``: {objectGUID: Entra group id} of every
     managed group known after the run; ``own_writes``: {objectGUID: uSNChanged} read right after
-    this run's writes. Pure."""
+    this run's writes; ``unsettled``: Entra group ids not written as planned (skipped or failed),
+    which the next run compares in full. Pure."""
     now = time.time() if now is None else now
     full_read_at = now if full_read or not previous else float(previous.get('full_read_at') or now)
     return {
@@ -148,4 +149,5 @@ def new_state(watermark, search_base, managed, own_writes=None, previous=None, f
         'own_writes': dict(own_writes or {}),
         'unresolved_members': bool(unresolved_members),
         'options': options,
+        'unsettled': sorted(unsettled or ()),
     }

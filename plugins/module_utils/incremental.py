@@ -109,6 +109,26 @@ def child_group_ids(groups, ids):
     return out - set(ids)
 
 
+# Reasons a group in scope was not written that may go away without a change to the group in Entra
+# or to its AD copy (another object held its DN, a Writeback v2 group was in the way, ...): such a
+# group is examined again by every incremental run until it is written.
+RETRIED_SKIPS = ('writeback_v2_group_exists', 'admin_count', 'soa_original_not_found', 'soa_not_universal',
+                 'deletion_threshold_exceeded')
+
+
+def unsettled_ids(reports, previous, examined):
+    """Entra group ids that a run did not write as planned, for the next run to examine again and
+    compare in full: ``error`` reports (a DN or sAMAccountName collision, duplicates, an LDAP
+    error) and ``skipped`` ones for a reason of ``RETRIED_SKIPS`` (not ineligibility: that changes
+    only with the group in Entra). ``previous``: the last run's (kept for groups not ``examined``
+    now; None after a full examination). Pure."""
+    out = set(previous or ()) - set(examined or ()) if previous is not None and examined is not None else set()
+    for rep in reports:
+        if rep.get('id') and (rep.get('action') == 'error' or (rep.get('action') == 'skipped' and rep.get('reason') in RETRIED_SKIPS)):
+            out.add(rep['id'])
+    return out
+
+
 def examine(entra_changed, ad_changed, ad_reason):
     """``(ids, reason)``: the group ids to examine, or ``(None, reason)`` for all of them (the AD
     side's reason first: the Entra side's is in its own state)."""

@@ -343,7 +343,9 @@ def saved_ad_state(old_state):
 def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options):
     """For a run with a delta state: ``(mark, ids, reason, ad_changed)``. ``mark`` is the DC's uSN mark
     now (saved for the next run), ``ids`` the Entra group ids changed on either side since the last
-    run (None: examine all, for ``reason``), ``ad_changed`` those whose AD copy someone else changed.
+    run, and those the last run did not write as planned (None: examine all, for ``reason``);
+    ``ad_changed`` those whose AD copy someone else changed, and the unsettled ones (both compared
+    in full).
     Read before anything else, so a change made during this run is seen by the next one."""
     mark = ad_changes.read_watermark(ad)
     saved = saved_ad_state(old_state)
@@ -354,6 +356,11 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options)
         if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state), ad_changed, reason)
+    if ids is not None:
+        # Not written as planned last time (incremental.unsettled_ids): examined again, in full.
+        unsettled = set(saved.get('unsettled') or ()) & set((new_state.get('groups') or {}))
+        ids = set(ids) | unsettled
+        ad_changed = set(ad_changed) | unsettled
     return mark, ids, reason, ad_changed
 
 
@@ -433,8 +440,11 @@ def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, man
     unresolved = any(rep.get('unresolved_members') for rep in groups)
     if examined_ids is not None and saved:
         unresolved = unresolved or bool(saved.get('unresolved_members'))
+    unsettled = incremental.unsettled_ids(groups, (saved or {}).get('unsettled') if examined_ids is not None else None,
+                                          examined_ids)
     return ad_changes.new_state(mark, search_base, known, own, previous=saved if examined_ids is not None else None,
-                                full_read=examined_ids is None, unresolved_members=unresolved, options=fingerprint)
+                                full_read=examined_ids is None, unresolved_members=unresolved, options=fingerprint,
+                                unsettled=unsettled)
 
 
 def incremental_report(new_state, examined, reason, desired, all_desired, summary):

@@ -228,3 +228,29 @@ def test_other_options_mean_a_full_comparison(corp, world):
     assert result['incremental']['ad'] == 'full' and result['incremental']['ad_reason'] == 'options_changed'
     assert result['incremental']['examined_groups'] == 6
     assert wb(corp, w, check=True)['incremental']['ad_reason'] is None
+
+
+def test_a_group_not_written_is_tried_again_by_the_next_incremental_run(corp, world):
+    """A group the last run could not write (another object held the DN its rename wanted) is
+    examined again, in full, by every later incremental run until it is written, although
+    nothing changes in Entra or on its AD copy when the other object goes."""
+    w, d = world, world['directory']
+    emu, g, users, ids = w['emu'], w['groups'], w['users'], w['ids']
+    wb(corp, w)
+    emu.admin.update_group(g['g3'], displayName=PREFIX + 'G3 new')
+    emu.admin.add_members(g['g3'], [users[0]])
+    blocker = d.add_group('CN=%sG3 new_%s,%s' % (PREFIX, g['g3'][-12:], w['ou']))
+    blocked = wb(corp, w)
+    rep = dict((r['id'], r) for r in blocked['groups'])[g['g3']]
+    assert rep['action'] == 'error' and rep['reason'] == 'dn_collision'
+    assert json.load(open(w['state']))['ad']['unsettled'] == [g['g3']]
+
+    d.client.delete(blocker)
+    retried = wb(corp, w)
+    rep = dict((r['id'], r) for r in retried['groups'])[g['g3']]
+    assert rep['action'] == 'renamed' and 'member_scope' not in rep
+    assert d.one(g['g3'], w['ou'])['dn'].startswith('CN=' + PREFIX + 'G3 new_')
+    assert identity_dn_keys([ids[0]]) <= d.member_keys(d.one(g['g3'], w['ou']))
+    after = wb(corp, w)
+    assert after['changed'] is False and after['incremental']['examined_groups'] == 0
+    assert json.load(open(w['state']))['ad']['unsettled'] == []

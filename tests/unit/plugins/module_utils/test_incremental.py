@@ -99,3 +99,12 @@ def test_a_group_entering_the_scope_touches_the_groups_listing_it():
     assert incremental.entra_changed_ids(old, new) == set(['g3', 'p'])
     # and its parent's link to it is decided by a full comparison, not from a (empty) member delta
     assert incremental.member_deltas(old, new, ['g3', 'p'], set(), 50000) == {}
+
+
+def test_unsettled_ids_are_the_groups_to_try_again():
+    reports = [dict(id='g1', action='error', reason='dn_collision'), dict(id='g2', action='skipped', reason='admin_count'),
+               dict(id='g3', action='skipped', reason='mail_enabled'), dict(id='g4', action='updated', reason=None)]
+    assert incremental.unsettled_ids(reports, None, None) == set(['g1', 'g2'])
+    # kept from the last run for the groups not examined now; re-decided for those examined
+    assert incremental.unsettled_ids(reports[3:], ['g4', 'g5'], set(['g4'])) == set(['g5'])
+    assert incremental.unsettled_ids([], ['g5'], None) == set()
