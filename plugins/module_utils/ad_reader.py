@@ -110,7 +110,8 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
     ``member_guids`` (a dict) it is filled with {objectGUID: DN} of every member read, for
     ``resolve_users(known_guids=...)``. The groups of ``without_members`` (ids among
     ``group_ids``) are read without their ``member`` attribute (their ``members`` is None: not
-    read), which is most of what a large group costs to read.
+    read), which is most of what a large group costs to read; they come with their
+    ``usn_changed`` instead (to tell whether they changed since a mark).
     """
     out = []
     controls = [EXTENDED_DN_CONTROL] if member_guids is not None else None
@@ -122,7 +123,7 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
     light = set(without_members or ())
     wanted = sorted(set(group_ids))
     for ids, attributes in (([i for i in wanted if i not in light], GROUP_ATTRIBUTES),
-                            ([i for i in wanted if i in light], [a for a in GROUP_ATTRIBUTES if a != 'member'])):
+                            ([i for i in wanted if i in light], [a for a in GROUP_ATTRIBUTES if a != 'member'] + ['uSNChanged'])):
         for chunk in _chunks(ids, ANCHOR_CHUNK):
             escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
             ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
@@ -130,6 +131,7 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
                 group = group_from_entry(entry, member_guids)
                 if attributes is not GROUP_ATTRIBUTES:
                     group['members'] = None
+                    group['usn_changed'] = _int_or_none(first(entry, 'uSNChanged'))
                 out.append(group)
     return out
 

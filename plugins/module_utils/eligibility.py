@@ -55,6 +55,8 @@ REASON_TEXT = {
     'unresolved': 'The synced user was not found in the AD forest (Global Catalog) by objectGUID, objectSid or immutable id.',
     'group_not_written': 'The nested group is in scope but its AD group is not written in this run (skipped or in error).',
     'missing_id': 'The object has no id.',
+    'removed_member_not_found': 'The member was removed in Entra, but its AD account was not found now (deleted there, or no '
+                                'longer matched): if the AD group still lists it, the next full comparison removes it.',
     'self_member': 'The group contains itself; AD does not allow that membership.',
 }
 

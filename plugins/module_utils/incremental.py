@@ -12,12 +12,14 @@ plain data in, plain data out.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import group_ineligibility
 
-def entra_changed_ids(old_state, new_state):
+
+def entra_changed_ids(old_state, new_state, max_members=None):
     """Entra group ids whose desired state differs between two delta states of
     ``entra_reader.read_groups_incremental``: added, removed (deleted or out of scope), properties
     or member list changed, a member's own identifiers changed, or a member group entered or left
-    the scope (its link is written or removed). None when the new state comes from a full read
+    the scope or became eligible or ineligible (its link is written or removed). None when the new state comes from a full read
     (everything must be examined)."""
     if not isinstance(old_state, dict) or not isinstance(new_state, dict):
         return None
@@ -27,8 +29,9 @@ def entra_changed_ids(old_state, new_state):
     new_groups = new_state.get('groups') or {}
     changed = set(old_groups) ^ set(new_groups)
     moved_objects = _changed_objects(old_state, new_state)
-    # A group entering or leaving the scope is linked into, or out of, the groups listing it.
-    entered_or_left = set(changed)
+    # A group entering or leaving the scope, or becoming eligible or ineligible, is linked into, or
+    # out of, the groups listing it.
+    entered_or_left = set(changed) | eligibility_changed(old_state, new_state, max_members)
     for gid, entry in new_groups.items():
         if gid in changed:
             continue
@@ -47,17 +50,59 @@ def _changed_objects(old_state, new_state):
     return set(k for k, v in new_objects.items() if old_objects.get(k, v) != v)
 
 
-def member_deltas(old_state, new_state, ids, ad_changed, max_members):
+def _ineligible(entry, max_members):
+    """Whether a delta state's group entry is not written (see eligibility.group_ineligibility)."""
+    return bool(group_ineligibility(dict(entry, member_count=len(entry.get('member_ids') or ())), max_members))
+
+
+def eligibility_changed(old_state, new_state, max_members):
+    """Group ids in both states whose entry changed and that became eligible or ineligible (written
+    now and not before, or the reverse). Pure."""
+    old_groups = (old_state or {}).get('groups') or {}
+    new_groups = (new_state or {}).get('groups') or {}
+    out = set()
+    for gid, entry in new_groups.items():
+        old = old_groups.get(gid)
+        if isinstance(old, dict) and isinstance(entry, dict) and old != entry and \
+                _ineligible(old, max_members) != _ineligible(entry, max_members):
+            out.add(gid)
+    return out
+
+
+def parents_of(state, ids):
+    """Ids of the groups of a delta state that list any of ``ids`` as a member. Pure."""
+    ids = set(ids or ())
+    if not ids:
+        return set()
+    return set(gid for gid, entry in ((state or {}).get('groups') or {}).items()
+               if isinstance(entry, dict) and ids.intersection(entry.get('member_ids') or ()))
+
+
+_IDENTIFIER_KEYS = ('on_premises_object_identifier', 'on_premises_security_identifier', 'on_premises_immutable_id')
+
+
+def _identifiers(obj):
+    return set(str(obj[k]).lower() for k in _IDENTIFIER_KEYS if isinstance(obj, dict) and obj.get(k))
+
+
+def member_deltas(old_state, new_state, ids, ad_changed, max_members, managed_ids=None):
     """``{group id: {"added": [member id], "removed": [member id]}}`` for the groups of ``ids`` whose
     membership can be planned from what changed in Entra alone, without reading the AD copy's
-    members: the AD copy was not changed since the last run by anyone else (not in ``ad_changed``),
-    so its members are the ones the last run derived from the old member list, and the old list is
-    known (in both states). A group whose member list did not change gets an empty delta (nothing
-    to do for its members). Left out (their members are read and compared in full): a group new to
-    the scope or over ``max_members`` in either state, a group whose added or removed members
-    include a group or an object of unknown type (a nested group's DN comes from its own AD copy),
-    a group listing a group that entered or left the scope, and a group listing or removing a
-    member whose identifiers changed (it may resolve differently now). Pure."""
+    members: the last run wrote the group (it had an AD copy, the group was eligible, and it is not
+    in ``ad_changed``, which holds the groups changed in AD by anyone else and those the last run
+    did not write as planned), so the copy's members are the ones the last run derived from the old
+    member list. A group whose member list did not change gets an empty delta (nothing to do for its
+    members).
+
+    Left out (their members are read and compared in full): a group new to the scope, over
+    ``max_members`` or ineligible in the old state, or with no AD copy the last run knew of
+    (``managed_ids``: the Entra ids of the managed groups in the saved AD state; None: not checked);
+    a group whose added or removed members include a group or an object of unknown type (a nested
+    group's DN comes from its own AD copy); a group listing a group that entered or left the scope,
+    became eligible or ineligible, or is in ``ad_changed`` (its link may have to be written again);
+    a group listing or removing a member whose identifiers changed (it may resolve differently now);
+    and a group removing a member that shares an on-premises identifier with another object (the
+    same AD account may still be wanted through it). Pure."""
     if not isinstance(old_state, dict) or not isinstance(new_state, dict):
         return {}
     old_groups = old_state.get('groups') or {}
@@ -65,26 +110,48 @@ def member_deltas(old_state, new_state, ids, ad_changed, max_members):
     old_objects = old_state.get('objects') or {}
     new_objects = new_state.get('objects') or {}
     changed_objects = _changed_objects(old_state, new_state)
-    entered_or_left = set(old_groups) ^ set(new_groups)
+    ad_changed = set(ad_changed or ())
+    # Member groups whose link into their parents may change although the parents' lists did not.
+    unsettled_children = (set(old_groups) ^ set(new_groups)) | ad_changed | eligibility_changed(old_state, new_state, max_members)
+    holders = None   # identifier -> number of objects of the new state carrying it (built on first removal)
     out = {}
-    for gid in sorted(set(ids or ()) - set(ad_changed or ())):
+    for gid in sorted(set(ids or ()) - ad_changed):
         old, new = old_groups.get(gid), new_groups.get(gid)
         if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        if managed_ids is not None and gid not in managed_ids:
             continue
         old_ids, new_ids = old.get('member_ids') or [], new.get('member_ids') or []
         if max_members is not None and max(len(old_ids), len(new_ids)) > max_members:
             continue
+        if _ineligible(old, max_members):
+            continue   # not written while ineligible: its AD copy may lag behind its old member list
         old_set, new_set = set(old_ids), set(new_ids)
         added = [m for m in new_ids if m not in old_set]
         removed = [m for m in old_ids if m not in new_set]
-        if entered_or_left.intersection(new_set):
-            continue   # a member group written now, or no longer: its link is decided in full
+        if unsettled_children.intersection(new_set):
+            continue
         if changed_objects and (changed_objects.intersection(new_set) or changed_objects.intersection(removed)):
             continue
         types = [(new_objects.get(m) or {}).get('type') for m in added]
         types += [(old_objects.get(m) or {}).get('type') for m in removed]
         if any(t in (None, 'group', 'unknown') for t in types):
             continue
+        if removed:
+            if holders is None:
+                holders = {}
+                for obj in new_objects.values():
+                    for key in _identifiers(obj):
+                        holders[key] = holders.get(key, 0) + 1
+            shared = False
+            for mid in removed:
+                own = _identifiers(old_objects.get(mid))
+                still = 1 if mid in new_objects else 0
+                if any(holders.get(key, 0) - still > 0 for key in own):
+                    shared = True
+                    break
+            if shared:
+                continue
         out[gid] = {'added': added, 'removed': removed}
     return out
 

@@ -340,7 +340,7 @@ def saved_ad_state(old_state):
     return old_state.get('ad') if isinstance(old_state, dict) else None
 
 
-def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options):
+def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options, max_members=None):
     """For a run with a delta state: ``(mark, ids, reason, ad_changed)``. ``mark`` is the DC's uSN mark
     now (saved for the next run), ``ids`` the Entra group ids changed on either side since the last
     run, and those the last run did not write as planned (None: examine all, for ``reason``);
@@ -355,12 +355,15 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options)
         ad_changed = ad_changes.groups_to_reread(ad_changes.read_changed_groups(ad, domain_dn, saved['usn']), saved)
         if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
-    ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state), ad_changed, reason)
+    ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state, max_members), ad_changed, reason)
     if ids is not None:
-        # Not written as planned last time (incremental.unsettled_ids): examined again, in full.
+        # Not written as planned last time (incremental.unsettled_ids): examined again, in full; so
+        # are the groups listing a group changed in AD or unsettled (their link to it may be missing).
         unsettled = set(saved.get('unsettled') or ()) & set((new_state.get('groups') or {}))
-        ids = set(ids) | unsettled
-        ad_changed = set(ad_changed) | unsettled
+        full = set(ad_changed) | unsettled
+        full |= incremental.parents_of(new_state, full)
+        ids = set(ids) | full
+        ad_changed = full
     return mark, ids, reason, ad_changed
 
 
@@ -387,19 +390,24 @@ def narrow_to(desired, ids, deltas=None, old_state=None, new_state=None):
     return examined + [dict(group, nested_only=True, members=[]) for group in desired if group_id(group) in children]
 
 
-def member_delta_fallback(desired, all_desired, managed):
-    """The groups planned from member changes (``narrow_to``) that do not have exactly one AD copy
-    among ``managed`` (deleted or duplicated meanwhile): their ids, and ``desired`` with those
-    groups given in full again."""
+def member_delta_fallback(desired, managed, mark):
+    """Ids of the groups planned from member changes (``narrow_to``) whose AD copy is not as the last
+    run left it after all: not exactly one copy among ``managed`` (deleted or duplicated meanwhile),
+    or a copy changed since this run's ``mark`` (a change made by hand while the run was starting).
+    They are compared in full instead."""
     copies = {}
     for obj in managed:
         gid = ad_codecs.group_id_from_anchor(obj.get('anchor'))
-        copies[gid] = copies.get(gid, 0) + 1
-    back = set(group_id(g) for g in desired if g.get('member_changes') is not None and copies.get(group_id(g)) != 1)
-    if not back:
-        return back, desired
-    full = dict((group_id(g), g) for g in all_desired if group_id(g) in back)
-    return back, [full[group_id(g)] if group_id(g) in back else g for g in desired]
+        copies.setdefault(gid, []).append(obj)
+    back = set()
+    for group in desired:
+        gid = group_id(group)
+        if group.get('member_changes') is None:
+            continue
+        found = copies.get(gid) or []
+        if len(found) != 1 or (mark is not None and int(found[0].get('usn_changed') or 0) > int(mark['usn'])):
+            back.add(gid)
+    return back
 
 
 def not_examined_counts(desired, examined_ids):
@@ -685,10 +693,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         fingerprint = plan_fingerprint(params, options)
         if new_state is not None:
             mark, examined, scope_reason, ad_changed = incremental_scope(
-                ad, domain_dn, search_base, wanted.get('old_state'), new_state, fingerprint)
+                ad, domain_dn, search_base, wanted.get('old_state'), new_state, fingerprint, params['max_members'])
             if examined is not None:
                 # Groups changed in Entra only: planned from their member changes, their AD members not read.
-                deltas = incremental.member_deltas(wanted.get('old_state'), new_state, examined, ad_changed, params['max_members'])
+                known = (saved_ad_state(wanted.get('old_state')) or {}).get('managed') or {}
+                deltas = incremental.member_deltas(wanted.get('old_state'), new_state, examined, ad_changed, params['max_members'],
+                                                   managed_ids=set(known.values()))
             if desired is None:
                 # A Graph delta run: the groups, with members only for those compared in full.
                 desired = groups_from_state(new_state, params['max_members'],
@@ -714,10 +724,17 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         light = [group_id(g) for g in desired if g.get('nested_only') or g.get('member_changes') is not None]
         managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
                                                 without_members=light if read_ids is not None else ())
-        back, desired = member_delta_fallback(desired, all_desired, managed)
+        back = member_delta_fallback(desired, managed, mark)
         if back:
-            managed = [o for o in managed if ad_codecs.group_id_from_anchor(o.get('anchor')) not in back] + \
-                ad_reader.read_managed_groups(ad, search_base, sorted(back), member_guids=member_guids)
+            # Rare: planned again in full, with the groups nested in them, and read again with members.
+            deltas = dict((k, v) for k, v in deltas.items() if k not in back)
+            if wanted['groups'] is None:
+                all_desired = groups_from_state(new_state, params['max_members'], set(examined) - set(deltas))
+            desired = narrow_to(all_desired, examined, deltas, wanted.get('old_state'), new_state)
+            read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
+            member_guids = {}
+            light = [group_id(g) for g in desired if g.get('nested_only') or g.get('member_changes') is not None]
+            managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids, without_members=light)
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
         anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)

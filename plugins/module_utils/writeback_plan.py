@@ -834,7 +834,7 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
                                  'given in full' % gid)
             st['members_known'] = 'changes'
             listed = delta.get('added') or []
-            removals[gid] = _removed_member_dns(delta.get('removed') or [], resolution)
+            removals[gid] = _removed_member_dns(delta.get('removed') or [], resolution, rep)
         else:
             st['members_known'] = True
             listed = g['members']
@@ -895,16 +895,19 @@ def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rena
     return wanted, children, prot
 
 
-def _removed_member_dns(removed, resolution):
-    """{dn_key: dn} of the removed members that resolve (users only: the others were never
-    written, and a user that no longer resolves is no longer in AD)."""
+def _removed_member_dns(removed, resolution, rep):
+    """{dn_key: dn} of the removed members that resolve (users only: the others were never written).
+    A removed synced user that does not resolve now (deleted in AD, which took it out of the group,
+    or no longer matched) is reported in ``unresolved_members`` (``removed_member_not_found``)."""
     out = {}
     for m in removed:
         if (m.get('type') or '').lower() != 'user':
             continue
-        dn = _resolved_dn(resolution, m)[0]
+        dn, why = _resolved_dn(resolution, m)
         if dn:
             out[dn_key(dn)] = dn
+        elif why not in ('no_on_premises_identifier', 'no_identifier_for_member_match'):
+            rep['unresolved_members'].append(_member_entry(m, 'removed_member_not_found'))
     return out
 
 

@@ -10,9 +10,9 @@ def state(groups, objects=None, mode='delta'):
     return {'groups': groups, 'objects': objects or {}, 'last_run': {'mode': mode}}
 
 
-G1 = {'id': 'g1', 'display_name': 'One', 'member_ids': ['u1', 'u2']}
-G2 = {'id': 'g2', 'display_name': 'Two', 'member_ids': ['u2']}
-G3 = {'id': 'g3', 'display_name': 'Three', 'member_ids': []}
+G1 = {'id': 'g1', 'display_name': 'One', 'security_enabled': True, 'member_ids': ['u1', 'u2']}
+G2 = {'id': 'g2', 'display_name': 'Two', 'security_enabled': True, 'member_ids': ['u2']}
+G3 = {'id': 'g3', 'display_name': 'Three', 'security_enabled': True, 'member_ids': []}
 OBJ = {'u1': {'id': 'u1', 'type': 'user', 'on_premises_security_identifier': 'S-1'},
        'u2': {'id': 'u2', 'type': 'user', 'on_premises_security_identifier': 'S-2'}}
 
@@ -108,3 +108,42 @@ def test_unsettled_ids_are_the_groups_to_try_again():
     # kept from the last run for the groups not examined now; re-decided for those examined
     assert incremental.unsettled_ids(reports[3:], ['g4', 'g5'], set(['g4'])) == set(['g5'])
     assert incremental.unsettled_ids([], ['g5'], None) == set()
+
+
+def test_member_deltas_only_for_groups_the_last_run_wrote():
+    old = state({'g1': G1, 'g2': G2}, OBJ3)
+    new = state({'g1': dict(G1, member_ids=['u1', 'u2', 'u3']), 'g2': dict(G2, member_ids=['u2', 'u3'])}, OBJ3)
+    both = {'g1': {'added': ['u3'], 'removed': []}, 'g2': {'added': ['u3'], 'removed': []}}
+    assert incremental.member_deltas(old, new, ['g1', 'g2'], set(), 50000) == both
+    # no AD copy known to the last run (a converted group, a copy deleted while out of scope)
+    assert incremental.member_deltas(old, new, ['g1', 'g2'], set(), 50000, managed_ids={'g2'}) == {'g2': both['g2']}
+    # ineligible last time (not written then, so its AD copy lags behind its old member list)
+    old_mail = state({'g1': dict(G1, mail_enabled=True), 'g2': G2}, OBJ3)
+    assert incremental.member_deltas(old_mail, new, ['g1', 'g2'], set(), 50000) == {'g2': both['g2']}
+
+
+def test_member_deltas_leave_out_parents_of_children_whose_link_may_change():
+    child = {'id': 'g9', 'display_name': 'Child', 'security_enabled': True, 'member_ids': []}
+    parent = {'id': 'p', 'display_name': 'Parent', 'security_enabled': True, 'member_ids': ['u1', 'g9']}
+    old = state({'p': parent, 'g9': child}, OBJ3)
+    new = state({'p': dict(parent, member_ids=['u1', 'g9', 'u3']), 'g9': child}, OBJ3)
+    assert incremental.member_deltas(old, new, ['p'], set(), 50000) == {'p': {'added': ['u3'], 'removed': []}}
+    # the child changed in AD (or was not written last time): the parent's link to it is decided in full
+    assert incremental.member_deltas(old, new, ['p'], {'g9'}, 50000) == {}
+    # the child becomes eligible (it is written from now on)
+    old_ineligible = state({'p': parent, 'g9': dict(child, security_enabled=False)}, OBJ3)
+    assert incremental.eligibility_changed(old_ineligible, new, 50000) == {'g9'}
+    assert incremental.member_deltas(old_ineligible, new, ['p'], set(), 50000) == {}
+    assert 'p' in incremental.entra_changed_ids(old_ineligible, state({'p': parent, 'g9': child}, OBJ3), 50000)
+    assert incremental.parents_of(new, ['g9']) == {'p'} and incremental.parents_of(new, []) == set()
+
+
+def test_member_deltas_leave_out_a_removal_another_object_may_still_want():
+    twin = dict(OBJ3, u4={'id': 'u4', 'type': 'user', 'on_premises_security_identifier': 's-1'})   # u1's SID, other case
+    old = state({'g1': dict(G1, member_ids=['u1', 'u4'])}, twin)
+    new = state({'g1': dict(G1, member_ids=['u4'])}, twin)
+    assert incremental.member_deltas(old, new, ['g1'], set(), 50000) == {}
+    alone = dict(OBJ3)
+    old = state({'g1': G1}, alone)
+    new = state({'g1': dict(G1, member_ids=['u2'])}, dict((k, v) for k, v in alone.items() if k != 'u1'))
+    assert incremental.member_deltas(old, new, ['g1'], set(), 50000) == {'g1': {'added': [], 'removed': ['u1']}}

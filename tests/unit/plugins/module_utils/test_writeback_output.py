@@ -90,3 +90,17 @@ def test_output_paths_are_checked_before_anything_runs(tmp_path):
             writeback.check_output_paths(dict(delta_state_path=bad))
         assert why in refused.value.msg and 'delta_state_path' in refused.value.msg and 'Nothing was written' in refused.value.msg
         assert refused.value.details['changed'] is False
+
+
+def test_member_delta_fallback_compares_in_full_a_group_whose_copy_is_not_as_left():
+    """A group planned from member changes whose AD copy is missing, duplicated or changed since
+    the run's mark (a change by hand while the run started) is compared in full instead."""
+    def obj(n, usn):
+        return dict(anchor='Group_%08x-0000-4000-8000-%012x' % (n, n), usn_changed=usn)
+
+    def g(n):
+        return dict(id='%08x-0000-4000-8000-%012x' % (n, n), members=None, member_changes=dict(added=[], removed=[]))
+    desired = [g(1), g(2), g(3), g(4), dict(g(5), member_changes=None)]
+    managed = [obj(1, 100), obj(2, 101), obj(3, 90), obj(3, 90)]
+    back = writeback.member_delta_fallback(desired, managed, {'usn': 100})
+    assert back == set([g(2)['id'], g(3)['id'], g(4)['id']])

@@ -1099,3 +1099,12 @@ def test_member_changes_keep_a_dn_another_listed_member_still_has():
 def test_member_changes_for_a_group_without_an_ad_copy_is_refused():
     with pytest.raises(ValueError, match='member_changes'):
         wp.plan_writeback([_delta_group(1, [1], [2])], state(), resolution_for([1, 2]))
+
+
+def test_member_changes_report_a_removed_member_not_found_now():
+    ad = state([ad_group(1, members=[user_dn(1), user_dn(2)])])
+    res = resolution_for([2])
+    res['u1'] = dict(dn=None, reason='not_found_in_forest')
+    plan = wp.plan_writeback([_delta_group(1, [1, 2], [2])], ad, res)
+    assert plan.ops == []
+    assert [(m['id'], m['reason']) for m in report(plan, 1)['unresolved_members']] == [('u1', 'removed_member_not_found')]
