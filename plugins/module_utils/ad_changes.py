@@ -88,7 +88,7 @@ def unusable_reason(saved, current, search_base, now=None, full_read_interval=FU
 
 def read_changed_groups(client, domain_dn, since_usn):
     """Groups of the domain (deleted ones included) whose uSNChanged is above ``since_usn``:
-    ``[{"object_guid", "group_id" (from the anchor, or None), "usn", "deleted"}]``."""
+    ``[{"object_guid", "group_id" (from the anchor, or None), "usn", "deleted", "dn"}]``."""
     ldap_filter = '(&(objectClass=group)(uSNChanged>=%d))' % (int(since_usn) + 1)
     out = []
     for entry in client.search(domain_dn, ldap_filter, CHANGE_ATTRIBUTES, controls=[SHOW_DELETED]):
@@ -98,6 +98,7 @@ def read_changed_groups(client, domain_dn, since_usn):
             'group_id': ad_codecs.group_id_from_anchor(first(entry, ANCHOR_ATTRIBUTE)),
             'usn': int(first(entry, 'uSNChanged') or 0),
             'deleted': str(first(entry, 'isDeleted') or '').upper() == 'TRUE',
+            'dn': entry.get('dn'),
         })
     return out
 
@@ -111,11 +112,13 @@ def users_changed_since(client, domain_dn, since_usn):
     return False
 
 
-def groups_to_reread(changed, saved):
+def groups_to_reread(changed, saved, search_base=None):
     """Entra group ids whose AD copy changed since the saved mark, from ``read_changed_groups``
     output. A change this collection made itself (the object's uSNChanged is the one recorded right
     after our own write) is not a change. An object that lost its anchor is found by the objectGUID
-    the state remembers. Pure."""
+    the state remembers. An object carrying one of our anchors that the last run did not manage and
+    that is outside ``search_base`` (another job's copy for another OU, a test copy) is not ours:
+    it is ignored (one inside is a copy made meanwhile, so it counts). Pure."""
     known = saved.get('managed') or {}
     own = saved.get('own_writes') or {}
     out = set()
@@ -124,10 +127,19 @@ def groups_to_reread(changed, saved):
         gid = item.get('group_id') or known.get(guid)
         if not gid:
             continue   # not ours, never was
+        if search_base and guid not in known and not _within(item.get('dn'), search_base):
+            continue   # someone else's copy, outside the scope this state is about
         if guid and own.get(guid) == item.get('usn'):
             continue   # our own write of the last run
         out.add(gid)
     return out
+
+
+def _within(dn, search_base):
+    try:
+        return bool(dn) and ad_codecs.dn_is_within(dn, search_base)
+    except ValueError:
+        return True   # cannot tell: counted
 
 
 def new_state(watermark, search_base, managed, own_writes=None, previous=None, full_read=False,

@@ -352,7 +352,7 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options,
     reason = ad_changes.unusable_reason(saved, mark, search_base, options=options)
     ad_changed = None
     if reason is None:
-        ad_changed = ad_changes.groups_to_reread(ad_changes.read_changed_groups(ad, domain_dn, saved['usn']), saved)
+        ad_changed = ad_changes.groups_to_reread(ad_changes.read_changed_groups(ad, domain_dn, saved['usn']), saved, search_base)
         if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state, max_members), ad_changed, reason)

@@ -254,3 +254,20 @@ def test_a_group_not_written_is_tried_again_by_the_next_incremental_run(corp, wo
     after = wb(corp, w)
     assert after['changed'] is False and after['incremental']['examined_groups'] == 0
     assert json.load(open(w['state']))['ad']['unsettled'] == []
+
+
+def test_a_copy_outside_the_search_base_is_not_a_change(corp, world):
+    """Another job writing the same tenant into another OU (or a copy made for a test) carries our
+    anchors outside search_base: it is not this state's business, so the next run still examines
+    nothing; a group moved out of search_base by hand still counts (test above)."""
+    w, d = world, world['directory']
+    g = w['groups']
+    wb(corp, w)
+    other = d.make_ou('t-inc-other-%s' % uuid.uuid4().hex[:8])
+    try:
+        d.add_group('CN=copy of g0,' + other, **{'msDS-ExternalDirectoryObjectId': 'Group_' + g['g0']})
+        noop = wb(corp, w)
+        assert noop['incremental']['ad'] == 'usn' and noop['incremental']['examined_groups'] == 0
+        assert noop['changed'] is False
+    finally:
+        d.remove_tree(other)

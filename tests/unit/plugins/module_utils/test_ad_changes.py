@@ -57,6 +57,13 @@ def test_groups_to_reread():
     ]
     state = {'managed': {'c': 'gc'}, 'own_writes': {'b': 11, 'f': 15}}
     assert ad_changes.groups_to_reread(changed, state) == set(['ga', 'gc', 'ge', 'gf'])
+    # with the search base: an anchored copy nobody managed outside it is someone else's; one we
+    # managed counts wherever it went (moved out by hand), and so does a new copy inside it
+    base = 'OU=Groups,DC=corp,DC=example,DC=test'
+    located = [dict(c, dn='CN=%s,OU=Elsewhere,DC=corp,DC=example,DC=test' % c['object_guid']) for c in changed] + [
+        {'object_guid': 'g', 'group_id': 'gg', 'usn': 21, 'deleted': False, 'dn': 'CN=g,' + base}]
+    state = {'managed': {'c': 'gc', 'a': 'ga'}, 'own_writes': {'b': 11, 'f': 15}}
+    assert ad_changes.groups_to_reread(located, state, base) == set(['ga', 'gc', 'gg'])
 
 
 def test_new_state_keeps_the_last_full_read_time_on_incremental_runs():
