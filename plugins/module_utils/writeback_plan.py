@@ -1255,14 +1255,18 @@ def _topological(creates, child_groups):
 
 
 def summarise(groups):
-    """The ``summary`` counts of a list of per-group reports."""
+    """The ``summary`` counts of a list of per-group reports. A group in error counts as an error
+    only: what was planned for it (a cn, members) was not (all) done, so it is not counted as done."""
     summary = dict(created=0, updated=0, renamed=0, moved=0, deleted=0, unchanged=0, skipped=0, orphaned=0, errors=0,
                    members_added=0, members_removed=0, unresolved_members=0, skipped_members=0)
     for rep in groups:
         action = rep['action']
         if action == 'error':
             summary['errors'] += 1
-        elif action in ('renamed', 'moved'):
+            summary['unresolved_members'] += len(rep['unresolved_members'])
+            summary['skipped_members'] += len(rep['skipped_members'])
+            continue
+        if action in ('renamed', 'moved'):
             pass
         elif action in summary:
             summary[action] += 1
