@@ -360,7 +360,10 @@ groups:
       elements: str
       sample: []
     unresolved_members:
-      description: Entra members that could not be written, with the reason.
+      description:
+        - Entra members that could not be written, with the reason. For a group planned from its member changes
+          (RV(groups[].member_scope) V(changes)), also a member removed in Entra whose AD account was not found
+          (V(removed_member_not_found)).
       type: list
       elements: dict
       sample: [{id: 0d5b..., display_name: Bob, reason: not_found_in_forest}]
