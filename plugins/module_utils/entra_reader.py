@@ -582,13 +582,17 @@ def nested_only_groups(groups):
     return out
 
 
-def evaluate(groups, max_members=MAX_MEMBERS):
-    """Set ``eligible``/``ineligible_reasons`` on every group and ``supported``/``reason`` on every
-    member (a nested group is supported when it is an eligible group of this read)."""
+def evaluate(groups, max_members=MAX_MEMBERS, member_flags=True):
+    """Set ``eligible``/``ineligible_reasons`` on every group and (``member_flags``)
+    ``supported``/``reason`` on every member (a nested group is supported when it is an eligible
+    group of this read). The writeback engine classifies members itself and asks for no member
+    flags: two more keys take a member dict past ten, which doubles its size in CPython."""
     for group in groups:
         reasons = group_ineligibility(group, None if group.get('nested_only') else max_members) if group_ineligibility else []
         group['eligible'] = not reasons
         group['ineligible_reasons'] = reasons
+    if not member_flags:
+        return groups
     in_scope = set(g['id'] for g in groups if g['eligible'])
     for group in groups:
         for member in group.get('members') or []:
@@ -600,12 +604,12 @@ def evaluate(groups, max_members=MAX_MEMBERS):
 
 def read_groups_report(client, ids=None, display_names=None, odata_filter=None, all_groups=False, members='none',
                        eligible_only=False, max_members=MAX_MEMBERS, beta_members=True, include_nested=False,
-                       writeback_enabled_only=False):
+                       writeback_enabled_only=False, member_flags=True):
     """Everything ``read_groups`` does, as ``dict(groups, not_found, skipped, ambiguous, member_source,
     warnings)``; ``skipped`` lists the ineligible groups left out by ``eligible_only`` and the groups
     left out by ``writeback_enabled_only`` (id, display_name, reasons). ``member_source`` is 'beta',
     'v1.0' or None (no members read). ``include_nested`` adds the eligible nested groups of the
-    selected ones (``nested_only``, see the module docstring)."""
+    selected ones (``nested_only``, see the module docstring). ``member_flags``: see ``evaluate``."""
     if members not in ('none', 'direct', 'transitive'):
         raise EntraReadError("members must be 'none', 'direct' or 'transitive', not %r" % (members,))
     if not (ids or display_names or odata_filter or all_groups):
@@ -643,12 +647,12 @@ def read_groups_report(client, ids=None, display_names=None, odata_filter=None, 
             not_found.append(group['id'])
     if include_nested and members != 'none':
         warnings += _add_nested(client, groups, beta)
-    evaluate(groups, max_members)
+    evaluate(groups, max_members, member_flags)
     if eligible_only:
         skipped += [{'id': g['id'], 'display_name': g['display_name'], 'reasons': g['ineligible_reasons']}
                     for g in groups if not g['eligible']]
         groups = [g for g in groups if g['eligible']]
-        evaluate(groups, max_members)
+        evaluate(groups, max_members, member_flags)
     return dict(groups=groups, not_found=not_found, skipped=skipped, ambiguous=ambiguous, member_source=member_source,
                 warnings=warnings)
 
@@ -724,12 +728,13 @@ def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason, w
     }
 
 
-def groups_from_state(state, max_members, with_members=None):
+def groups_from_state(state, max_members, with_members=None, member_flags=True):
     """The contract groups of a state, sorted by id; one member dict per object (shared by the
     groups listing it), built from ``state['objects']`` (which stays as it is: it is saved).
     ``with_members`` (a set of ids, or None for all): only those groups get their ``members``; the
     others have ``members`` None (not built) and their ``member_count``, which is all their
-    eligibility needs (an incremental run plans only the groups that changed)."""
+    eligibility needs (an incremental run plans only the groups that changed). ``member_flags``: see
+    ``evaluate``."""
     groups = []
     objects = state['objects']
     members_by_id = {}
@@ -750,19 +755,19 @@ def groups_from_state(state, max_members, with_members=None):
             group['members'] = None
         group['member_count'] = len(entry['member_ids'])
         groups.append(group)
-    return evaluate(groups, max_members)
+    return evaluate(groups, max_members, member_flags)
 
 
 _groups_from_state = groups_from_state
 
 
-def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False):
+def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False, member_flags=True):
     """A full read: ``(groups, state)``. The groups are the ones read (sorted by id, as a delta run
     returns them), not a second copy rebuilt from the state."""
     beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
     link = _latest_delta_link(client, beta)
     report = read_groups_report(client, odata_filter=odata_filter, all_groups=True, members='direct', max_members=max_members,
-                                beta_members=beta_members, writeback_enabled_only=writeback_enabled_only)
+                                beta_members=beta_members, writeback_enabled_only=writeback_enabled_only, member_flags=member_flags)
     groups = report.pop('groups')
     state = _state_from_groups(groups, link, odata_filter, beta_members, reason, writeback_enabled_only,
                                report['member_source'], report['warnings'])
@@ -840,13 +845,15 @@ def _share_state_ids(state):
 
 
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
-                            full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False, build_groups=True):
+                            full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False, build_groups=True,
+                            member_flags=True):
     """All in-scope groups (all mode: eligible clause AND ``odata_filter``) with direct members,
     read incrementally with ``/groups/delta``: ``(groups, new_state)``. ``state`` is what the
     previous call returned (JSON-able) or None. ``new_state['last_run']`` says whether this was a
     full read (and why) or a delta run, and how many groups changed. ``build_groups`` False: a
     delta run returns ``(None, new_state)`` and the caller builds the groups it needs with
-    ``groups_from_state`` (a full read returns the groups it read either way)."""
+    ``groups_from_state`` (a full read returns the groups it read either way). ``member_flags``: see
+    ``evaluate``."""
     if odata_filter:
         odata_filter = check_odata_filter(odata_filter)
     reason = None
@@ -861,13 +868,13 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     elif full_read_interval is not None and time.time() - float(state.get('full_read_at') or 0) > full_read_interval:
         reason = 'interval'
     if reason:
-        return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only)
+        return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only, member_flags)
     _share_state_ids(state)
     try:
         changes, link = client.delta_groups(list(_delta_select(False)), delta_link=state['delta_link'])
     except DeltaResyncRequired as exc:
         return _full_read(client, odata_filter, max_members, beta_members,
-                          'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''), writeback_enabled_only)
+                          'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''), writeback_enabled_only, member_flags)
     new = {
         'version': STATE_VERSION, 'delta_link': link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': state.get('member_source'),
@@ -927,7 +934,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     new['last_run'] = {'mode': 'delta', 'reason': None, 'changed_groups': len(changes), 'removed_groups': len(removed),
                        'new_in_scope': len(newly), 'new_members_read': len(refs), 'member_source': new['member_source'],
                        'warnings': warnings}
-    return (groups_from_state(new, max_members) if build_groups else None), new
+    return (groups_from_state(new, max_members, member_flags=member_flags) if build_groups else None), new
 
 
 GET_BY_IDS_MAX = 1000   # ids per POST /directoryObjects/getByIds, as documented

@@ -60,7 +60,7 @@ def _desired_from_graph(params):
         groups, new_state = entra_reader.read_groups_incremental(
             client, old_state, odata_filter=params.get('group_filter'),
             max_members=params['max_members'], writeback_enabled_only=bool(params.get('writeback_enabled_only')),
-            build_groups=False)
+            build_groups=False, member_flags=False)
         return dict(groups=groups, graph=client, new_state=new_state, old_state=old_state, member_source=new_state.get('member_source'),
                     read_warnings=list(new_state.get('last_run', {}).get('warnings') or []))
     selected_ids, selected_names = entra_reader.split_selection(params.get('groups'))
@@ -69,7 +69,7 @@ def _desired_from_graph(params):
         odata_filter=params.get('group_filter'), all_groups=bool(params.get('all_groups')),
         members='direct', eligible_only=False, max_members=params['max_members'],
         include_nested=bool(selected_ids or selected_names),
-        writeback_enabled_only=bool(params.get('writeback_enabled_only')))
+        writeback_enabled_only=bool(params.get('writeback_enabled_only')), member_flags=False)
     groups = report['groups']
     # Selected groups left out by writeback_enabled_only were found: say why they are not written.
     filtered = report.get('skipped') or []
@@ -332,7 +332,7 @@ def plan_fingerprint(params, options):
 def groups_from_state(state, max_members, with_members):
     """``entra_reader.groups_from_state`` (imported here: a run with entra_groups needs no Graph libraries)."""
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
-    return entra_reader.groups_from_state(state, max_members, with_members)
+    return entra_reader.groups_from_state(state, max_members, with_members, member_flags=False)
 
 
 def saved_ad_state(old_state):

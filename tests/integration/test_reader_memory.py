@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import sys
 
 import pytest
 
@@ -250,3 +251,19 @@ def test_without_a_second_connection_the_searches_run_on_the_one_there_is():
     resolution, unresolved = ad_reader.resolve_users(gc, users, 'object_identifier', connections=2)
     assert resolution == {} and len(unresolved) == 450
     assert len(gc.filters) == 3 and gc.stats['searches'] == 3
+
+
+def test_the_writeback_reads_members_without_the_flags_it_does_not_use(overlapping):
+    """``member_flags=False`` (the writeback engine's read): member dicts keep the contract's nine
+    keys, not the two ``evaluate`` adds (``supported``, ``reason``), which take a CPython dict past
+    ten keys and double its size; groups are still evaluated (``eligible``)."""
+    unused_tenant, emu = overlapping
+    groups, state = er.read_groups_incremental(GraphClient(params(emu)), None, member_flags=False)
+    members = [m for g in groups for m in g['members']]
+    assert members and not any('supported' in m or 'reason' in m for m in members)
+    assert all(len(m) <= 10 and sys.getsizeof(m) < sys.getsizeof(dict(m, supported=True, reason=None)) for m in members[:50])
+    assert all('eligible' in g for g in groups)
+    rebuilt = er.groups_from_state(state, er.MAX_MEMBERS, member_flags=False)
+    assert not any('supported' in m for g in rebuilt for m in g['members'])
+    flagged, unused_state = er.read_groups_incremental(GraphClient(params(emu)), None)
+    assert all('supported' in m for g in flagged for m in g['members'])
