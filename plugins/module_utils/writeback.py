@@ -390,6 +390,12 @@ def narrow_to(desired, ids, deltas=None, old_state=None, new_state=None):
     return examined + [dict(group, nested_only=True, members=[]) for group in desired if group_id(group) in children]
 
 
+def members_not_planned(desired):
+    """Ids of the groups whose AD members a run does not read: nested references (``nested_only``)
+    and groups planned from member changes."""
+    return [group_id(g) for g in desired if g.get('nested_only') or g.get('member_changes') is not None]
+
+
 def member_delta_fallback(desired, managed, mark):
     """Ids of the groups planned from member changes (``narrow_to``) whose AD copy is not as the last
     run left it after all: not exactly one copy among ``managed`` (deleted or duplicated meanwhile),
@@ -720,10 +726,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         read_ids = ids
         if examined is not None:
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
-        # Members that are not planned (nested references, groups planned from member changes) are not read.
-        light = [group_id(g) for g in desired if g.get('nested_only') or g.get('member_changes') is not None]
         managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
-                                                without_members=light if read_ids is not None else ())
+                                                without_members=members_not_planned(desired) if read_ids is not None else ())
         back = member_delta_fallback(desired, managed, mark)
         if back:
             # Rare: planned again in full, with the groups nested in them, and read again with members.
@@ -733,8 +737,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             desired = narrow_to(all_desired, examined, deltas, wanted.get('old_state'), new_state)
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
             member_guids = {}
-            light = [group_id(g) for g in desired if g.get('nested_only') or g.get('member_changes') is not None]
-            managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids, without_members=light)
+            managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
+                                                    without_members=members_not_planned(desired))
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
         anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
