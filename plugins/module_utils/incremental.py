@@ -12,7 +12,7 @@ plain data in, plain data out.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import group_ineligibility
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import USER_ANCHOR_KEYS, group_ineligibility
 
 
 def entra_changed_ids(old_state, new_state, max_members=None):
@@ -78,11 +78,8 @@ def parents_of(state, ids):
                if isinstance(entry, dict) and ids.intersection(entry.get('member_ids') or ()))
 
 
-_IDENTIFIER_KEYS = ('on_premises_object_identifier', 'on_premises_security_identifier', 'on_premises_immutable_id')
-
-
 def _identifiers(obj):
-    return set(str(obj[k]).lower() for k in _IDENTIFIER_KEYS if isinstance(obj, dict) and obj.get(k))
+    return set(str(obj[k]).lower() for k in USER_ANCHOR_KEYS if isinstance(obj, dict) and obj.get(k))
 
 
 def member_deltas(old_state, new_state, ids, ad_changed, max_members, managed_ids=None):

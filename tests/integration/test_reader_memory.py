@@ -95,7 +95,7 @@ def test_full_read_with_state_returns_the_read_groups_shared_and_equal_to_the_st
     by_id = _dicts_by_id(groups)
     several = _shared_in_several_groups(groups)
     assert several and all(len(by_id[mid]) == 1 for mid in several)
-    rebuilt = er._groups_from_state(json.loads(json.dumps(state)), er.MAX_MEMBERS)
+    rebuilt = er.groups_from_state(json.loads(json.dumps(state)), er.MAX_MEMBERS)
     assert rebuilt == groups
     # the state saved is unchanged by the evaluation of the shared member dicts
     assert not any('supported' in obj for obj in state['objects'].values())
@@ -105,7 +105,7 @@ def test_groups_from_state_share_one_dict_per_object(overlapping):
     """A delta run (and the no-op) rebuilds the groups from the state: one dict per object too."""
     unused_tenant, emu = overlapping
     unused_groups, state = er.read_groups_incremental(GraphClient(params(emu)), None)
-    rebuilt = er._groups_from_state(json.loads(json.dumps(state)), er.MAX_MEMBERS)
+    rebuilt = er.groups_from_state(json.loads(json.dumps(state)), er.MAX_MEMBERS)
     by_id = _dicts_by_id(rebuilt)
     assert all(len(v) == 1 for v in by_id.values())
 
@@ -126,7 +126,7 @@ def test_a_loaded_state_holds_one_string_per_member_id(overlapping):
     assert all(keys[mid] is mid for mid in ids), 'member ids are separate strings'
     assert all(obj['id'] is keys[k] for k, obj in new['objects'].items())
     assert json.loads(text)['groups'] == loaded['groups'] and json.loads(text)['objects'] == loaded['objects']
-    assert groups == er._groups_from_state(json.loads(text), er.MAX_MEMBERS)
+    assert groups == er.groups_from_state(json.loads(text), er.MAX_MEMBERS)
 
 
 def test_batch_collect_transforms_each_page_as_it_arrives(overlapping):

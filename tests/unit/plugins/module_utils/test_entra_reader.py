@@ -90,7 +90,7 @@ def test_state_round_trip_is_json_and_rebuilds_groups():
     groups = er.evaluate([_group('g1', [_m('u1', on_premises_sync_enabled=True), _m('g2', 'group')]), _group('g2')])
     state = er._state_from_groups(groups, 'https://graph/delta?$deltatoken=x', None, True, 'no_state')
     again = json.loads(json.dumps(state))
-    rebuilt = er._groups_from_state(again, 50000)
+    rebuilt = er.groups_from_state(again, 50000)
     by_id = dict((g['id'], g) for g in rebuilt)
     assert [m['id'] for m in by_id['g1']['members']] == ['u1', 'g2']
     assert by_id['g1']['member_count'] == 2 and by_id['g1']['eligible']
