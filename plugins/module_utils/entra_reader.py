@@ -758,7 +758,6 @@ def groups_from_state(state, max_members, with_members=None, member_flags=True):
     return evaluate(groups, max_members, member_flags)
 
 
-
 def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False, member_flags=True):
     """A full read: ``(groups, state)``. The groups are the ones read (sorted by id, as a delta run
     returns them), not a second copy rebuilt from the state."""
