@@ -8,6 +8,8 @@ CLI (run with the project's virtualenv python, as root)::
     python tests/lab/lab.py down   [--forest NAME ...]
     python tests/lab/lab.py reset  [--forest NAME ...] [--no-schema-extension]
     python tests/lab/lab.py seed   --users 20000 [--forest NAME ...] [--with-passwords]
+    python tests/lab/lab.py snapshot NAME [--forest corp]   (stop the DC, copy its folder, start it)
+    python tests/lab/lab.py restore  NAME [--forest corp]   (stop the DC, put the copy back, start it)
     python tests/lab/lab.py preflight   (what the machine lacks for the lab; see preflight.py)
 
 Python API (test fixtures, the demo, the benchmarks)::
@@ -18,6 +20,7 @@ Python API (test fixtures, the demo, the benchmarks)::
     corp.ldaps_url(), corp.gc_url(), corp.ca_file, corp.identities
     lab.stop_forest("corp"); lab.start_forest("corp")
     lab.seed("corp", users=20000)
+    lab.snapshot("corp", "seeded"); lab.restore("corp", "seeded")   # <lab dir>/snapshots/corp/seeded
     lab.status(); lab.down(); lab.reset()
 
 Facts this relies on are in ../shared/spec/ad-lab.md. Each forest lives in <lab dir>/<name>/:
@@ -40,6 +43,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -67,6 +71,7 @@ WRITEBACK_PASSWORD = "Lab-Writeback-Pass1!"
 DEFAULT_USERS = 40
 SEED_BATCH = 2000  # one ldbadd transaction each (a few seconds): keeps the DC's write lock short
 START_TIMEOUT = 90.0
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 UAC_NORMAL = 0x200
 UAC_DISABLED = 0x2
@@ -838,6 +843,89 @@ unicodePwd:: {pw}
         out.sort(key=lambda e: e["sam_account_name"].lower())
         return out
 
+    # ---------------------------------------------------------------- snapshots
+    def _snapshot_dir(self, name, snapshot):
+        if name not in FORESTS:
+            raise LabError("unknown forest %r (known: %s)" % (name, ", ".join(FORESTS)))
+        if not SNAPSHOT_NAME.match(snapshot or ""):
+            raise LabError("snapshot name %r: letters, digits, '.', '_' and '-' only, not starting with '.'" % snapshot)
+        return self.dir / "snapshots" / name / snapshot
+
+    def snapshots(self, name):
+        """The snapshot names of a forest (sorted)."""
+        folder = self.dir / "snapshots" / name
+        return sorted(p.name for p in folder.iterdir() if SNAPSHOT_NAME.match(p.name)) if folder.is_dir() else []
+
+    @staticmethod
+    def _copy_tree(src, dst):
+        """``cp -a --reflink=auto src dst`` into a temporary sibling, then renamed to ``dst`` (an
+        older ``dst`` is removed only once the new copy is complete). Samba's files are copied as they
+        are (sparse tdb/ldb files stay sparse, sockets of run/ are recreated by samba)."""
+        tmp = dst.with_name(".%s.copying-%d" % (dst.name, os.getpid()))
+        old = dst.with_name(".%s.old-%d" % (dst.name, os.getpid()))
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _run(["cp", "-a", "--reflink=auto", str(src), str(tmp)], timeout=3600)
+        if dst.exists():
+            os.rename(str(dst), str(old))
+        os.rename(str(tmp), str(dst))
+        if old.exists():
+            shutil.rmtree(old)
+
+    @staticmethod
+    def _tree_bytes(path):
+        total = 0
+        for root, dummy, files in os.walk(str(path)):
+            for fname in files:
+                try:
+                    total += os.lstat(os.path.join(root, fname)).st_blocks * 512
+                except OSError:
+                    continue
+        return total
+
+    def snapshot(self, name, snapshot):
+        """Offline copy of a forest: stop its DC, copy its whole folder (sam.ldb and its partitions
+        under private/, secrets, state/, etc/, forest.json, identities.json, ...) to
+        <lab dir>/snapshots/<forest>/<snapshot> (replacing an older one of that name), start the DC
+        again and wait until it is healthy (as ``up``). Only a stopped DC's files are a consistent
+        copy: the DC is always stopped first. Returns what was done, with the seconds of each step."""
+        target = self._snapshot_dir(name, snapshot)
+        with self._lock():
+            self.forest(name)  # provisioned
+            began = time.monotonic()
+            self.stop_forest(name)
+            stopped = time.monotonic()
+            self._copy_tree(self._fdir(name), target)
+            copied = time.monotonic()
+            self._verify(self.start_forest(name))
+            done = time.monotonic()
+        return {"forest": name, "snapshot": snapshot, "path": str(target), "bytes": self._tree_bytes(target),
+                "stop_s": round(stopped - began, 3), "copy_s": round(copied - stopped, 3),
+                "start_s": round(done - copied, 3), "seconds": round(done - began, 3)}
+
+    def restore(self, name, snapshot):
+        """Put a forest back as it was at ``snapshot``: stop its DC, replace its folder with a copy of
+        the snapshot (the snapshot stays for later restores), start the DC and wait until it is
+        healthy. A snapshot belongs to this lab dir (its smb.conf names the forest's folder)."""
+        source = self._snapshot_dir(name, snapshot)
+        if not (source / "forest.json").exists():
+            raise LabError("no snapshot %r of forest %s under %s (have: %s)"
+                           % (snapshot, name, source.parent, ", ".join(self.snapshots(name)) or "none"))
+        with self._lock():
+            began = time.monotonic()
+            self.stop_forest(name)
+            stopped = time.monotonic()
+            self._copy_tree(source, self._fdir(name))
+            copied = time.monotonic()
+            forest = self.start_forest(name)
+            self._verify(forest)
+            done = time.monotonic()
+        return {"forest": name, "snapshot": snapshot, "users": len(forest.identities),
+                "stop_s": round(stopped - began, 3), "copy_s": round(copied - stopped, 3),
+                "start_s": round(done - copied, 3), "seconds": round(done - began, 3)}
+
     # ---------------------------------------------------------------- lifecycle
     def up(self, forests=DEFAULT_FORESTS, schema_extension=True):
         """Provision (first time) and start the forests; reuse healthy running ones. Returns name -> Forest."""
@@ -942,7 +1030,8 @@ def preflight(setup_sh=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Samba AD lab for cloud_sync tests")
-    parser.add_argument("command", choices=["up", "down", "status", "reset", "seed", "preflight"])
+    parser.add_argument("command", choices=["up", "down", "status", "reset", "seed", "snapshot", "restore", "preflight"])
+    parser.add_argument("name", nargs="?", help="snapshot/restore: the snapshot's name (<lab dir>/snapshots/<forest>/<name>)")
     parser.add_argument("--forest", action="append", choices=list(FORESTS), help="repeatable; default corp and fabrikam")
     parser.add_argument("--no-schema-extension", action="store_true", help="provision without msDS-ExternalDirectoryObjectId")
     parser.add_argument("--users", type=int, default=DEFAULT_USERS, help="seed: users per forest (incremental)")
@@ -968,6 +1057,11 @@ def main(argv=None):
             return 1
     elif args.command == "seed":
         print(json.dumps([lab.seed(name, args.users, args.with_passwords) for name in forests], indent=2))
+    elif args.command in ("snapshot", "restore"):
+        if not args.name:
+            parser.error("%s needs a snapshot name" % args.command)
+        fn = lab.snapshot if args.command == "snapshot" else lab.restore
+        print(json.dumps([fn(name, args.name) for name in (tuple(args.forest) if args.forest else ("corp",))], indent=2))
     print("%s took %.1f s" % (args.command, time.monotonic() - started), file=sys.stderr)
     return 0
 
