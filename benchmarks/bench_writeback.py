@@ -20,7 +20,10 @@ What it does (README "Performance" describes the figures):
    (community.general.ldap_entry / ldap_attrs, one task per group) through ansible-playbook.
 
 Groups go to OU=Bench (the module), OU=BenchFloor and OU=BenchPeer of corp, emptied before
-each run. Results: a table on stdout and ``benchmarks/results/<size>-<UTC time>.json``.
+each run. ``--floor-cleanup snapshot`` (the default for xlarge) removes the floor's groups, and at
+the end the module's, by restoring a lab snapshot of corp taken before the floor's writes instead
+of a tree delete (untimed; the DC is stopped and started). Results: a table on stdout and
+``benchmarks/results/<size>-<UTC time>.json``.
 Benchmarks print figures; they never assert on time.
 """
 from __future__ import absolute_import, division, print_function
@@ -265,11 +268,34 @@ def _floor_script(forest, plan_path, floor_ou, out):
                         env={'BENCH_AD_PASSWORD': forest.admin_password})
 
 
-def run_floor(forest, plan_path, work, name='floor', base_plan=None):
+def floor_snapshot_name(name):
+    """The lab snapshot taken before a floor's writes (``--floor-cleanup snapshot``)."""
+    return 'bench-before-' + name.replace(' ', '-')
+
+
+def lab_snapshot(lab, forest, snapshot, restore=False):
+    """Untimed: ``lab.py snapshot``/``restore`` of the forest (stop the DC, copy its folder, start
+    it). Returns the seconds it took."""
+    t = time.perf_counter()
+    (lab.restore if restore else lab.snapshot)(forest.name, snapshot)
+    seconds = time.perf_counter() - t
+    log('%s lab snapshot %s of %s (untimed): %.1f s' % ('restored' if restore else 'took', snapshot, forest.name, seconds))
+    return seconds
+
+
+def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='delete', lab=None):
     """Time floor.py writing ``plan_path`` into OU=BenchFloor. With ``base_plan`` (the first run's
     plan) the OU is first given, untimed, the groups that plan creates: the floor of an incremental
-    run is its writes replayed onto the same groups."""
+    run is its writes replayed onto the same groups.
+
+    ``cleanup``: how the floor's groups go afterwards, untimed. ``delete``: an LDAP tree delete of
+    OU=BenchFloor. ``snapshot``: a lab snapshot of the forest taken before the floor's writes and
+    restored once its groups are counted (Samba's tree delete of the xlarge floor, 17,000 groups
+    with 1.9M memberOf backlinks, does not finish)."""
     floor_ou = fresh_ou(forest, 'BenchFloor')
+    untimed = {}
+    if cleanup == 'snapshot':
+        untimed['snapshot_s'] = round(lab_snapshot(lab, forest, floor_snapshot_name(name)), 3)
     if base_plan:
         _floor_script(forest, base_plan, floor_ou, os.path.join(work, '%s-base.json' % name))
     out = os.path.join(work, '%s.json' % name)
@@ -278,13 +304,19 @@ def run_floor(forest, plan_path, work, name='floor', base_plan=None):
     groups_in_ad = count_groups(forest, floor_ou)
     # Samba keeps each user's memberOf backlinks in the user's record: leaving the floor's 100,000+
     # links in place would make the module's runs pay for twice as many. Removed, untimed.
-    fresh_ou(forest, 'BenchFloor')
+    if cleanup == 'snapshot':
+        untimed['restore_s'] = round(lab_snapshot(lab, forest, floor_snapshot_name(name), restore=True), 3)
+    else:
+        t = time.perf_counter()
+        fresh_ou(forest, 'BenchFloor')
+        untimed['delete_s'] = round(time.perf_counter() - t, 3)
     # The floor is the whole script (interpreter start, bind, writes), as the module is measured
     # as a whole process; write_s is the bind and the writes alone.
     row = dict(scenario=name, ok=rc == 0, wall_s=round(wall, 3), write_s=round(data.get('write_s', 0), 3),
                ldap=dict(searches=0, adds=data.get('adds', 0), modifies=data.get('modifies', 0), deletes=data.get('deletes', 0),
                          modify_dns=data.get('modify_dns', 0)),
-               graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=groups_in_ad)
+               graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=groups_in_ad, cleanup=cleanup,
+               cleanup_untimed=untimed)
     log('%-18s %7.2f s (bind and writes %.2f s)  ldap %s  rss %.0f MB' % (
         name, wall, row['write_s'], row['ldap'], rss))
     return row
@@ -379,19 +411,28 @@ def main(argv=None):
     ap.add_argument('--repeat', type=int, default=2, help='runs of each no-op scenario (the fastest is reported)')
     ap.add_argument('--profile', action='append', default=[], help='scenario name(s) to run under cProfile')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
+    ap.add_argument('--floor-cleanup', choices=['delete', 'snapshot'],
+                    help='how the floor\'s groups are removed, untimed: delete (an LDAP tree delete of OU=BenchFloor) or '
+                         'snapshot (lab.py snapshot of corp before the floor\'s writes, restored after them: stops and starts '
+                         'the DC, so never on a lab others are using). Default: snapshot for xlarge (Samba\'s tree delete '
+                         'of 17,000 groups does not finish), delete otherwise')
     ap.add_argument('--keep', action='store_true',
                     help='leave the written groups in OU=Bench/OU=BenchPeer (default: emptied at the end, untimed, '
                          'so the shared lab does not carry 100,000+ links for other users)')
     args = ap.parse_args(argv)
+    if args.floor_cleanup is None:
+        args.floor_cleanup = 'snapshot' if args.size == 'xlarge' else 'delete'
 
     from lab.lab import Lab
-    forest = Lab().forest('corp')
+    lab = Lab()
+    forest = lab.forest('corp')
     work = args.work or os.path.join(ROOT, '.build', 'bench', args.size)
     os.makedirs(work, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     tenant, tenant_path = build_tenant(args.size, forest, work)
     emu = start_emulator(tenant_path, work)
     rows, extra = [], {}
+    start_snapshot = []
     try:
         target = fresh_ou(forest, 'Bench')
         state = os.path.join(work, 'delta-state.json')
@@ -423,7 +464,9 @@ def main(argv=None):
         capture_plan('first', plan_path)
         floor_row = None
         if not args.no_floor:
-            floor_row = run_floor(forest, plan_path, work)
+            floor_row = run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab)
+            if args.floor_cleanup == 'snapshot':
+                start_snapshot.append(floor_snapshot_name('floor'))  # corp before any write of this run
         first_row, _r = scenario('first', False)
         extra['groups_in_ad_after_first'] = count_groups(forest, target)
         # A no-op run leaves AD and the delta state as they were: repeated, the fastest counts.
@@ -439,7 +482,8 @@ def main(argv=None):
             incr_plan = os.path.join(work, 'plan-incremental.json')
             capture_plan('incremental', incr_plan)
             if not args.no_floor:
-                incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', base_plan=plan_path)
+                incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', base_plan=plan_path,
+                                       cleanup=args.floor_cleanup, lab=lab)
             incr_row, unused = scenario('incremental', False)
             if incr_floor:
                 extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
@@ -449,7 +493,13 @@ def main(argv=None):
             peer_row = run_peer(forest, emu, work, args.peer_timeout)
     finally:
         emu.stop()
-        if not args.keep:
+        if not args.keep and start_snapshot:
+            # the module's groups go the floor's way too: corp as it was before the floor's writes
+            extra['cleanup_restore_s'] = round(lab_snapshot(lab, forest, start_snapshot[0], restore=True), 3)
+        elif not args.keep and args.floor_cleanup == 'snapshot':
+            log('--floor-cleanup snapshot without a floor: the groups stay in OU=Bench (a tree delete of them may not '
+                'finish); lab.py restore <a snapshot taken before> removes them')
+        elif not args.keep:
             for name in ('Bench', 'BenchPeer'):
                 fresh_ou(forest, name)
 
@@ -464,6 +514,7 @@ def main(argv=None):
     out = os.path.join(out_dir, '%s-%s.json' % (args.size, started.strftime('%Y%m%dT%H%M%SZ')))
     with open(out, 'w') as fh:
         json.dump(dict(size=args.size, spec=SIZES[args.size], started=started.isoformat(), rows=all_rows,
+                       floor_cleanup=args.floor_cleanup,
                        first_wall_s=first_row['wall_s'], floor_wall_s=floor_wall, peer_wall_s=peer_wall,
                        cpus=os.cpu_count(), table=text, **extra), fh, indent=1)
     print('\nsaved %s' % os.path.relpath(out, ROOT))
