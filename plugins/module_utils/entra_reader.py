@@ -66,6 +66,7 @@ __metaclass__ = type
 import re
 import time
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import (
     DeltaResyncRequired, odata_quote, relative_url,
@@ -98,7 +99,7 @@ IN_LIMIT = 15          # expressions in one $filter clause with 'in' (values and
 EQ_VALUE_LIMIT = 120   # characters of an eq value, without advanced query
 URL_LIMIT = 2048       # characters of the URL of an advanced query
 URL_MARGIN = 48        # room for a longer Graph host than the one measured (national clouds)
-STATE_VERSION = 1
+STATE_VERSION = 2   # 2: saved as a head and a members file (delta_state)
 FULL_READ_INTERVAL = 86400
 
 TYPE_NAMES = {
@@ -736,7 +737,7 @@ def groups_from_state(state, max_members, with_members=None, member_flags=True):
     eligibility needs (an incremental run plans only the groups that changed). ``member_flags``: see
     ``evaluate``."""
     groups = []
-    objects = state['objects']
+    objects = state.get('objects') or {}
     members_by_id = {}
 
     def member(mid):
@@ -746,14 +747,17 @@ def groups_from_state(state, max_members, with_members=None, member_flags=True):
             found = members_by_id[mid] = dict((k, obj.get(k)) for k in MEMBER_KEYS)
         return found
 
+    hydrated = delta_state.is_hydrated(state)
     for gid in sorted(state['groups']):
         entry = state['groups'][gid]
-        group = dict((k, v) for k, v in entry.items() if k != 'member_ids')
+        group = dict((k, v) for k, v in entry.items() if k not in ('member_ids', 'member_count'))
         if with_members is None or gid in with_members:
+            if not hydrated:
+                raise ValueError('groups_from_state: the member lists of the state are not loaded (delta_state.hydrate)')
             group['members'] = [member(mid) for mid in entry['member_ids']]
         else:
             group['members'] = None
-        group['member_count'] = len(entry['member_ids'])
+        group['member_count'] = len(entry['member_ids']) if 'member_ids' in entry else entry['member_count']
         groups.append(group)
     return evaluate(groups, max_members, member_flags)
 
@@ -823,24 +827,6 @@ def _member_details_from(client, refs, beta_members):
     return out
 
 
-def _share_state_ids(state):
-    """A state loaded from JSON holds a separate string for every occurrence of a member id (196,440
-    in the large benchmark tenant, ~17 MB): make every ``member_ids`` entry and every object's ``id``
-    the one string of its ``objects`` key. Same content; the state stays as it was otherwise."""
-    objects = state.get('objects')
-    if not isinstance(objects, dict):
-        return
-    canonical = {}
-    for key, obj in objects.items():
-        canonical[key] = key
-        if isinstance(obj, dict) and obj.get('id') == key:
-            obj['id'] = key
-    for entry in (state.get('groups') or {}).values():
-        ids = entry.get('member_ids') if isinstance(entry, dict) else None
-        if isinstance(ids, list):
-            entry['member_ids'] = [canonical.get(mid, mid) for mid in ids]
-
-
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
                             full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False, build_groups=True,
                             member_flags=True):
@@ -866,7 +852,6 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         reason = 'interval'
     if reason:
         return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only, member_flags)
-    _share_state_ids(state)
     try:
         changes, link = client.delta_groups(list(_delta_select(False)), delta_link=state['delta_link'])
     except DeltaResyncRequired as exc:
@@ -875,8 +860,24 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     new = {
         'version': STATE_VERSION, 'delta_link': link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': state.get('member_source'),
-        'full_read_at': state.get('full_read_at'), 'groups': dict(state['groups']), 'objects': dict(state['objects']),
+        'full_read_at': state.get('full_read_at'), 'groups': dict(state['groups']),
     }
+    if not changes:
+        # Nothing changed in Entra: the member lists are the saved ones, not read unless the run
+        # needs them (delta_state.hydrate), not written again.
+        shared = delta_state.share_members(state, new['groups'])
+        if shared is not None:
+            new[delta_state.MEMBERS_KEY] = shared
+        else:
+            new['objects'] = dict(state['objects'])
+        new['last_run'] = {'mode': 'delta', 'reason': None, 'changed_groups': 0, 'removed_groups': 0, 'new_in_scope': 0,
+                           'new_members_read': 0, 'member_source': new['member_source'], 'warnings': []}
+        if build_groups:
+            delta_state.hydrate(new)
+        return (groups_from_state(new, max_members, member_flags=member_flags) if build_groups else None), new
+    delta_state.hydrate(state)
+    new['groups'] = dict(state['groups'])
+    new['objects'] = dict(state['objects'])
     groups = new['groups']
     removed = [gid for gid, ch in changes.items() if '@removed' in ch]
     for gid in removed:

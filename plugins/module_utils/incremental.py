@@ -37,11 +37,19 @@ def entra_changed_ids(old_state, new_state, max_members=None):
             continue
         if entry != old_groups.get(gid):
             changed.add(gid)
-        elif moved_objects and moved_objects.intersection(entry.get('member_ids') or ()):
+        elif moved_objects and moved_objects.intersection(_member_ids(entry)):
             changed.add(gid)
-        elif entered_or_left and entered_or_left.intersection(entry.get('member_ids') or ()):
+        elif entered_or_left and entered_or_left.intersection(_member_ids(entry)):
             changed.add(gid)
     return changed
+
+
+def _member_ids(entry):
+    """A delta state group's member ids. A state whose member lists were not loaded
+    (``delta_state.hydrate``) has none to give: asking is an error, never an empty list."""
+    if 'member_ids' not in entry and 'member_count' in entry:
+        raise ValueError('incremental: the member lists of the delta state are not loaded (delta_state.hydrate)')
+    return entry.get('member_ids') or ()
 
 
 def _changed_objects(old_state, new_state):
@@ -52,7 +60,7 @@ def _changed_objects(old_state, new_state):
 
 def _ineligible(entry, max_members):
     """Whether a delta state's group entry is not written (see eligibility.group_ineligibility)."""
-    return bool(group_ineligibility(dict(entry, member_count=len(entry.get('member_ids') or ())), max_members))
+    return bool(group_ineligibility(dict(entry, member_count=len(_member_ids(entry))), max_members))
 
 
 def eligibility_changed(old_state, new_state, max_members):
@@ -75,7 +83,7 @@ def parents_of(state, ids):
     if not ids:
         return set()
     return set(gid for gid, entry in ((state or {}).get('groups') or {}).items()
-               if isinstance(entry, dict) and ids.intersection(entry.get('member_ids') or ()))
+               if isinstance(entry, dict) and ids.intersection(_member_ids(entry)))
 
 
 def _identifiers(obj):
@@ -118,7 +126,7 @@ def member_deltas(old_state, new_state, ids, ad_changed, max_members, managed_id
             continue
         if managed_ids is not None and gid not in managed_ids:
             continue
-        old_ids, new_ids = old.get('member_ids') or [], new.get('member_ids') or []
+        old_ids, new_ids = _member_ids(old), _member_ids(new)
         if max_members is not None and max(len(old_ids), len(new_ids)) > max_members:
             continue
         if _ineligible(old, max_members):

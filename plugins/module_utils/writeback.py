@@ -16,7 +16,7 @@ import os
 import tempfile
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes, ad_codecs, ad_reader, incremental
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file, writeback_result
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, writeback_result
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
@@ -158,18 +158,16 @@ def check_containers(client, params, domain_dn, search_base):
 
 
 def load_state(path):
-    if not path or not os.path.exists(path):
-        return None
+    """The delta state's head (``delta_state.load``: member lists read when needed)."""
     try:
-        with open(path, 'r') as handle:
-            return json.load(handle)
-    except (IOError, OSError, ValueError) as exc:
-        raise WritebackError('Cannot read the delta state file %s: %s (remove it to start with a full read)' % (path, exc))
+        return delta_state.load(path)
+    except delta_state.DeltaStateError as exc:
+        raise WritebackError(str(exc))
 
 
 def save_state(path, state):
-    """Write atomically: a crash mid-write must not leave a half file that poisons the next run."""
-    json_file.write_atomically(path, state, prefix='.cloudsync-delta-')
+    """Written atomically (``delta_state.save``): a crash mid-write never leaves a state that poisons the next run."""
+    delta_state.save(path, state)
 
 
 def _desired(params):
@@ -356,10 +354,15 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options,
         if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state, max_members), ad_changed, reason)
+    unsettled = set((saved or {}).get('unsettled') or ()) & set((new_state.get('groups') or {}))
+    if ids is None or ids or unsettled:
+        # Groups to examine: their member lists are needed (a run with no change on either side
+        # never reads them; see delta_state).
+        delta_state.hydrate(old_state)
+        delta_state.hydrate(new_state)
     if ids is not None:
         # Not written as planned last time (incremental.unsettled_ids): examined again, in full; so
         # are the groups listing a group changed in AD or unsettled (their link to it may be missing).
-        unsettled = set(saved.get('unsettled') or ()) & set((new_state.get('groups') or {}))
         full = set(ad_changed) | unsettled
         full |= incremental.parents_of(new_state, full)
         ids = set(ids) | full

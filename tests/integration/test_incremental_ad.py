@@ -12,11 +12,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import uuid
 
 import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from writeback_helpers import Directory, graph_args, identity_dn_keys, run
 
 PREFIX = 'INC %s ' % uuid.uuid4().hex[:6]
@@ -271,3 +273,38 @@ def test_a_copy_outside_the_search_base_is_not_a_change(corp, world):
         assert noop['changed'] is False
     finally:
         d.remove_tree(other)
+
+
+def test_no_op_neither_reads_nor_writes_the_member_lists(corp, world):
+    """The delta state is a head and a members file (delta_state): a run with no change on either
+    side reads only the head and rewrites only the head. Shown by spoiling the members file: the
+    no-op does not notice; the next run that needs the member lists (a member added by hand) stops
+    with a message that names the file and the way out, before any write; without the state the
+    run starts again from a full read."""
+    w, d = world, world['directory']
+    wb(corp, w)
+    folder = os.path.dirname(w['state'])
+    (name,) = [n for n in os.listdir(folder) if n.startswith('state.json.members-')]
+    members = os.path.join(folder, name)
+    with open(members, 'w') as handle:
+        handle.write('{"spoiled": true}')
+    noop = wb(corp, w)
+    assert noop['incremental'] == dict(noop['incremental'], entra='delta', ad='usn', examined_groups=0)
+    assert noop['changed'] is False and not any(writes(noop).values())
+    assert [n for n in os.listdir(folder) if n.startswith('state.json.members-')] == [name]
+    assert open(members).read() == '{"spoiled": true}'
+    assert json.load(open(w['state']))['members_file']['file'] == name
+
+    alpha = d.one(w['groups']['alpha'], w['ou'])
+    d.modify(alpha['dn'], {'member': [('add', [w['ids'][5]['dn']])]})
+    with pytest.raises(CloudSyncError, match='members file .*%s.*remove the delta state file' % name) as err:
+        wb(corp, w)
+    assert 'Traceback' not in str(err.value)
+    assert identity_dn_keys([w['ids'][5]]) <= d.member_keys(d.one(w['groups']['alpha'], w['ou']))   # nothing written
+
+    os.unlink(w['state'])
+    again = wb(corp, w)
+    assert again['incremental']['entra'] == 'full' and again['incremental']['ad'] == 'full'
+    assert identity_dn_keys([w['ids'][5]]).isdisjoint(d.member_keys(d.one(w['groups']['alpha'], w['ou'])))
+    assert not os.path.exists(members)   # the spoiled file went with the next save
+    assert wb(corp, w)['changed'] is False

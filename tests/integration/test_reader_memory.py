@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state
 
 from emulator.fixtures import build_tenant
 
@@ -110,14 +111,18 @@ def test_groups_from_state_share_one_dict_per_object(overlapping):
     assert all(len(v) == 1 for v in by_id.values())
 
 
-def test_a_loaded_state_holds_one_string_per_member_id(overlapping):
-    """A delta run on a state loaded from JSON: every member id in ``member_ids`` is the string of its
-    ``objects`` key (JSON parsing makes one string per occurrence), and the state's content is unchanged."""
+def test_a_loaded_state_holds_one_string_per_member_id(overlapping, tmp_path):
+    """A delta run on a state saved and loaded again (``delta_state``): every member id in
+    ``member_ids`` is the string of its ``objects`` key (JSON parsing makes one string per
+    occurrence), and the state's content is unchanged."""
     unused_tenant, emu = overlapping
     client = GraphClient(params(emu))
     unused_groups, state = er.read_groups_incremental(client, None)
     text = json.dumps(state)
-    loaded = json.loads(text)
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, state)
+    loaded = delta_state.load(path)
+    assert not delta_state.is_hydrated(loaded)
     groups, new = er.read_groups_incremental(client, loaded)
     assert new['last_run']['mode'] == 'delta'
     keys = dict((k, k) for k in new['objects'])
@@ -125,7 +130,8 @@ def test_a_loaded_state_holds_one_string_per_member_id(overlapping):
     assert len(ids) > len(keys)
     assert all(keys[mid] is mid for mid in ids), 'member ids are separate strings'
     assert all(obj['id'] is keys[k] for k, obj in new['objects'].items())
-    assert json.loads(text)['groups'] == loaded['groups'] and json.loads(text)['objects'] == loaded['objects']
+    assert json.loads(text)['groups'] == dict((k, dict(v)) for k, v in new['groups'].items())
+    assert json.loads(text)['objects'] == new['objects']
     assert groups == er.groups_from_state(json.loads(text), er.MAX_MEMBERS)
 
 

@@ -1,0 +1,135 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The delta state on disk: a head and a members file (delta_state), on a real temporary folder."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, entra_reader, incremental
+
+
+def sample_state():
+    return {
+        'version': entra_reader.STATE_VERSION, 'delta_link': 'https://graph/delta?token=1', 'filter': None,
+        'beta_members': True, 'writeback_enabled_only': False, 'member_source': 'beta', 'full_read_at': 1.0,
+        'groups': {
+            'g1': {'id': 'g1', 'display_name': 'One', 'security_enabled': True, 'mail_enabled': False, 'group_types': [],
+                   'member_ids': ['u1', 'u2']},
+            'g2': {'id': 'g2', 'display_name': 'Two', 'security_enabled': True, 'mail_enabled': False, 'group_types': [],
+                   'member_ids': ['u2']},
+        },
+        'objects': {'u1': {'id': 'u1', 'type': 'user'}, 'u2': {'id': 'u2', 'type': 'user'}},
+        'last_run': {'mode': 'full'}, 'ad': {'usn': 5},
+    }
+
+
+def members_files(folder):
+    return sorted(n for n in os.listdir(str(folder)) if '.members-' in n)
+
+
+def test_saved_as_a_small_head_and_a_members_file(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    head = json.load(open(path))
+    assert 'objects' not in head and all('member_ids' not in g for g in head['groups'].values())
+    assert head['groups']['g1']['member_count'] == 2 and head['ad'] == {'usn': 5}
+    (name,) = members_files(tmp_path)
+    assert head['members_file']['file'] == name
+    bulk = json.load(open(str(tmp_path / name)))
+    assert bulk['token'] == head['members_file']['token'] and bulk['member_ids'] == {'g1': ['u1', 'u2'], 'g2': ['u2']}
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o600) and oct(os.stat(str(tmp_path / name)).st_mode & 0o777) == oct(0o600)
+
+
+def test_loaded_head_hydrates_to_the_saved_state(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    loaded = delta_state.load(path)
+    assert not delta_state.is_hydrated(loaded)
+    delta_state.hydrate(loaded)
+    assert delta_state.is_hydrated(loaded)
+    loaded.pop(delta_state.MEMBERS_KEY)
+    loaded.pop('members_file')
+    assert loaded == sample_state()
+    # one string per member id, shared with the objects' keys
+    keys = dict((k, k) for k in loaded['objects'])
+    assert all(keys[m] is m for g in loaded['groups'].values() for m in g['member_ids'])
+
+
+def test_unhydrated_state_refuses_member_questions(tmp_path):
+    """Asking a state whose member lists were not loaded for them is an error, never an empty list."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    loaded = delta_state.load(path)
+    with pytest.raises(ValueError):
+        incremental.parents_of(loaded, ['u1'])
+    with pytest.raises(ValueError):
+        entra_reader.groups_from_state(loaded, 100, with_members={'g1'})
+    # eligibility needs only the count, which the head keeps
+    groups = entra_reader.groups_from_state(loaded, 1, with_members=set())
+    assert [(g['id'], g['member_count'], g['eligible']) for g in groups] == [('g1', 2, False), ('g2', 1, True)]
+
+
+def test_unchanged_members_are_not_written_again(tmp_path):
+    """A state carrying the loaded members file (no member list changed) saves only its head."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    before = members_files(tmp_path)
+    mtime = os.stat(str(tmp_path / before[0])).st_mtime_ns
+    loaded = delta_state.load(path)
+    new = dict((k, v) for k, v in loaded.items() if k != 'groups')
+    new['groups'] = dict(loaded['groups'])
+    new[delta_state.MEMBERS_KEY] = delta_state.share_members(loaded, new['groups'])
+    new['delta_link'] = 'https://graph/delta?token=2'
+    delta_state.save(path, new)
+    assert members_files(tmp_path) == before and os.stat(str(tmp_path / before[0])).st_mtime_ns == mtime
+    again = delta_state.load(path)
+    assert again['delta_link'].endswith('token=2')
+    assert delta_state.hydrate(again)['groups']['g1']['member_ids'] == ['u1', 'u2']
+
+
+def test_changed_members_get_a_new_file_and_the_old_one_goes(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (old,) = members_files(tmp_path)
+    changed = sample_state()
+    changed['groups']['g2']['member_ids'] = ['u1', 'u2']
+    delta_state.save(path, changed)
+    (new,) = members_files(tmp_path)
+    assert new != old
+    assert delta_state.hydrate(delta_state.load(path))['groups']['g2']['member_ids'] == ['u1', 'u2']
+
+
+def test_an_unhydrated_state_without_its_file_is_not_saved(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    loaded = delta_state.load(path)
+    loaded.pop(delta_state.MEMBERS_KEY)
+    with pytest.raises(delta_state.DeltaStateError):
+        delta_state.save(str(tmp_path / 'other.json'), loaded)
+
+
+def test_missing_or_foreign_members_file_is_refused_with_the_way_out(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (name,) = members_files(tmp_path)
+    bulk = json.load(open(str(tmp_path / name)))
+    bulk['token'] = 'someone-else'
+    json.dump(bulk, open(str(tmp_path / name), 'w'))
+    loaded = delta_state.load(path)
+    with pytest.raises(delta_state.DeltaStateError, match='does not belong.*remove the delta state file'):
+        delta_state.hydrate(loaded)
+    os.unlink(str(tmp_path / name))
+    with pytest.raises(delta_state.DeltaStateError, match='is missing.*remove the delta state file'):
+        delta_state.load(path)
+
+
+def test_a_state_of_the_previous_format_loads_as_is(tmp_path):
+    """Version 1 kept everything in one file: it loads whole, and the reader's version check sends
+    it to a full read (read_groups_incremental's ``no_state``)."""
+    path = str(tmp_path / 'state.json')
+    old = dict(sample_state(), version=1)
+    json.dump(old, open(path, 'w'))
+    assert delta_state.load(path) == old
