@@ -216,7 +216,7 @@ options:
         run read everything again.
       - Not used with O(entra_groups).
       - The member lists are kept beside it, in a file named after it with C(.members-) and a token appended (mode 0600, like
-        the state file): a run in which nothing changed reads and rewrites only the small state file. Remove both to start
+        the state file), so that a run in which nothing changed reads and rewrites only the small state file. Remove both to start
         again from a full read; a state file whose members file is missing or does not match is refused with that advice.
       - Checked before the first write to AD (in check mode too); a run whose state file cannot be written writes nothing.
     type: path
