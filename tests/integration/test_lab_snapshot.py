@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ssl
+import subprocess
 
 import ldap3
 import pytest
@@ -89,3 +90,20 @@ def test_restore_of_a_missing_snapshot_or_a_bad_name_is_refused(own_lab, tmp_pat
     with pytest.raises(LabError, match="unknown forest"):
         own_lab.restore("nowhere", "one")
     assert not (tmp_path / "lab" / "legacy").exists()  # nothing was provisioned or stopped
+
+
+def test_no_copy_while_a_process_holds_a_file_of_the_forest_open(own_lab, tmp_path):
+    # samba's prefork workers may outlive their master by a moment: the copy waits for them, and
+    # refuses (naming the process) rather than copying a database that is still open
+    held = tmp_path / "lab" / "legacy" / "private" / "sam.ldb"
+    held.parent.mkdir(parents=True)
+    held.write_text("")
+    with open(str(held)) as handle:
+        holder = subprocess.Popen(["sleep", "60"], stdin=handle)
+    try:
+        with pytest.raises(LabError, match=r"processes \[%d\] still hold files under" % holder.pid):
+            own_lab._wait_released("legacy", timeout=0.5)  # pylint: disable=protected-access
+    finally:
+        holder.kill()
+        holder.wait()
+    own_lab._wait_released("legacy", timeout=5)  # pylint: disable=protected-access

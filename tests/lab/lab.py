@@ -874,6 +874,38 @@ unicodePwd:: {pw}
         if old.exists():
             shutil.rmtree(old)
 
+    def _wait_released(self, name, timeout=30):
+        """Wait until no process has a file of the forest's folder open (samba's prefork workers and
+        helpers may outlive their master by a moment): only then is a copy of it consistent."""
+        prefix = str(self._fdir(name)) + "/"
+        deadline = time.monotonic() + timeout
+        while True:
+            holders = self._holders(prefix)
+            if not holders:
+                return
+            if time.monotonic() > deadline:
+                raise LabError("processes %s still hold files under %s open: not copying a DC in use" % (holders, prefix))
+            time.sleep(0.2)
+
+    @staticmethod
+    def _holders(prefix):
+        pids = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                fds = os.listdir("/proc/%s/fd" % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(prefix):
+                        pids.append(int(pid))
+                        break
+                except OSError:
+                    continue
+        return pids
+
     @staticmethod
     def _tree_bytes(path):
         total = 0
@@ -896,6 +928,7 @@ unicodePwd:: {pw}
             self.forest(name)  # provisioned
             began = time.monotonic()
             self.stop_forest(name)
+            self._wait_released(name)
             stopped = time.monotonic()
             self._copy_tree(self._fdir(name), target)
             copied = time.monotonic()
@@ -916,6 +949,7 @@ unicodePwd:: {pw}
         with self._lock():
             began = time.monotonic()
             self.stop_forest(name)
+            self._wait_released(name)
             stopped = time.monotonic()
             self._copy_tree(source, self._fdir(name))
             copied = time.monotonic()
