@@ -425,8 +425,18 @@ def _set_reason(rep, action, code, detail=None):
     rep['reason_text'] = text + (' ' + detail if detail else '')
 
 
-def _member_entry(member, reason):
-    return dict(id=member.get('id'), display_name=member.get('display_name'), reason=reason)
+def _member_entry(member, reason, entries=None):
+    """A skipped or unresolved member as reported: ``{id, display_name, reason}``. With ``entries``
+    (a dict kept for one plan) equal entries are one dict shared by every group reporting it: a
+    cloud-only user in 40 groups is one entry, not 40 (770,000 entries for 20,000 groups
+    otherwise). Nobody changes an entry once made."""
+    key = (member.get('id'), member.get('display_name'), reason)
+    found = entries.get(key) if entries is not None else None
+    if found is None:
+        found = dict(id=key[0], display_name=key[1], reason=reason)
+        if entries is not None:
+            entries[key] = found
+    return found
 
 
 def _chunks(seq, size):
@@ -818,6 +828,7 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
     child_groups = {}
     protected = {}
     removals = {}
+    entries = {}   # shared skipped/unresolved entries (see _member_entry)
     for gid in order:
         st = state.get(gid)
         if not st:
@@ -836,11 +847,11 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
                                  'given in full' % gid)
             st['members_known'] = 'changes'
             listed = delta.get('added') or []
-            removals[gid] = _removed_member_dns(delta.get('removed') or [], resolution, rep)
+            removals[gid] = _removed_member_dns(delta.get('removed') or [], resolution, rep, entries)
         else:
             st['members_known'] = True
             listed = g['members']
-        wanted, children, prot = _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map)
+        wanted, children, prot = _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries)
         if delta is not None:
             for key in set(removals[gid]) & set(wanted):
                 del removals[gid][key]   # another listed member has this DN
@@ -859,7 +870,7 @@ def _resolved_dn(resolution, member):
     return res, None
 
 
-def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map):
+def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries=None):
     """``(wanted {dn_key: dn}, child gids, protected dn_keys)`` of the members ``listed`` for group
     ``gid``; the skipped and unresolved ones go to ``rep``."""
     wanted = {}
@@ -869,7 +880,7 @@ def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rena
         ok, why = classify_member(m, in_scope)
         mid = str(m.get('id')).lower()
         if not ok:
-            rep['skipped_members'].append(_member_entry(m, why))
+            rep['skipped_members'].append(_member_entry(m, why, entries))
             if (m.get('type') or '').lower() == 'group':
                 # An AD-synced group Entra lists as a member: never added, kept where it is.
                 dn = _resolved_dn(resolution, m)[0]
@@ -878,26 +889,26 @@ def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rena
             continue
         if (m.get('type') or '').lower() == 'group':
             if mid == gid:
-                rep['skipped_members'].append(_member_entry(m, 'self_member'))
+                rep['skipped_members'].append(_member_entry(m, 'self_member', entries))
                 continue
             if mid in state:
                 dn = state[mid]['dn']
                 wanted[dn_key(dn)] = dn
                 children.add(mid)
             else:
-                rep['skipped_members'].append(_member_entry(m, 'group_not_written'))
+                rep['skipped_members'].append(_member_entry(m, 'group_not_written', entries))
                 for old in not_written.get(mid, []):
                     prot.add(dn_key(rename_map.get(dn_key(old), old)))
             continue
         dn, why = _resolved_dn(resolution, m)
         if not dn:
-            rep['unresolved_members'].append(_member_entry(m, why or 'unresolved'))
+            rep['unresolved_members'].append(_member_entry(m, why or 'unresolved', entries))
             continue
         wanted[dn_key(dn)] = dn
     return wanted, children, prot
 
 
-def _removed_member_dns(removed, resolution, rep):
+def _removed_member_dns(removed, resolution, rep, entries=None):
     """{dn_key: dn} of the removed members that resolve (users only: the others were never written).
     A removed synced user that does not resolve now (deleted in AD, which took it out of the group,
     or no longer matched) is reported in ``unresolved_members`` (``removed_member_not_found``)."""
@@ -909,7 +920,7 @@ def _removed_member_dns(removed, resolution, rep):
         if dn:
             out[dn_key(dn)] = dn
         elif why not in ('no_on_premises_identifier', 'no_identifier_for_member_match'):
-            rep['unresolved_members'].append(_member_entry(m, 'removed_member_not_found'))
+            rep['unresolved_members'].append(_member_entry(m, 'removed_member_not_found', entries))
     return out
 
 
