@@ -265,18 +265,34 @@ def member_type(item):
     return TYPE_NAMES.get(odata.lower(), re.sub(r'(?<!^)([A-Z])', r'_\1', odata).lower())
 
 
+def _lower(text):
+    """``text`` in lower case, the same string when it already is (Graph's ids are: a copy of each
+    of 220,000 ids is 19 MB at 20,000 groups)."""
+    return text if text.islower() or text == text.lower() else text.lower()
+
+
+_DOMAINS = {}
+
+
+def _domain(name):
+    """One string per on-premises domain name (every synced user repeats its domain's)."""
+    if not isinstance(name, str):
+        return name
+    return _DOMAINS.setdefault(name, name) if len(_DOMAINS) < 1000 else name
+
+
 def to_member(item, mtype=None):
     """A Graph directoryObject (member) -> the contract's member dict."""
     oid = item.get('onPremisesObjectIdentifier')
     return {
-        'id': (item.get('id') or '').lower(),
+        'id': _lower(item.get('id') or ''),
         'type': mtype or member_type(item),
         'display_name': item.get('displayName'),
         'user_principal_name': item.get('userPrincipalName'),
-        'on_premises_object_identifier': oid.lower() if isinstance(oid, str) else oid,
+        'on_premises_object_identifier': _lower(oid) if isinstance(oid, str) else oid,
         'on_premises_security_identifier': item.get('onPremisesSecurityIdentifier'),
         'on_premises_immutable_id': item.get('onPremisesImmutableId'),
-        'on_premises_domain_name': item.get('onPremisesDomainName'),
+        'on_premises_domain_name': _domain(item.get('onPremisesDomainName')),
         'on_premises_sync_enabled': item.get('onPremisesSyncEnabled'),
     }
 
