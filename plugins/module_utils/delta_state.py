@@ -26,7 +26,6 @@ start again (remove the head: the next run reads everything).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 import os
 import uuid
 
@@ -54,11 +53,12 @@ class MembersFile(object):
     def read(self):
         if self.data is None:
             try:
-                with open(self.path, 'r') as handle:
-                    data = json.load(handle)
-            except (IOError, OSError, ValueError) as exc:
-                raise DeltaStateError('Cannot read the members file %s of the delta state: %s (remove the delta state file '
-                                      'to start with a full read)' % (self.path, exc))
+                data = json_file.read(self.path, 'the members file', 'remove the delta state file to start with a full read')
+            except ValueError as exc:
+                raise DeltaStateError(str(exc))
+            if data is None:
+                raise DeltaStateError('The members file %s of the delta state is missing (remove the delta state file to '
+                                      'start with a full read)' % self.path)
             if not isinstance(data, dict) or data.get('token') != self.token or \
                     not isinstance(data.get('member_ids'), dict) or not isinstance(data.get('objects'), dict) or \
                     set(data['member_ids']) != self.group_ids:
@@ -90,13 +90,12 @@ def members_path(path, token):
 def load(path):
     """The head of the state at ``path`` (None when there is none), member lists not read. Raises
     DeltaStateError when the file cannot be read or its members file is missing."""
-    if not path or not os.path.exists(path):
-        return None
     try:
-        with open(path, 'r') as handle:
-            state = json.load(handle)
-    except (IOError, OSError, ValueError) as exc:
-        raise DeltaStateError('Cannot read the delta state file %s: %s (remove it to start with a full read)' % (path, exc))
+        state = json_file.read(path, 'the delta state file', 'remove it to start with a full read')
+    except ValueError as exc:
+        raise DeltaStateError(str(exc))
+    if state is None:
+        return None
     ref = state.get('members_file') if isinstance(state, dict) else None
     if not isinstance(ref, dict) or not isinstance(state.get('groups'), dict):
         return state   # an older or foreign state: the reader's version check sends it to a full read

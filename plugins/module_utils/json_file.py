@@ -25,3 +25,15 @@ def write_atomically(path, data, prefix='.cloudsync-'):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read(path, what, advice):
+    """The JSON data at ``path``, or None when there is no file. A file that cannot be read or is
+    not JSON raises ``ValueError('Cannot read <what> <path>: <why> (<advice>)')``."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path, 'r') as handle:
+            return json.load(handle)
+    except (IOError, OSError, ValueError) as exc:
+        raise ValueError('Cannot read %s %s: %s (%s)' % (what, path, exc, advice))

@@ -282,13 +282,12 @@ def outage_wait(exc, attempt, poll_interval, cap):
 # -- state file -------------------------------------------------------------------------------------
 
 def load_state(path):
-    if not os.path.exists(path):
-        return None
     try:
-        with open(path, 'r') as handle:
-            state = json.load(handle)
-    except (IOError, OSError, ValueError) as exc:
-        raise SourceError('Cannot read the EDA delta state file %s: %s (remove it to start from now)' % (path, exc))
+        state = json_file.read(path, 'the EDA delta state file', 'remove it to start from now')
+    except ValueError as exc:
+        raise SourceError(str(exc))
+    if state is None:
+        return None
     if not isinstance(state, dict) or state.get('version') != STATE_VERSION or not state.get('delta_link'):
         raise SourceError('%s is not a delta state file of entra_group_changes (remove it to start from now)' % path)
     return state

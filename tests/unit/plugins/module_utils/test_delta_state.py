@@ -133,3 +133,21 @@ def test_a_state_of_the_previous_format_loads_as_is(tmp_path):
     old = dict(sample_state(), version=1)
     json.dump(old, open(path, 'w'))
     assert delta_state.load(path) == old
+
+
+def test_a_state_file_that_is_not_json_is_refused_with_the_way_out(tmp_path):
+    path = tmp_path / 'state.json'
+    path.write_text('{"half": ')
+    with pytest.raises(delta_state.DeltaStateError, match='Cannot read the delta state file .*state.json: .*remove it to start'):
+        delta_state.load(str(path))
+    assert delta_state.load(str(tmp_path / 'none.json')) is None
+
+
+def test_a_members_file_that_is_not_json_is_refused_with_the_way_out(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (name,) = members_files(tmp_path)
+    (tmp_path / name).write_text('not json')
+    loaded = delta_state.load(path)
+    with pytest.raises(delta_state.DeltaStateError, match='Cannot read the members file .*%s: .*remove the delta state file' % name):
+        delta_state.hydrate(loaded)
