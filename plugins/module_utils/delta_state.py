@@ -52,10 +52,8 @@ class MembersFile(object):
 
     def read(self):
         if self.data is None:
-            try:
-                data = json_file.read(self.path, 'the members file', 'remove the delta state file to start with a full read')
-            except ValueError as exc:
-                raise DeltaStateError(str(exc))
+            data = json_file.read(self.path, 'the members file', 'remove the delta state file to start with a full read',
+                                  DeltaStateError)
             if data is None:
                 raise DeltaStateError('The members file %s of the delta state is missing (remove the delta state file to '
                                       'start with a full read)' % self.path)
@@ -90,10 +88,7 @@ def members_path(path, token):
 def load(path):
     """The head of the state at ``path`` (None when there is none), member lists not read. Raises
     DeltaStateError when the file cannot be read or its members file is missing."""
-    try:
-        state = json_file.read(path, 'the delta state file', 'remove it to start with a full read')
-    except ValueError as exc:
-        raise DeltaStateError(str(exc))
+    state = json_file.read(path, 'the delta state file', 'remove it to start with a full read', DeltaStateError)
     if state is None:
         return None
     ref = state.get('members_file') if isinstance(state, dict) else None

@@ -27,13 +27,13 @@ def write_atomically(path, data, prefix='.cloudsync-'):
         raise
 
 
-def read(path, what, advice):
+def read(path, what, advice, error=ValueError):
     """The JSON data at ``path``, or None when there is no file. A file that cannot be read or is
-    not JSON raises ``ValueError('Cannot read <what> <path>: <why> (<advice>)')``."""
+    not JSON raises ``error('Cannot read <what> <path>: <why> (<advice>)')``."""
     if not path or not os.path.exists(path):
         return None
     try:
         with open(path, 'r') as handle:
             return json.load(handle)
     except (IOError, OSError, ValueError) as exc:
-        raise ValueError('Cannot read %s %s: %s (%s)' % (what, path, exc, advice))
+        raise error('Cannot read %s %s: %s (%s)' % (what, path, exc, advice))

@@ -282,10 +282,7 @@ def outage_wait(exc, attempt, poll_interval, cap):
 # -- state file -------------------------------------------------------------------------------------
 
 def load_state(path):
-    try:
-        state = json_file.read(path, 'the EDA delta state file', 'remove it to start from now')
-    except ValueError as exc:
-        raise SourceError(str(exc))
+    state = json_file.read(path, 'the EDA delta state file', 'remove it to start from now', SourceError)
     if state is None:
         return None
     if not isinstance(state, dict) or state.get('version') != STATE_VERSION or not state.get('delta_link'):
