@@ -478,7 +478,7 @@ member_source:
   description:
     - Where the members were read, C(beta) (with C(onPremisesObjectIdentifier), the AD objectGUID) or C(v1.0) (chosen
       automatically when beta refuses the read; members are then matched by C(onPremisesSecurityIdentifier), the objectSid,
-      or the immutable id, as each member's C(matched_by) shows). Null when Graph was not read or no member was read.
+      or the immutable id). Null when Graph was not read or no member was read.
   returned: always
   type: str
   sample: beta
