@@ -16,8 +16,12 @@ yet loading and saving them cost seconds. So the state is saved as two files:
 lists (``entra_reader`` calls it when Graph reported changes, the writeback when a group must be
 examined). ``save`` writes a new members file only when the member lists may have changed (a state
 whose ``_members`` reference is the loaded one kept them as they were): first the members file
-under a new name, then the head (atomically), then the old members files are removed, so a crash
-at any point leaves a head whose members file exists.
+under a new name, then the head (atomically), then the members file the replaced head named is
+removed, so a crash at any point leaves a head whose members file exists. Other members files of
+the head (left by a run killed before its head, or by two runs at once) are removed once older than
+``ORPHAN_AGE``: a younger one may be a concurrent run's whose head is not written yet. ``load``
+opens the members file at once and ``hydrate`` reads that open file, so a run whose members file
+another run replaced meanwhile still reads the member lists it loaded (and writes them anew).
 
 A head whose members file is missing or does not match is refused with a message that says how to
 start again (remove the head: the next run reads everything).
@@ -27,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import time
 import uuid
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
@@ -34,6 +39,9 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors 
 
 MEMBERS_SUFFIX = '.members-'
 MEMBERS_KEY = '_members'   # in memory only: the MembersFile a loaded state's member lists come from
+ORPHAN_AGE = 3600          # seconds: a members file no head names, older than this, is removed by the next save
+TEMP_PREFIX = '.cloudsync-members-'
+ADVICE = 'remove the delta state file to start with a full read'
 
 
 class DeltaStateError(CloudSyncError):
@@ -44,16 +52,21 @@ class MembersFile(object):
     """The members file of a loaded head, read once on first use (shared by the old state and the
     new one a run derives from it while Entra reported no change)."""
 
-    def __init__(self, path, token, group_ids):
+    def __init__(self, path, token, group_ids, handle=None):
         self.path = path
         self.token = token
         self.group_ids = group_ids
         self.data = None
+        self.handle = handle   # opened by load: readable even once another run's save removed the file
+
+    def __del__(self):
+        if getattr(self, 'handle', None) is not None:
+            self.handle.close()
 
     def read(self):
         if self.data is None:
-            data = json_file.read(self.path, 'the members file', 'remove the delta state file to start with a full read',
-                                  DeltaStateError)
+            handle, self.handle = self.handle, None
+            data = json_file.read(self.path, 'the members file', ADVICE, DeltaStateError, handle=handle)
             if data is None:
                 raise DeltaStateError('The members file %s of the delta state is missing (remove the delta state file to '
                                       'start with a full read)' % self.path)
@@ -92,13 +105,22 @@ def load(path):
     if state is None:
         return None
     ref = state.get('members_file') if isinstance(state, dict) else None
-    if not isinstance(ref, dict) or not isinstance(state.get('groups'), dict):
+    if not isinstance(ref, dict):
+        if isinstance(state, dict) and isinstance(state.get('groups'), dict) and 'objects' not in state:
+            # groups without member lists and no members file: nothing to read them from
+            raise DeltaStateError('The delta state file %s names no members file (remove it to start with a full read)' % path)
         return state   # an older or foreign state: the reader's version check sends it to a full read
+    if not isinstance(state.get('groups'), dict):
+        raise DeltaStateError('The delta state file %s names a members file but has no groups (remove it to start with a '
+                              'full read)' % path)
     full = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(str(ref.get('file'))))
     if not os.path.exists(full):
-        raise DeltaStateError('The members file %s of the delta state file %s is missing (remove the delta state file to '
-                              'start with a full read)' % (full, path))
-    state[MEMBERS_KEY] = MembersFile(full, ref.get('token'), set(state['groups']))
+        raise DeltaStateError('The members file %s of the delta state file %s is missing (%s)' % (full, path, ADVICE))
+    try:
+        handle = open(full, 'r')
+    except (IOError, OSError) as exc:
+        raise DeltaStateError('Cannot read the members file %s: %s (%s)' % (full, exc, ADVICE))
+    state[MEMBERS_KEY] = MembersFile(full, ref.get('token'), set(state['groups']), handle)
     return state
 
 
@@ -140,29 +162,65 @@ def _head(state, ref):
     return head
 
 
+def _named_file(path):
+    """The members file the head at ``path`` names now (None: no head, or not one of ours)."""
+    try:
+        head = json_file.read(path, 'the delta state file', ADVICE, DeltaStateError)
+    except DeltaStateError:
+        return None
+    ref = head.get('members_file') if isinstance(head, dict) else None
+    return os.path.basename(str(ref.get('file'))) if isinstance(ref, dict) else None
+
+
+def _kept_file(kept, directory, path):
+    """Whether the loaded members file ``kept`` can be named by the head saved at ``path``."""
+    return isinstance(kept, MembersFile) and os.path.dirname(kept.path) == directory and \
+        os.path.basename(kept.path).startswith(os.path.basename(path) + MEMBERS_SUFFIX) and os.path.exists(kept.path)
+
+
+def _remove_old(directory, prefix, current, replaced):
+    """Remove the members file the replaced head named, and members files (and temporary ones) no
+    head names that are older than ORPHAN_AGE; a younger one may be a concurrent run's, written
+    just before its head."""
+    now = time.time()
+    for name in os.listdir(directory):
+        if name == current or not (name.startswith(prefix) or name.startswith(TEMP_PREFIX)):
+            continue
+        full = os.path.join(directory, name)
+        try:
+            if name != replaced and now - os.stat(full).st_mtime < ORPHAN_AGE:
+                continue
+            os.unlink(full)
+        except OSError:
+            pass   # already gone, or held open (Windows): the next save tries again
+
+
 def save(path, state):
     """Write ``state`` at ``path`` (head) and, when its member lists are not the loaded ones, a new
-    members file beside it; older members files of this head are removed last."""
+    members file beside it; the members file of the head it replaces is removed last."""
     directory = os.path.dirname(os.path.abspath(path)) or '.'
     kept = state.get(MEMBERS_KEY)
-    if isinstance(kept, MembersFile) and os.path.dirname(kept.path) == directory and \
-            os.path.basename(kept.path).startswith(os.path.basename(path) + MEMBERS_SUFFIX) and os.path.exists(kept.path):
+    replaced = None
+    sharing = _kept_file(kept, directory, path)
+    if sharing:
         ref = dict(file=os.path.basename(kept.path), token=kept.token)
     else:
+        # A members file this head cannot name (the head was renamed, or another run removed it):
+        # the member lists come from the file load opened, and are written anew.
+        hydrate(state)
         if not is_hydrated(state):
             raise DeltaStateError('Internal error: the member lists of the delta state were not loaded before saving it')
         token = uuid.uuid4().hex
         target = members_path(os.path.abspath(path), token)
         json_file.write_atomically(target, dict(token=token, member_ids=dict(
             (gid, entry['member_ids']) for gid, entry in state['groups'].items()), objects=state['objects']),
-            prefix='.cloudsync-members-')
+            prefix=TEMP_PREFIX)
         ref = dict(file=os.path.basename(target), token=token)
+        replaced = _named_file(path)
     json_file.write_atomically(path, _head(state, ref), prefix='.cloudsync-delta-')
-    prefix = os.path.basename(path) + MEMBERS_SUFFIX
-    for name in os.listdir(directory):
-        if name.startswith(prefix) and name != ref['file']:
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass   # another run's, or already gone: the next save tries again
+    if sharing and not os.path.exists(kept.path):
+        # Another run removed the kept members file between the check above and this head: write
+        # the member lists anew rather than leave a head naming a missing file.
+        return save(path, dict((k, v) for k, v in hydrate(state).items() if k != MEMBERS_KEY))
+    _remove_old(directory, os.path.basename(path) + MEMBERS_SUFFIX, ref['file'], replaced)
     return ref

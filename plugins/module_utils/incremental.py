@@ -12,6 +12,7 @@ plain data in, plain data out.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.delta_state import MEMBERS_KEY
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.eligibility import USER_ANCHOR_KEYS, group_ineligibility
 
 
@@ -52,9 +53,22 @@ def _member_ids(entry):
     return entry.get('member_ids') or ()
 
 
+def _objects(state):
+    """A delta state's ``objects``. A loaded state whose member lists were not read (it names its
+    members file, ``delta_state.MEMBERS_KEY``, and has no ``objects``) has none to give: asking is
+    an error, never an empty dict (every member would look unknown)."""
+    state = state or {}
+    if 'objects' not in state and state.get(MEMBERS_KEY) is not None:
+        raise ValueError('incremental: the member lists of the delta state are not loaded (delta_state.hydrate)')
+    return state.get('objects') or {}
+
+
 def _changed_objects(old_state, new_state):
-    old_objects = old_state.get('objects') or {}
-    new_objects = new_state.get('objects') or {}
+    shared = old_state.get(MEMBERS_KEY)
+    if shared is not None and shared is new_state.get(MEMBERS_KEY):
+        return set()   # one members file (Entra reported no change): the same objects, read or not
+    old_objects = _objects(old_state)
+    new_objects = _objects(new_state)
     return set(k for k, v in new_objects.items() if old_objects.get(k, v) != v)
 
 
@@ -164,7 +178,7 @@ def member_deltas(old_state, new_state, ids, ad_changed, max_members, managed_id
 def state_members(state, ids):
     """Member dicts of ``ids`` as ``state`` (a delta state) knows them (an id it does not know is
     ``{"id", "type": "unknown"}``)."""
-    objects = (state or {}).get('objects') or {}
+    objects = _objects(state)
     return [dict(objects.get(mid) or {'type': 'unknown'}, id=mid) for mid in ids]
 
 

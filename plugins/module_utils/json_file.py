@@ -27,13 +27,14 @@ def write_atomically(path, data, prefix='.cloudsync-'):
         raise
 
 
-def read(path, what, advice, error=ValueError):
+def read(path, what, advice, error=ValueError, handle=None):
     """The JSON data at ``path``, or None when there is no file. A file that cannot be read or is
-    not JSON raises ``error('Cannot read <what> <path>: <why> (<advice>)')``."""
-    if not path or not os.path.exists(path):
+    not JSON raises ``error('Cannot read <what> <path>: <why> (<advice>)')``. ``handle``: the file,
+    opened earlier (read from it, then closed, even if ``path`` was removed meanwhile)."""
+    if handle is None and (not path or not os.path.exists(path)):
         return None
     try:
-        with open(path, 'r') as handle:
-            return json.load(handle)
+        with (handle if handle is not None else open(path, 'r')) as opened:
+            return json.load(opened)
     except (IOError, OSError, ValueError) as exc:
         raise error('Cannot read %s %s: %s (%s)' % (what, path, exc, advice))

@@ -151,3 +151,138 @@ def test_a_members_file_that_is_not_json_is_refused_with_the_way_out(tmp_path):
     loaded = delta_state.load(path)
     with pytest.raises(delta_state.DeltaStateError, match='Cannot read the members file .*%s: .*remove the delta state file' % name):
         delta_state.hydrate(loaded)
+
+
+# ---- review of the head + members file design (safety) -----------------------------------------
+
+def changed_sample():
+    changed = sample_state()
+    changed['groups']['g2']['member_ids'] = ['u1', 'u2']
+    return changed
+
+
+def test_a_concurrent_runs_fresh_members_file_is_not_removed(tmp_path):
+    """Two runs on one delta_state_path: run A has written its members file and not yet its head
+    when run B saves. B removes the file its head replaced, not A's: A's head, written next, must
+    find its members file."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (replaced,) = members_files(tmp_path)
+    theirs = delta_state.members_path(path, 'a' * 32)
+    json.dump(dict(token='a' * 32, member_ids={}, objects={}), open(theirs, 'w'))
+    ours = delta_state.save(path, changed_sample())['file']
+    assert os.path.exists(theirs), 'a concurrent run\'s members file, younger than its head, was removed'
+    assert members_files(tmp_path) == sorted([ours, os.path.basename(theirs)]) and replaced not in members_files(tmp_path)
+
+
+def test_an_orphan_members_file_is_removed_once_old(tmp_path):
+    """A members file no head refers to (a run killed between its members file and its head) goes
+    at the next save once older than ORPHAN_AGE."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    orphan = delta_state.members_path(path, 'b' * 32)
+    json.dump({}, open(orphan, 'w'))
+    old = os.stat(orphan).st_mtime - delta_state.ORPHAN_AGE - 60
+    os.utime(orphan, (old, old))
+    loaded = delta_state.load(path)
+    new = dict(loaded, groups=dict(loaded['groups']), delta_link='https://graph/delta?token=2')
+    ref = delta_state.save(path, new)   # a no-op run: the members file is kept, the orphan goes
+    assert members_files(tmp_path) == [ref['file']]
+
+
+def test_killed_between_members_file_and_head_leaves_the_old_state_usable(tmp_path, monkeypatch):
+    """A crash after the new members file and before the head: the old head and its members file
+    are intact, and the next save collects the orphan (once old)."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    real = delta_state.json_file.write_atomically
+
+    def crash_on_head(target, data, prefix='.cloudsync-'):
+        if target == path:
+            raise KeyboardInterrupt('killed')
+        return real(target, data, prefix)
+
+    monkeypatch.setattr(delta_state.json_file, 'write_atomically', crash_on_head)
+    with pytest.raises(KeyboardInterrupt):
+        delta_state.save(path, changed_sample())
+    monkeypatch.setattr(delta_state.json_file, 'write_atomically', real)
+    assert len(members_files(tmp_path)) == 2
+    loaded = delta_state.hydrate(delta_state.load(path))
+    assert loaded['groups']['g2']['member_ids'] == ['u2']
+
+
+def test_a_loaded_state_still_hydrates_after_another_run_replaced_its_members_file(tmp_path):
+    """Run A loaded the head (member lists not read); run B saved changed member lists meanwhile and
+    removed the members file A's head referred to. A reads the member lists it loaded (the file is
+    held open from load on), and its save, sharing them, writes them to a new members file."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    run_a = delta_state.load(path)
+    delta_state.save(path, changed_sample())   # run B
+    assert delta_state.hydrate(run_a)['groups']['g2']['member_ids'] == ['u2']
+    run_a2 = delta_state.load(path)
+    delta_state.save(path, sample_state())     # run C: run_a2's members file goes
+    new = dict(run_a2, groups=dict(run_a2['groups']), delta_link='https://graph/delta?token=3')
+    ref = delta_state.save(path, new)          # shares a members file that is gone: written anew
+    assert os.path.exists(str(tmp_path / ref['file']))
+    again = delta_state.hydrate(delta_state.load(path))
+    assert again['delta_link'].endswith('token=3') and again['groups']['g2']['member_ids'] == ['u1', 'u2']
+
+
+def test_a_renamed_head_saves_without_an_internal_error(tmp_path):
+    """A head moved to another name still finds its members file; a no-op run saving it under the
+    new name writes the member lists to a file named after it (the other name's file is left alone)."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (old,) = members_files(tmp_path)
+    moved = str(tmp_path / 'moved.json')
+    os.rename(path, moved)
+    loaded = delta_state.load(moved)
+    ref = delta_state.save(moved, dict(loaded, groups=dict(loaded['groups'])))
+    assert ref['file'].startswith('moved.json.members-') and old in members_files(tmp_path)
+    assert delta_state.hydrate(delta_state.load(moved))['objects'] == sample_state()['objects']
+
+
+def test_a_head_without_its_members_file_reference_is_refused(tmp_path):
+    """A head of this version that names no members file (edited by hand, truncated by a tool) is
+    refused with the way out, not read as a state without members (a KeyError in the reader)."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    head = json.load(open(path))
+    head.pop('members_file')
+    json.dump(head, open(path, 'w'))
+    with pytest.raises(delta_state.DeltaStateError, match='state.json names no members file.*remove it'):
+        delta_state.load(path)
+
+
+def test_a_members_file_of_other_groups_is_refused(tmp_path):
+    """A members file whose groups are not the head's (same token, a head edited or restored
+    alone) is refused, naming the file."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (name,) = members_files(tmp_path)
+    bulk = json.load(open(str(tmp_path / name)))
+    bulk['member_ids'].pop('g2')
+    json.dump(bulk, open(str(tmp_path / name), 'w'))
+    with pytest.raises(delta_state.DeltaStateError, match='members file .*%s does not belong' % name):
+        delta_state.hydrate(delta_state.load(path))
+
+
+def test_unhydrated_objects_are_refused_not_empty(tmp_path):
+    """incremental's readers of ``objects`` refuse a state whose member lists were not loaded,
+    instead of taking every member for unknown; two states sharing one members file (a run in
+    which Entra reported no change) have no changed object."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    old = delta_state.load(path)
+    new = dict(old, groups=dict(old['groups']))
+    new[delta_state.MEMBERS_KEY] = delta_state.share_members(old, new['groups'])
+    with pytest.raises(ValueError):
+        incremental.state_members(new, ['u1'])
+    assert incremental._changed_objects(old, new) == set()
+    delta_state.hydrate(new)   # hydrated on one side only: still the same objects
+    assert incremental._changed_objects(old, new) == set()
+    assert incremental.state_members(new, ['u1']) == [{'id': 'u1', 'type': 'user'}]
+    other = delta_state.load(path)
+    with pytest.raises(ValueError):
+        incremental._changed_objects(other, new)
