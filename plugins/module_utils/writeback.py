@@ -355,7 +355,11 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options,
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state, max_members), ad_changed, reason)
     unsettled = set((saved or {}).get('unsettled') or ()) & set((new_state.get('groups') or {}))
-    if ids is None or ids or unsettled:
+    if ids is None:
+        # Every group examined, in full: the new member lists only (nothing compares with the old
+        # ones; a full read does not hold both in memory).
+        delta_state.hydrate(new_state)
+    elif ids or unsettled:
         # Groups to examine: their member lists are needed (a run with no change on either side
         # never reads them; see delta_state).
         delta_state.hydrate(old_state)

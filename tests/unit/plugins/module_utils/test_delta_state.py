@@ -286,3 +286,21 @@ def test_unhydrated_objects_are_refused_not_empty(tmp_path):
     other = delta_state.load(path)
     with pytest.raises(ValueError):
         incremental._changed_objects(other, new)
+
+
+def test_a_run_that_examines_every_group_does_not_read_the_old_member_lists(tmp_path, monkeypatch):
+    """When every group is examined (``ids`` None: a full read in Entra, or an AD mark that cannot
+    be trusted), nothing asks the old state for member lists (member_deltas and narrow_to run only
+    for an incremental scope): its members file is not read, so a full read does not hold the old
+    member lists beside the new ones (memory) nor fail on them."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes, writeback
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    old = delta_state.load(path)
+    new = sample_state()   # as a full read returns it: member lists in memory
+    monkeypatch.setattr(ad_changes, 'read_watermark', lambda ad: {'server': 'dc', 'invocation_id': 'x', 'usn': 9})
+    monkeypatch.setattr(ad_changes, 'unusable_reason', lambda saved, mark, base, options=None: 'invocation_id_changed')
+    mark, ids, reason, unused = writeback.incremental_scope(None, 'DC=corp', 'DC=corp', old, new, 'fingerprint', 100)
+    assert ids is None and reason == 'invocation_id_changed'
+    assert not delta_state.is_hydrated(old)
+    assert [g['id'] for g in writeback.groups_from_state(new, 100, None)] == ['g1', 'g2']
