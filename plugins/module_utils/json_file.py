@@ -10,6 +10,31 @@ import os
 import tempfile
 
 
+CHUNK = 2000   # entries of a large dict encoded at a time (see dump)
+
+
+def dump(data, handle):
+    """``json.dump(data, handle)``, about twice as fast on a delta state and with bounded memory:
+    ``json.dump`` encodes in pure Python (CPython's C encoder serves ``json.dumps`` only), and
+    ``json.dumps`` of the whole would hold the text of a 230 MB state at once. A top-level dict
+    is written key by key, its large dict values ``CHUNK`` entries at a time, with ``json.dumps``."""
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        handle.write(json.dumps(data))
+        return
+    handle.write('{')
+    for index, (key, value) in enumerate(data.items()):
+        handle.write('%s%s: ' % (', ' if index else '', json.dumps(key)))
+        if isinstance(value, dict) and len(value) > CHUNK and all(isinstance(k, str) for k in value):
+            items = list(value.items())
+            handle.write('{')
+            for start in range(0, len(items), CHUNK):
+                handle.write((', ' if start else '') + json.dumps(dict(items[start:start + CHUNK]))[1:-1])
+            handle.write('}')
+        else:
+            handle.write(json.dumps(value))
+    handle.write('}')
+
+
 def write_atomically(path, data, prefix='.cloudsync-'):
     """Write ``data`` as JSON to ``path`` through a temporary file in the same folder, then rename:
     a crash mid-write never leaves half a file that poisons the next run. Mode 0600 (the files hold
@@ -18,7 +43,7 @@ def write_atomically(path, data, prefix='.cloudsync-'):
     fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle)
+            dump(data, handle)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:

@@ -304,3 +304,16 @@ def test_a_run_that_examines_every_group_does_not_read_the_old_member_lists(tmp_
     assert ids is None and reason == 'invocation_id_changed'
     assert not delta_state.is_hydrated(old)
     assert [g['id'] for g in writeback.groups_from_state(new, 100, None)] == ['g1', 'g2']
+
+
+@pytest.mark.parametrize('data', [
+    {}, [], {'a': 1}, {'big': dict(('k%05d' % i, {'v': [i, None, 'é"\\']}) for i in range(4321)), 'small': {'x': 1}, 'n': None},
+    {'big': dict((str(i), i) for i in range(2001)), 1: 'int key'},
+])
+def test_json_file_dump_writes_what_json_dump_writes(tmp_path, data):
+    """The chunked writer gives the same JSON document as json.dump (keys in order, big dicts whole)."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
+    path = tmp_path / 'out.json'
+    json_file.write_atomically(str(path), data)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(data))
+    assert list(json.loads(path.read_text())) == list(json.loads(json.dumps(data)))
