@@ -438,9 +438,15 @@ def not_examined_counts(desired, examined_ids):
 
 
 def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, managed, plan_ops, groups, fingerprint=None):
-    """The AD part of the state file after an applied run (see ad_changes): the mark read at the
-    start, the managed groups (objectGUID -> Entra id) and the uSNChanged of this run's own writes,
-    read back now, so the next run does not take them for changes made by hand."""
+    """The AD part of the state file after an applied run (see ad_changes): the managed groups
+    (objectGUID -> Entra id) and a mark for the next run's search.
+
+    A run that wrote saves the DC's mark read after its writes, so the next run does not read its
+    17,000 new groups back as changes: the groups someone else changed between this run's start
+    and that mark (found by reading the changed groups back now) are kept as unsettled, compared
+    in full next time. When that cannot be trusted (a member that did not resolve may resolve
+    through a user created meanwhile, or the second mark is not of the same DC) the mark read at
+    the start is saved with the uSNChanged of this run's own writes, which the next run skips."""
     saved = saved_ad_state(old_state)
     known = dict((saved or {}).get('managed') or {}) if examined_ids is not None else {}
     for obj in managed:
@@ -448,22 +454,21 @@ def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, man
         if gid and obj.get('object_guid'):
             known[obj['object_guid']] = gid
     written = set(op.get('group_id') for op in plan_ops)
-    own = {}
-    if written:
-        for item in ad_changes.read_changed_groups(ad, domain_dn, mark['usn']):
-            gid = item.get('group_id') or known.get(item['object_guid'])
-            if gid in written:
-                own[item['object_guid']] = item['usn']
-                if item.get('deleted'):
-                    known.pop(item['object_guid'], None)
-                else:
-                    known[item['object_guid']] = gid
     unresolved = any(rep.get('unresolved_members') for rep in groups)
     if examined_ids is not None and saved:
         unresolved = unresolved or bool(saved.get('unresolved_members'))
     unsettled = incremental.unsettled_ids(groups, (saved or {}).get('unsettled') if examined_ids is not None else None,
                                           examined_ids)
-    return ad_changes.new_state(mark, search_base, known, own, previous=saved if examined_ids is not None else None,
+    own = {}
+    save_mark = mark
+    if written:
+        after = None if unresolved else ad_changes.read_watermark(ad)
+        own, others = ad_changes.split_own_writes(ad_changes.read_changed_groups(ad, domain_dn, mark['usn']), written, known,
+                                                  search_base)
+        if after is not None and after.get('invocation_id') == mark.get('invocation_id') and after['usn'] >= mark['usn']:
+            save_mark, own = after, {}
+            unsettled = set(unsettled) | others
+    return ad_changes.new_state(save_mark, search_base, known, own, previous=saved if examined_ids is not None else None,
                                 full_read=examined_ids is None, unresolved_members=unresolved, options=fingerprint,
                                 unsettled=unsettled)
 

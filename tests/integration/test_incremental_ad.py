@@ -313,3 +313,36 @@ def test_no_op_neither_reads_nor_writes_the_member_lists(corp, world):
     assert identity_dn_keys([w['ids'][5]]).isdisjoint(d.member_keys(d.one(w['groups']['alpha'], w['ou'])))
     assert not os.path.exists(members)   # the spoiled file went with the next save
     assert wb(corp, w)['changed'] is False
+
+
+def test_a_change_made_by_hand_while_a_run_writes_is_found_by_the_next_run(corp, world, monkeypatch):
+    """A run that wrote saves the DC's mark read after its writes, so the next run does not read
+    its own writes back as changes (a no-op after 17,000 creates searched 17 pages). A group
+    someone else changed between that run's start and that mark is read back at the end of the
+    run, kept as unsettled, and compared in full by the next run, which repairs it."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+    w, d = world, world['directory']
+    emu, g = w['emu'], w['groups']
+    wb(corp, w)
+    emu.admin.add_members(g['alpha'], [w['users'][4]])   # the next run writes alpha
+    stranger = w['ids'][5]['dn']
+    real_apply = writeback.apply_plan
+
+    def apply_then_change_by_hand(ad, ops, check_mode=False, result=None):
+        real_apply(ad, ops, check_mode=check_mode, result=result)
+        d.modify(d.one(g['g3'], w['ou'])['dn'], {'member': [('add', [stranger])]})   # g3: not written by this run
+    monkeypatch.setattr(writeback, 'apply_plan', apply_then_change_by_hand)
+    during = wb(corp, w)
+    monkeypatch.setattr(writeback, 'apply_plan', real_apply)
+    assert g['g3'] not in set(r['id'] for r in during['groups'])
+    saved = json.load(open(w['state']))['ad']
+    assert saved['own_writes'] == {} and g['g3'] in saved['unsettled']
+
+    repair = wb(corp, w)
+    assert repair['incremental']['ad'] == 'usn'
+    by_id = dict((r['id'], r) for r in repair['groups'])
+    assert by_id[g['g3']]['action'] == 'updated' and by_id[g['g3']]['members_removed']
+    assert identity_dn_keys([w['ids'][5]]).isdisjoint(d.member_keys(d.one(g['g3'], w['ou'])))
+    after = wb(corp, w)
+    assert after['changed'] is False and after['incremental']['examined_groups'] == 0
+    assert after['ldap_operations']['searches'] <= 6, after['ldap_operations']

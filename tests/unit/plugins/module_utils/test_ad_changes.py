@@ -72,3 +72,24 @@ def test_new_state_keeps_the_last_full_read_time_on_incremental_runs():
     assert later['full_read_at'] == 100.0 and later['usn'] == 6000 and later['managed'] == {'x': 'y'}
     again = ad_changes.new_state(MARK, BASE, {}, previous=first, full_read=True, now=300.0)
     assert again['full_read_at'] == 300.0
+
+
+def test_split_own_writes_keeps_what_others_changed_meanwhile():
+    """Read back after a run's writes: the groups it wrote are its own (a deleted one leaves
+    ``known``, a created one joins it); a managed group it did not write, or a copy made meanwhile
+    inside the search base, changed by someone else during the run: compared in full next time.
+    Objects that are not ours, and other jobs' copies outside the base, are not."""
+    known = {'guid-a': 'a', 'guid-b': 'b', 'guid-c': 'c'}
+    changed = [
+        {'object_guid': 'guid-a', 'group_id': 'a', 'usn': 6001, 'deleted': False, 'dn': 'CN=A,' + BASE},      # written
+        {'object_guid': 'guid-new', 'group_id': 'n', 'usn': 6002, 'deleted': False, 'dn': 'CN=N,' + BASE},    # created
+        {'object_guid': 'guid-c', 'group_id': 'c', 'usn': 6003, 'deleted': True, 'dn': None},                 # deleted
+        {'object_guid': 'guid-b', 'group_id': None, 'usn': 6004, 'deleted': False, 'dn': 'CN=B,' + BASE},     # by hand
+        {'object_guid': 'guid-x', 'group_id': None, 'usn': 6005, 'deleted': False, 'dn': 'CN=X,' + BASE},     # not ours
+        {'object_guid': 'guid-o', 'group_id': 'o', 'usn': 6006, 'deleted': False, 'dn': 'CN=O,OU=Other,DC=corp,DC=example,DC=test'},
+        {'object_guid': 'guid-m', 'group_id': 'm', 'usn': 6007, 'deleted': False, 'dn': 'CN=M,' + BASE},      # copy made meanwhile
+    ]
+    own, others = ad_changes.split_own_writes(changed, {'a', 'n', 'c'}, known, BASE)
+    assert own == {'guid-a': 6001, 'guid-new': 6002, 'guid-c': 6003}
+    assert others == {'b', 'm'}
+    assert known == {'guid-a': 'a', 'guid-b': 'b', 'guid-new': 'n'}
