@@ -194,3 +194,22 @@ def test_soa_candidates():
               _group('converted', on_premises_security_identifier='S-2'),
               _group('off', on_premises_sync_enabled=False, on_premises_security_identifier='S-3')]
     assert [g['id'] for g in er.soa_candidates(groups)] == ['converted', 'off']
+
+
+def test_state_objects_are_the_member_dicts_unless_flags_are_set():
+    """Without member flags the state keeps each member dict itself (no copy) and groups_from_state
+    hands it out again; with flags (which evaluate sets on the member dicts) both are copies, so the
+    saved state never carries them."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
+    m = er.to_member({'id': 'AB-1', '@odata.type': '#microsoft.graph.user', 'displayName': 'A',
+                      'onPremisesDomainName': 'corp.example.test'})
+    assert m['id'] == 'ab-1'
+    group = dict(id='g1', display_name='G', security_enabled=True, mail_enabled=False, group_types=[], members=[m])
+    state = er._state_from_groups([group], 'link', None, True, 'no_state')
+    assert state['objects']['ab-1'] is m
+    plain = er.groups_from_state(state, 100, member_flags=False)
+    assert plain[0]['members'][0] is m
+    flagged = er.groups_from_state(state, 100, member_flags=True)
+    assert flagged[0]['members'][0] is not m and 'supported' in flagged[0]['members'][0] and 'supported' not in m
+    m['supported'] = True   # a flagged member dict is copied into the state, flags left out
+    assert er._state_object(m) is not m and 'supported' not in er._state_object(m)

@@ -1120,3 +1120,15 @@ def test_summary_counts_a_group_in_error_as_an_error_only():
     summary = wp.summarise([rep])
     assert summary['errors'] == 1 and summary['renamed'] == 0 and summary['members_added'] == 0
     assert summary['unresolved_members'] == 1
+
+
+def test_a_member_skipped_by_many_groups_is_one_shared_entry():
+    """A cloud-only user listed by two groups is one report entry, shared (the plan's memory at 20,000
+    groups); the result is as before, and the plan's dict is its own lists, not a copy."""
+    cloud = user(3, synced=False)
+    plan = wp.plan_writeback([egroup(1, members=[cloud, user(2)]), egroup(2, members=[dict(cloud)])], state(), {})
+    one, two = report(plan, 1)['skipped_members'], report(plan, 2)['skipped_members']
+    assert one == two == [dict(id='u3', display_name='User 3', reason='cloud_only_user')]
+    assert one[0] is two[0]
+    assert report(plan, 1)['unresolved_members'][0] is not one[0]
+    assert plan.to_dict()['groups'] is plan.groups and plan.to_dict()['ops'] is plan.ops
