@@ -127,7 +127,9 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
         for chunk in _chunks(ids, ANCHOR_CHUNK):
             escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
             ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
-            for entry in client.search(search_base, ldap_filter, attributes, controls=controls):
+            # The extended-DN control only serves ``member``: a light read goes without it.
+            for entry in client.search(search_base, ldap_filter, attributes,
+                                       controls=controls if attributes is GROUP_ATTRIBUTES else None):
                 group = group_from_entry(entry, member_guids)
                 if attributes is not GROUP_ATTRIBUTES:
                     group['members'] = None

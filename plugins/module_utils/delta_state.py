@@ -195,27 +195,40 @@ def _remove_old(directory, prefix, current, replaced):
             pass   # already gone, or held open (Windows): the next save tries again
 
 
-def save(path, state):
+def write_members(path, state):
+    """The first half of ``save``: when the member lists of ``state`` are not the loaded ones, write
+    them to a new members file beside ``path`` and return its reference for ``save(..., written=)``;
+    None when the head can keep naming the loaded file. Touches nothing but that new file (a crash
+    or an error before the head is written leaves an orphan that a later save removes), so it can
+    run while the caller still reads what the head will hold."""
+    directory = os.path.dirname(os.path.abspath(path)) or '.'
+    if _kept_file(state.get(MEMBERS_KEY), directory, path):
+        return None
+    # A members file this head cannot name (the head was renamed, or another run removed it):
+    # the member lists come from the file load opened, and are written anew.
+    hydrate(state)
+    if not is_hydrated(state):
+        raise DeltaStateError('Internal error: the member lists of the delta state were not loaded before saving it')
+    token = uuid.uuid4().hex
+    target = members_path(os.path.abspath(path), token)
+    json_file.write_atomically(target, dict(token=token, member_ids=dict(
+        (gid, entry['member_ids']) for gid, entry in state['groups'].items()), objects=state['objects']),
+        prefix=TEMP_PREFIX)
+    return dict(file=os.path.basename(target), token=token)
+
+
+def save(path, state, written=None):
     """Write ``state`` at ``path`` (head) and, when its member lists are not the loaded ones, a new
-    members file beside it; the members file of the head it replaces is removed last."""
+    members file beside it (or name ``written``, what ``write_members`` returned for this state);
+    the members file of the head it replaces is removed last."""
     directory = os.path.dirname(os.path.abspath(path)) or '.'
     kept = state.get(MEMBERS_KEY)
     replaced = None
-    sharing = _kept_file(kept, directory, path)
+    ref = written or write_members(path, state)
+    sharing = ref is None
     if sharing:
         ref = dict(file=os.path.basename(kept.path), token=kept.token)
     else:
-        # A members file this head cannot name (the head was renamed, or another run removed it):
-        # the member lists come from the file load opened, and are written anew.
-        hydrate(state)
-        if not is_hydrated(state):
-            raise DeltaStateError('Internal error: the member lists of the delta state were not loaded before saving it')
-        token = uuid.uuid4().hex
-        target = members_path(os.path.abspath(path), token)
-        json_file.write_atomically(target, dict(token=token, member_ids=dict(
-            (gid, entry['member_ids']) for gid, entry in state['groups'].items()), objects=state['objects']),
-            prefix=TEMP_PREFIX)
-        ref = dict(file=os.path.basename(target), token=token)
         replaced = _named_file(path)
     json_file.write_atomically(path, _head(state, ref), prefix='.cloudsync-delta-')
     if sharing and not os.path.exists(kept.path):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_changes, ad_codecs, ad_reader, incremental
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, writeback_result
@@ -47,15 +48,20 @@ def check_schema(client):
             % (schema_nc, ad_reader.ANCHOR_ATTRIBUTE))
 
 
-def _desired_from_graph(params):
-    """Read the desired groups from Graph (see ``_desired``)."""
+def reads_delta(params):
+    """Whether the run reads Graph delta with a state file (all groups, ``delta_state_path``)."""
+    return params.get('entra_groups') is None and bool(params.get('delta_state_path')) and bool(params.get('all_groups'))
+
+
+def _desired_from_graph(params, old_state=None):
+    """Read the desired groups from Graph (see ``_desired``); ``old_state``: the delta state's head
+    (``load_state``) when ``reads_delta``."""
     # Imported here so that a run fed with entra_groups needs neither msal nor requests.
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
 
     client = GraphClient(params)
-    if params.get('delta_state_path') and params.get('all_groups'):
-        old_state = load_state(params['delta_state_path'])
+    if reads_delta(params):
         # A delta run's groups are built once the run knows which ones it examines (see run_writeback).
         groups, new_state = entra_reader.read_groups_incremental(
             client, old_state, odata_filter=params.get('group_filter'),
@@ -165,15 +171,15 @@ def load_state(path):
         raise WritebackError(str(exc))
 
 
-def save_state(path, state):
+def save_state(path, state, written=None):
     """Written atomically (``delta_state.save``): a crash mid-write never leaves a state that poisons the next run."""
-    delta_state.save(path, state)
+    delta_state.save(path, state, written)
 
 
-def _desired(params):
+def _desired(params, old_state=None):
     """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
     group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
-    ambiguous (display names matching several groups))``."""
+    ambiguous (display names matching several groups))``. ``old_state``: see ``_desired_from_graph``."""
     out = dict(graph=None, not_found=[], gone_ids=[], new_state=None, ambiguous=[], member_source=None, read_warnings=[])
     if params.get('entra_groups') is not None:
         groups = params['entra_groups']
@@ -185,7 +191,7 @@ def _desired(params):
                                      % (g.get('id'), g.get('display_name')))
         out['groups'] = list(groups)
         return out
-    out.update(_desired_from_graph(params))
+    out.update(_desired_from_graph(params, old_state))
     return out
 
 
@@ -338,13 +344,12 @@ def saved_ad_state(old_state):
     return old_state.get('ad') if isinstance(old_state, dict) else None
 
 
-def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options, max_members=None):
-    """For a run with a delta state: ``(mark, ids, reason, ad_changed)``. ``mark`` is the DC's uSN mark
-    now (saved for the next run), ``ids`` the Entra group ids changed on either side since the last
-    run, and those the last run did not write as planned (None: examine all, for ``reason``);
-    ``ad_changed`` those whose AD copy someone else changed, and the unsettled ones (both compared
-    in full).
-    Read before anything else, so a change made during this run is seen by the next one."""
+def ad_scope(ad, domain_dn, search_base, old_state, options):
+    """The AD side of a delta run's scope, read while Graph is (it needs nothing from Graph):
+    ``(mark, reason, ad_changed)``. ``mark`` is the DC's uSN mark now (saved for the next run),
+    ``reason`` why the saved AD state cannot be used (None: it can), ``ad_changed`` the Entra ids
+    whose AD copy someone else changed since the saved mark (None with a reason).
+    Read before any group is, so a change made during this run is seen by the next one."""
     mark = ad_changes.read_watermark(ad)
     saved = saved_ad_state(old_state)
     reason = ad_changes.unusable_reason(saved, mark, search_base, options=options)
@@ -353,6 +358,16 @@ def incremental_scope(ad, domain_dn, search_base, old_state, new_state, options,
         ad_changed = ad_changes.groups_to_reread(ad_changes.read_changed_groups(ad, domain_dn, saved['usn']), saved, search_base)
         if saved.get('unresolved_members') and ad_changes.users_changed_since(ad, domain_dn, saved['usn']):
             reason = 'users_changed'   # a member that did not resolve last time may resolve now
+    return mark, reason, ad_changed
+
+
+def incremental_scope(scope, old_state, new_state, max_members=None):
+    """For a run with a delta state: ``(mark, ids, reason, ad_changed)``, from ``ad_scope``'s answer
+    and Graph's changes. ``ids`` the Entra group ids changed on either side since the last run, and
+    those the last run did not write as planned (None: examine all, for ``reason``); ``ad_changed``
+    those whose AD copy someone else changed, and the unsettled ones (both compared in full)."""
+    mark, reason, ad_changed = scope
+    saved = saved_ad_state(old_state)
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state, max_members), ad_changed, reason)
     unsettled = set((saved or {}).get('unsettled') or ()) & set((new_state.get('groups') or {}))
     if ids is None:
@@ -688,34 +703,47 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     WritebackError/CloudSyncError. Groups that failed individually are in the result with
     ``action: error``; the caller decides how to report them."""
     check_output_paths(params)
-    wanted = _desired(params)
-    desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
-    if graph is not None and desired is not None:
-        _share_members(desired)
-    ambiguous = wanted['ambiguous']
-    refuse_not_found(params, not_found)
-
+    old_state = load_state(params['delta_state_path']) if reads_delta(params) else None
+    options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
+    fingerprint = plan_fingerprint(params, options)
     ad = ADClient(params)
-    ad.connect()
     gc = None
     try:
-        check_schema(ad)
-        domain_dn = ad.root_dse().get('default_naming_context')
-        search_base = params.get('search_base') or domain_dn
-        check_containers(ad, params, domain_dn, search_base)
+        # Graph is read (in a thread) while AD is connected to and checked and, with a delta state,
+        # its changes since the last run are read: neither needs the other, and a delta run spends
+        # most of its reading time waiting on one of the two servers.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reading = pool.submit(_desired, params, old_state)
+            try:
+                ad.connect()
+                check_schema(ad)
+                domain_dn = ad.root_dse().get('default_naming_context')
+                search_base = params.get('search_base') or domain_dn
+                check_containers(ad, params, domain_dn, search_base)
+                scope = ad_scope(ad, domain_dn, search_base, old_state, fingerprint) if reads_delta(params) else None
+            except Exception:
+                # A run that cannot read Graph says so first (it used to stop there before AD was reached).
+                graph_error = reading.exception()
+                if graph_error is not None:
+                    raise graph_error  # pylint: disable=raising-bad-type
+                raise
+            wanted = reading.result()
+        desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
+        if graph is not None and desired is not None:
+            _share_members(desired)
+        ambiguous = wanted['ambiguous']
+        refuse_not_found(params, not_found)
+
         # With a delta state, only the groups changed on either side since the last run are examined
         # (Graph delta and the DC's uSN mark); ``examined`` None: all of them (``scope_reason`` says why).
         mark = examined = scope_reason = None
         deltas = {}
-        options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
-        fingerprint = plan_fingerprint(params, options)
         if new_state is not None:
-            mark, examined, scope_reason, ad_changed = incremental_scope(
-                ad, domain_dn, search_base, wanted.get('old_state'), new_state, fingerprint, params['max_members'])
+            mark, examined, scope_reason, ad_changed = incremental_scope(scope, old_state, new_state, params['max_members'])
             if examined is not None:
                 # Groups changed in Entra only: planned from their member changes, their AD members not read.
-                known = (saved_ad_state(wanted.get('old_state')) or {}).get('managed') or {}
-                deltas = incremental.member_deltas(wanted.get('old_state'), new_state, examined, ad_changed, params['max_members'],
+                known = (saved_ad_state(old_state) or {}).get('managed') or {}
+                deltas = incremental.member_deltas(old_state, new_state, examined, ad_changed, params['max_members'],
                                                    managed_ids=set(known.values()))
             if desired is None:
                 # A Graph delta run: the groups, with members only for those compared in full.
@@ -723,7 +751,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                                             None if examined is None else set(examined) - set(deltas))
         all_desired = desired
         if examined is not None:
-            desired = narrow_to(desired, examined, deltas, wanted.get('old_state'), new_state)
+            desired = narrow_to(desired, examined, deltas, old_state, new_state)
         ids = None
         if params.get('groups') and params.get('entra_groups') is None:
             # Selected mode: only the selected groups (and the groups nested in them) are in scope. A
@@ -746,7 +774,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             deltas = dict((k, v) for k, v in deltas.items() if k not in back)
             if wanted['groups'] is None:
                 all_desired = groups_from_state(new_state, params['max_members'], set(examined) - set(deltas))
-            desired = narrow_to(all_desired, examined, deltas, wanted.get('old_state'), new_state)
+            desired = narrow_to(all_desired, examined, deltas, old_state, new_state)
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
             member_guids = {}
             managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
@@ -807,11 +835,15 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
             _merge_apply(result, applied)
             if new_state is not None and not check_mode and not applied.errors:
-                if mark is not None:
-                    new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, wanted.get('old_state'), examined,
-                                                    managed, plan.ops, result['groups'], fingerprint)
+                # The member lists are written (a new members file) while the AD mark is read back; the
+                # head, which names both, is written last.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    members = pool.submit(delta_state.write_members, params['delta_state_path'], new_state)
+                    if mark is not None:
+                        new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, old_state, examined,
+                                                        managed, plan.ops, result['groups'], fingerprint)
                 try:
-                    save_state(params['delta_state_path'], new_state)
+                    save_state(params['delta_state_path'], new_state, members.result())
                 except (IOError, OSError) as exc:
                     raise WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads '
                                          'what changed since the previous state' % (params['delta_state_path'], exc))

@@ -102,6 +102,32 @@ def test_changed_members_get_a_new_file_and_the_old_one_goes(tmp_path):
     assert delta_state.hydrate(delta_state.load(path))['groups']['g2']['member_ids'] == ['u1', 'u2']
 
 
+def test_members_written_first_then_the_head_names_them(tmp_path):
+    """``write_members`` (run while the AD mark is read back) writes only the new members file: the
+    head on disk still names the old one, which stays, until ``save(..., written=)`` writes the head
+    naming the new file and removes the old one."""
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    (old,) = members_files(tmp_path)
+    changed = sample_state()
+    changed['groups']['g2']['member_ids'] = ['u1', 'u2']
+    written = delta_state.write_members(path, changed)
+    assert sorted(members_files(tmp_path)) == sorted([old, written['file']])
+    assert delta_state.hydrate(delta_state.load(path))['groups']['g2']['member_ids'] == ['u2']   # the old state, whole
+    assert delta_state.save(path, changed, written) == written
+    assert members_files(tmp_path) == [written['file']]
+    assert delta_state.hydrate(delta_state.load(path))['groups']['g2']['member_ids'] == ['u1', 'u2']
+
+
+def test_write_members_writes_nothing_for_the_loaded_lists(tmp_path):
+    path = str(tmp_path / 'state.json')
+    delta_state.save(path, sample_state())
+    before = members_files(tmp_path)
+    loaded = delta_state.load(path)
+    assert delta_state.write_members(path, loaded) is None
+    assert members_files(tmp_path) == before
+
+
 def test_an_unhydrated_state_without_its_file_is_not_saved(tmp_path):
     path = str(tmp_path / 'state.json')
     delta_state.save(path, sample_state())
@@ -300,7 +326,8 @@ def test_a_run_that_examines_every_group_does_not_read_the_old_member_lists(tmp_
     new = sample_state()   # as a full read returns it: member lists in memory
     monkeypatch.setattr(ad_changes, 'read_watermark', lambda ad: {'server': 'dc', 'invocation_id': 'x', 'usn': 9})
     monkeypatch.setattr(ad_changes, 'unusable_reason', lambda saved, mark, base, options=None: 'invocation_id_changed')
-    mark, ids, reason, unused = writeback.incremental_scope(None, 'DC=corp', 'DC=corp', old, new, 'fingerprint', 100)
+    scope = writeback.ad_scope(None, 'DC=corp', 'DC=corp', old, 'fingerprint')
+    mark, ids, reason, unused = writeback.incremental_scope(scope, old, new, 100)
     assert ids is None and reason == 'invocation_id_changed'
     assert not delta_state.is_hydrated(old)
     assert [g['id'] for g in writeback.groups_from_state(new, 100, None)] == ['g1', 'g2']

@@ -104,3 +104,29 @@ def test_member_delta_fallback_compares_in_full_a_group_whose_copy_is_not_as_lef
     managed = [obj(1, 100), obj(2, 101), obj(3, 90), obj(3, 90)]
     back = writeback.member_delta_fallback(desired, managed, {'usn': 100})
     assert back == set([g(2)['id'], g(3)['id'], g(4)['id']])
+
+
+@pytest.mark.parametrize('graph_fails', [True, False])
+def test_graph_is_read_while_ad_is_reached_and_a_graph_error_is_said_first(monkeypatch, graph_fails):
+    """Graph is read in a thread while the run connects to AD. When both fail, the Graph error is the
+    one reported (a run used to stop there before AD was reached); when only AD fails, AD's is."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+    reached = []
+
+    def desired(params, old_state=None):
+        reached.append('graph')
+        if graph_fails:
+            raise CloudSyncError('Graph refused the token')
+        return dict(groups=[], graph=None, not_found=[], gone_ids=[], new_state=None, ambiguous=[], member_source=None,
+                    read_warnings=[])
+
+    def connect(self):
+        reached.append('ad')
+        raise ADError('Cannot reach the DC', operation='bind')
+    monkeypatch.setattr(writeback, '_desired', desired)
+    monkeypatch.setattr(ADClient, 'connect', connect)
+    with pytest.raises(CloudSyncError) as err:
+        writeback.run_writeback(dict(domain_controllers=['127.0.0.2'], groups=['x'], max_members=50000))
+    assert sorted(reached) == ['ad', 'graph']
+    assert str(err.value).startswith('Graph refused' if graph_fails else 'Cannot reach')
