@@ -8,8 +8,10 @@ tracemalloc, with the allocation sites that hold the most printed after a planne
 
 ``--after`` names functions of ``writeback_plan`` (comma-separated) after which a snapshot is taken
 (``plan_creates``: the member DN maps, create ops and reports are all alive then). tracemalloc
-slows the run about three times and counts Python allocations only (not the interpreter's own
-RSS); the figures are where the memory is, not the peak RSS (memory_phases.py prints that).
+slows the run about three times and counts Python allocations made during the run only (not the code
+imported before it, not the harness's, not the interpreter's own RSS); the figures are where the
+memory is, not the peak RSS (memory_phases.py prints that). ``--frames 8`` groups the sites by
+traceback: ``decoder.py`` alone means "something json.loads returned", the frames say whose.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -27,9 +29,23 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument('--after', default='plan_creates')
     ap.add_argument('--top', type=int, default=14)
+    ap.add_argument('--frames', type=int, default=1,
+                    help='frames kept per allocation; with more, the sites are grouped by their whole traceback '
+                         '(who called the allocation: json.loads for one)')
     args, rest = ap.parse_known_args(argv)
-    tracemalloc.start(1)
-    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback_plan
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback, writeback_plan
+
+    # Traced from the run's start: what the harness holds (the lab's identities, the emulator's client)
+    # and the code imported before are not counted; only what the run allocates (and still holds).
+    run = writeback.run_writeback
+
+    def traced_run(*a, **kw):
+        tracemalloc.start(args.frames)
+        try:
+            return run(*a, **kw)
+        finally:
+            tracemalloc.stop()
+    writeback.run_writeback = traced_run
 
     def hook(name):
         real = getattr(writeback_plan, name)
@@ -38,9 +54,9 @@ def main(argv=None):
             result = real(*a, **kw)
             current, peak = tracemalloc.get_traced_memory()
             print('== after %s: traced %.1f MB (peak so far %.1f MB)' % (name, current / 1e6, peak / 1e6))
-            for stat in tracemalloc.take_snapshot().statistics('lineno')[:args.top]:
-                frame = stat.traceback[0]
-                print('%8.1f MB %8d blocks  %s:%s' % (stat.size / 1e6, stat.count, os.path.basename(frame.filename), frame.lineno))
+            for stat in tracemalloc.take_snapshot().statistics('lineno' if args.frames == 1 else 'traceback')[:args.top]:
+                print('%8.1f MB %8d blocks  %s' % (stat.size / 1e6, stat.count, ' <- '.join(
+                    '%s:%s' % (os.path.basename(f.filename), f.lineno) for f in reversed(stat.traceback))))
             sys.stdout.flush()
             return result
         setattr(writeback_plan, name, traced)
