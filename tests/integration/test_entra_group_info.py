@@ -221,6 +221,36 @@ def test_incremental_falls_back_to_a_full_read_when_the_link_is_rejected(graph_e
     assert state3['last_run']['mode'] == 'delta'
 
 
+def test_a_rename_only_delta_keeps_the_members_file(graph_emulator, tmp_path):
+    """A delta that changes only a group's properties saves the head alone: the members file the
+    state was loaded from is named again, not written anew (at 20,000 groups it is 180 MB). A member
+    change still writes a new one."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state
+    emu = graph_emulator
+    client = client_for(emu)
+    path = str(tmp_path / 'state.json')
+    unused, state = entra_reader.read_groups_incremental(client, None, build_groups=False)
+    delta_state.save(path, state)
+    first = sorted(n for n in os.listdir(str(tmp_path)) if '.members-' in n)
+    emu.admin.update_group(AUDITORS, displayName='Finance Auditors (renamed)')
+    unused, state = entra_reader.read_groups_incremental(client, delta_state.load(path), build_groups=False)
+    assert state['last_run']['changed_groups'] == 1 and state['groups'][AUDITORS]['display_name'] == 'Finance Auditors (renamed)'
+    delta_state.save(path, state)
+    assert sorted(n for n in os.listdir(str(tmp_path)) if '.members-' in n) == first
+    loaded = delta_state.hydrate(delta_state.load(path))
+    assert loaded['groups'][AUDITORS]['display_name'] == 'Finance Auditors (renamed)'
+    assert loaded['groups'][AUDITORS]['member_ids'] == state['groups'][AUDITORS]['member_ids']
+
+    user = [m for m in loaded['objects'] if m not in loaded['groups'][AUDITORS]['member_ids']
+            and loaded['objects'][m].get('type') == 'user'][0]
+    emu.admin.add_members(AUDITORS, [user])
+    unused, state = entra_reader.read_groups_incremental(client, delta_state.load(path), build_groups=False)
+    delta_state.save(path, state)
+    (second,) = [n for n in os.listdir(str(tmp_path)) if '.members-' in n]
+    assert [second] != first
+    assert user in delta_state.hydrate(delta_state.load(path))['groups'][AUDITORS]['member_ids']
+
+
 def test_incremental_full_read_when_filter_changes(graph_emulator):
     client = client_for(graph_emulator)
     unused, state = entra_reader.read_groups_incremental(client, None)
