@@ -171,6 +171,11 @@ def load_state(path):
         raise WritebackError(str(exc))
 
 
+def _cannot_save(params, exc):
+    return WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads what changed '
+                          'since the previous state' % (params['delta_state_path'], exc))
+
+
 def save_state(path, state, written=None):
     """Written atomically (``delta_state.save``): a crash mid-write never leaves a state that poisons the next run."""
     delta_state.save(path, state, written)
@@ -342,6 +347,17 @@ def groups_from_state(state, max_members, with_members):
 def saved_ad_state(old_state):
     """The AD part (``ad``) of a loaded delta state, or None."""
     return old_state.get('ad') if isinstance(old_state, dict) else None
+
+
+def _reach_ad(ad, params, old_state, fingerprint):
+    """Connect to AD and check it (schema, containers); with a delta state, read its side of the
+    scope (``ad_scope``). Returns ``(domain_dn, search_base, scope or None)``."""
+    ad.connect()
+    check_schema(ad)
+    domain_dn = ad.root_dse().get('default_naming_context')
+    search_base = params.get('search_base') or domain_dn
+    check_containers(ad, params, domain_dn, search_base)
+    return domain_dn, search_base, ad_scope(ad, domain_dn, search_base, old_state, fingerprint) if reads_delta(params) else None
 
 
 def ad_scope(ad, domain_dn, search_base, old_state, options):
@@ -709,25 +725,19 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     ad = ADClient(params)
     gc = None
     try:
-        # Graph is read (in a thread) while AD is connected to and checked and, with a delta state,
-        # its changes since the last run are read: neither needs the other, and a delta run spends
-        # most of its reading time waiting on one of the two servers.
+        # AD is connected to and checked and, with a delta state, its changes since the last run are
+        # read (in a thread) while Graph is read: neither needs the other, and a delta run spends
+        # most of its reading time waiting on one of the two servers. Graph's read stays on this
+        # thread: what it allocates is most of the run's memory, and another thread's allocations
+        # go to another malloc arena (a higher peak RSS).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            reading = pool.submit(_desired, params, old_state)
+            reaching = pool.submit(_reach_ad, ad, params, old_state, fingerprint)
             try:
-                ad.connect()
-                check_schema(ad)
-                domain_dn = ad.root_dse().get('default_naming_context')
-                search_base = params.get('search_base') or domain_dn
-                check_containers(ad, params, domain_dn, search_base)
-                scope = ad_scope(ad, domain_dn, search_base, old_state, fingerprint) if reads_delta(params) else None
-            except Exception:
-                # A run that cannot read Graph says so first (it used to stop there before AD was reached).
-                graph_error = reading.exception()
-                if graph_error is not None:
-                    raise graph_error  # pylint: disable=raising-bad-type
+                wanted = _desired(params, old_state)
+            except BaseException:
+                reaching.exception()   # a run that cannot read Graph says so (first), once AD's side is done
                 raise
-            wanted = reading.result()
+            domain_dn, search_base, scope = reaching.result()
         desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
         if graph is not None and desired is not None:
             _share_members(desired)
@@ -835,18 +845,25 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
             _merge_apply(result, applied)
             if new_state is not None and not check_mode and not applied.errors:
-                # The member lists are written (a new members file) while the AD mark is read back; the
-                # head, which names both, is written last.
+                # The AD mark is read back (in a thread) while the member lists are written (a new
+                # members file, on this thread: see above); the head, which names both, is written last.
                 with ThreadPoolExecutor(max_workers=1) as pool:
-                    members = pool.submit(delta_state.write_members, params['delta_state_path'], new_state)
-                    if mark is not None:
-                        new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, old_state, examined,
-                                                        managed, plan.ops, result['groups'], fingerprint)
+                    ad_state = pool.submit(next_ad_state, ad, domain_dn, search_base, mark, old_state, examined,
+                                           managed, plan.ops, result['groups'], fingerprint) if mark is not None else None
+                    try:
+                        written = delta_state.write_members(params['delta_state_path'], new_state)
+                    except BaseException as exc:
+                        if ad_state is not None:
+                            ad_state.exception()
+                        if isinstance(exc, (IOError, OSError)):
+                            raise _cannot_save(params, exc)
+                        raise
+                    if ad_state is not None:
+                        new_state['ad'] = ad_state.result()
                 try:
-                    save_state(params['delta_state_path'], new_state, members.result())
+                    save_state(params['delta_state_path'], new_state, written)
                 except (IOError, OSError) as exc:
-                    raise WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads '
-                                         'what changed since the previous state' % (params['delta_state_path'], exc))
+                    raise _cannot_save(params, exc)
         except Exception as exc:  # pylint: disable=broad-except
             if not applied.changed:
                 raise
