@@ -429,14 +429,16 @@ def main(argv=None):
     ap.add_argument('--floor-cleanup', choices=['delete', 'snapshot'],
                     help='how the floor\'s groups are removed, untimed: delete (an LDAP tree delete of OU=BenchFloor) or '
                          'snapshot (lab.py snapshot of corp before the floor\'s writes, restored after them: stops and starts '
-                         'the DC, so never on a lab others are using). Default: snapshot for xlarge (Samba\'s tree delete '
-                         'of 17,000 groups does not finish), delete otherwise')
+                         'the DC, so never on a lab others are using). Default: snapshot for large and xlarge (the module\'s '
+                         'first run then starts from the very database the floor started from: after a tree delete '
+                         'the DC was slower by up to a third; and Samba\'s tree delete of 17,000 groups does not finish), '
+                         'delete for small')
     ap.add_argument('--keep', action='store_true',
                     help='leave the written groups in OU=Bench/OU=BenchPeer (default: emptied at the end, untimed, '
                          'so the shared lab does not carry 100,000+ links for other users)')
     args = ap.parse_args(argv)
     if args.floor_cleanup is None:
-        args.floor_cleanup = 'snapshot' if args.size == 'xlarge' else 'delete'
+        args.floor_cleanup = 'delete' if args.size == 'small' else 'snapshot'
 
     from lab.lab import Lab
     lab = Lab()
