@@ -677,6 +677,18 @@ class ADClient(object):
 
     # -- Global Catalog -----------------------------------------------------------------------
 
+    def sibling(self):
+        """Another connected ADClient on this client's domain controller (same host, port and
+        transport), for work that runs beside this client's on another thread: an ldap3 connection
+        serves one request at a time. The caller closes it."""
+        self._require_connection()
+        spec = self.server_spec
+        host = '[%s]' % spec.host if ':' in spec.host else spec.host
+        params = dict(self.params)
+        params['domain_controllers'] = ['%s://%s:%d' % ('ldaps' if spec.tls_mode == 'ldaps' else 'ldap', host, spec.port)]
+        params['ad_port'] = None
+        return ADClient(params, range_size=self.range_size).connect()
+
     def global_catalog(self):
         """A connected ADClient on the Global Catalog (option global_catalog, else this DC on 3269/3268)."""
         if self.is_global_catalog:

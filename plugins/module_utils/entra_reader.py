@@ -65,6 +65,7 @@ __metaclass__ = type
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
@@ -904,17 +905,28 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         if build_groups:
             delta_state.hydrate(new)
         return (groups_from_state(new, max_members, member_flags=member_flags) if build_groups else None), new
-    delta_state.hydrate(state)
+    removed = [gid for gid, ch in changes.items() if '@removed' in ch]
+    changed = [gid for gid in changes if gid not in removed]
+
+    def scope():
+        in_scope = _scope_check(client, changed, odata_filter, writeback_enabled_only) if changed else {}
+        entries = dict((gid, to_group(item)) for gid, item in in_scope.items())
+        return in_scope, entries, apply_cloud_managed(client, list(entries.values()))
+    # The changed groups' scope is asked of Graph (in a thread) while the old member lists are read
+    # from the members file (on this thread: they are most of what is allocated here).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asking = pool.submit(scope)
+        try:
+            delta_state.hydrate(state)
+        except BaseException:
+            asking.exception()
+            raise
+        in_scope, entries, warnings = asking.result()
     new['groups'] = dict(state['groups'])
     new['objects'] = dict(state['objects'])
     groups = new['groups']
-    removed = [gid for gid, ch in changes.items() if '@removed' in ch]
     for gid in removed:
         groups.pop(gid, None)
-    changed = [gid for gid in changes if gid not in removed]
-    in_scope = _scope_check(client, changed, odata_filter, writeback_enabled_only) if changed else {}
-    entries = dict((gid, to_group(item)) for gid, item in in_scope.items())
-    warnings = apply_cloud_managed(client, list(entries.values()))
     newly = []
     for gid in changed:
         if gid not in in_scope:

@@ -518,6 +518,51 @@ def incremental_report(new_state, examined, reason, desired, all_desired, summar
     return report
 
 
+def _resolve(ad, domain, params, domain_dn, users, member_guids=None):
+    """``{entra id: {"dn", "matched_by"} or {"dn": None, "reason"}}`` of ``users`` (member dicts),
+    through ``ad``'s Global Catalog; ``domain``: the client of ``ad``'s domain for the
+    consistency-GUID searches (see ``ad_reader.resolve_users``)."""
+    resolution, unresolved = ad_reader.resolve_users(ad.global_catalog(), users, params.get('member_match') or 'auto',
+                                                     known_guids=member_guids, domain=domain, domain_base=domain_dn,
+                                                     connections=ad_reader.RESOLVE_CONNECTIONS)
+    for uid, why in unresolved.items():
+        resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
+    return resolution
+
+
+class _EarlyResolution(object):
+    """``_resolve`` of ``users`` in a thread, while the caller goes on reading with ``ad``: the
+    domain searches go to a connection of its own to the same DC (``ADClient.sibling``), whose
+    request counts are added to ``ad``'s when it closes."""
+
+    def __init__(self, ad, params, domain_dn, users):
+        self.ad = ad
+        self.domain = None
+        self.pool = self.future = None
+        if users:
+            ad.global_catalog()   # connected here, so a failure to reach it is this thread's error
+            self.domain = ad.sibling()
+            self.pool = ThreadPoolExecutor(max_workers=1)
+            self.future = self.pool.submit(_resolve, ad, self.domain, params, domain_dn, users)
+
+    def result(self):
+        try:
+            return self.future.result() if self.future is not None else {}
+        finally:
+            self.close()
+
+    def close(self):
+        if self.pool is not None:
+            self.future.exception()   # never close a connection a search still uses
+            self.pool.shutdown()
+            self.pool = None
+        if self.domain is not None:
+            for key, value in self.domain.stats.items():
+                self.ad.stats[key] = self.ad.stats.get(key, 0) + value
+            self.domain.close()
+            self.domain = None
+
+
 def _users_to_resolve(groups):
     """The users listed by ``groups``: their members, or the added and removed ones of
     ``member_changes`` (a removed user is resolved as the last run knew it, to find the DN it was
@@ -723,7 +768,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
     fingerprint = plan_fingerprint(params, options)
     ad = ADClient(params)
-    gc = None
+    gc = early = None
     try:
         # AD is connected to and checked and, with a delta state, its changes since the last run are
         # read (in a thread) while Graph is read: neither needs the other, and a delta run spends
@@ -776,6 +821,10 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         read_ids = ids
         if examined is not None:
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
+            # Few of the examined groups are read with their members (most are planned from their
+            # member changes), so their members' objectGUIDs spare few Global Catalog searches: the
+            # users are resolved (in a thread, on connections of their own) while the groups are read.
+            early = _EarlyResolution(ad, params, domain_dn, _users_to_resolve(desired))
         managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
                                                 without_members=members_not_planned(desired) if read_ids is not None else ())
         back = member_delta_fallback(desired, managed, mark)
@@ -809,14 +858,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if names['sam_account_names'] else set()
 
         users = _users_to_resolve(desired)
-        resolution = {}
+        resolution = early.result() if early is not None else {}
+        # All of them, or (after an early resolution) those of groups planned in full again since.
+        users = [u for u in users if u.get('id') not in resolution]
         if users:
-            gc = ad.global_catalog()
-            resolution, unresolved = ad_reader.resolve_users(gc, users, params.get('member_match') or 'auto',
-                                                             known_guids=member_guids, domain=ad, domain_base=domain_dn,
-                                                             connections=ad_reader.RESOLVE_CONNECTIONS)
-            for uid, why in unresolved.items():
-                resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
+            resolution.update(_resolve(ad, ad, params, domain_dn, users, member_guids))
+        gc = ad.global_catalog() if resolution else None
         synced_groups = synced_group_members(desired)
         if synced_groups:
             gc = gc or ad.global_catalog()
@@ -902,4 +949,6 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         return writeback_result.shape(out, params.get('member_details') or 'sample',
                                       params.get('member_sample_size') or writeback_result.DEFAULT_SAMPLE)
     finally:
+        if early is not None:
+            early.close()
         ad.close()

@@ -590,3 +590,27 @@ def test_add_error_is_an_ad_error(admin, group):
         admin.add(group, {'objectClass': ['top', 'group']})
     assert err.value.result_name == 'entryAlreadyExists' and err.value.operation == 'add'
     assert err.value.msg.startswith('LDAP add of %r on %s failed: entryAlreadyExists (68)' % (group, admin.server))
+
+
+@pytest.mark.parametrize('how', [dict(), dict(ad_tls_mode='starttls'), dict(domain_controllers=['127.0.0.99'], extra=True)])
+def test_a_sibling_binds_to_the_same_dc_with_the_same_transport(corp, how):
+    """``ADClient.sibling``: a second connection for another thread, on the DC this client bound to
+    (not the first of domain_controllers), with its transport and its own request counts."""
+    how = dict(how)
+    extra = how.pop('extra', False)
+    if extra:
+        how['domain_controllers'] = how['domain_controllers'] + [corp.ip]   # the first fails over to corp
+    c = client(corp, **how)
+    c.connect()
+    try:
+        other = c.sibling()
+        try:
+            assert other.server == c.server and other.server_spec.tls_mode == c.server_spec.tls_mode
+            assert other.connection is not c.connection
+            before = dict(c.stats)
+            assert other.get(corp.admin_dn, ['objectGUID']) is not None
+            assert c.stats == before and other.stats['searches'] == 1
+        finally:
+            other.close()
+    finally:
+        c.close()

@@ -112,3 +112,28 @@ def test_the_writeback_makes_such_a_user_a_member(corp, user_with_consistency_gu
     finally:
         directory.close()
     assert [dn_key(dn) for dn in values(entry, 'member')] == [dn_key(user['dn'])]
+
+
+def test_an_early_resolution_searches_the_domain_on_its_own_connection(corp, user_with_consistency_guid):
+    """A delta run resolves the examined groups' users in a thread while it reads the groups
+    (writeback._EarlyResolution): the consistency-GUID search goes to a second connection to the
+    same DC, never the run's own (in use meanwhile); its requests are counted on the run's client."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+    user = user_with_consistency_guid
+    member = entra_member(user['consistency_guid'])
+    ad = ADClient(ad_params(corp))
+    ad.connect()
+    try:
+        domain_dn = ad.root_dse().get('default_naming_context')
+        own = Recording(ad)
+        ad.search = own.search   # every search on the run's own client is recorded
+        early = writeback._EarlyResolution(ad, dict(member_match='auto'), domain_dn, [member])
+        searches_before = ad.stats['searches']
+        resolution = early.result()
+        assert resolution[member['id']] == {'dn': resolution[member['id']]['dn'], 'matched_by': 'immutable_id'}
+        assert dn_key(resolution[member['id']]['dn']) == dn_key(user['dn'])
+        assert own.searches == []   # nothing went through the run's own connection
+        assert ad.stats['searches'] > searches_before   # the sibling's searches, added when it closed
+        assert early.domain is None and writeback._EarlyResolution(ad, {}, domain_dn, []).result() == {}
+    finally:
+        ad.close()
