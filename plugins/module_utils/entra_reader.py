@@ -934,18 +934,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
             continue
         entry = dict(entries[gid])
         if gid in groups:
-            ids = list(groups[gid]['member_ids'])
-            present = set(ids)
-            for m in changes[gid].get('members@delta') or []:
-                mid = m['id']
-                if '@removed' in m:
-                    if mid in present:
-                        present.discard(mid)
-                        ids.remove(mid)
-                elif mid not in present:
-                    present.add(mid)
-                    ids.append(mid)
-            entry['member_ids'] = ids
+            entry['member_ids'] = _apply_member_delta(groups[gid]['member_ids'], changes[gid].get('members@delta') or [])
         else:
             newly.append(gid)
             entry['member_ids'] = []
@@ -978,6 +967,28 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
                        'new_in_scope': len(newly), 'new_members_read': len(refs), 'member_source': new['member_source'],
                        'warnings': warnings}
     return (groups_from_state(new, max_members, member_flags=member_flags) if build_groups else None), new
+
+
+def _apply_member_delta(ids, delta):
+    """``ids`` (a member list) after Graph's ``members@delta`` items, in order: as removing each
+    removed id from the list and appending each added one, without a list search per removal (a
+    group of 50,000 members losing 500 of them)."""
+    present = set(ids)
+    gone = set()     # ids of the list removed
+    tail = {}        # ids appended, in order (a dict keeps insertion order)
+    for m in delta:
+        mid = m['id']
+        if '@removed' in m:
+            if mid in present:
+                present.discard(mid)
+                if mid in tail:
+                    del tail[mid]
+                else:
+                    gone.add(mid)
+        elif mid not in present:
+            present.add(mid)
+            tail[mid] = None
+    return [i for i in ids if i not in gone] + list(tail)
 
 
 def _same_members(old, new):

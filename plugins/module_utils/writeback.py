@@ -540,10 +540,15 @@ class _EarlyResolution(object):
         self.domain = None
         self.pool = self.future = None
         if users:
-            ad.global_catalog()   # connected here, so a failure to reach it is this thread's error
-            self.domain = ad.sibling()
             self.pool = ThreadPoolExecutor(max_workers=1)
-            self.future = self.pool.submit(_resolve, ad, self.domain, params, domain_dn, users)
+            self.future = self.pool.submit(self._run, params, domain_dn, users)
+
+    def _run(self, params, domain_dn, users):
+        # The connections too are opened on the thread (new ones: the caller's is not touched); a
+        # failure to open them is raised by ``result``.
+        self.ad.global_catalog()
+        self.domain = self.ad.sibling()
+        return _resolve(self.ad, self.domain, params, domain_dn, users)
 
     def result(self):
         try:

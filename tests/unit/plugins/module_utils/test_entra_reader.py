@@ -213,3 +213,25 @@ def test_state_objects_are_the_member_dicts_unless_flags_are_set():
     assert flagged[0]['members'][0] is not m and 'supported' in flagged[0]['members'][0] and 'supported' not in m
     m['supported'] = True   # a flagged member dict is copied into the state, flags left out
     assert er._state_object(m) is not m and 'supported' not in er._state_object(m)
+
+
+@pytest.mark.parametrize('ids, delta, expected', [
+    (['a', 'b', 'c'], [], ['a', 'b', 'c']),
+    (['a', 'b', 'c'], [{'id': 'b', '@removed': {}}], ['a', 'c']),
+    (['a', 'b'], [{'id': 'c'}, {'id': 'a'}], ['a', 'b', 'c']),
+    (['a', 'b'], [{'id': 'a', '@removed': {}}, {'id': 'a'}], ['b', 'a']),
+    (['a'], [{'id': 'c'}, {'id': 'c', '@removed': {}}], ['a']),
+    (['a'], [{'id': 'a', '@removed': {}}, {'id': 'a'}, {'id': 'a', '@removed': {}}], []),
+    (['a'], [{'id': 'x', '@removed': {}}], ['a']),
+])
+def test_a_member_delta_applies_as_removing_and_appending_in_order(ids, delta, expected):
+    def naive(ids, delta):
+        out = list(ids)
+        for m in delta:
+            if '@removed' in m:
+                if m['id'] in out:
+                    out.remove(m['id'])
+            elif m['id'] not in out:
+                out.append(m['id'])
+        return out
+    assert er._apply_member_delta(ids, delta) == expected == naive(ids, delta)
