@@ -65,9 +65,9 @@ __metaclass__ = type
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.beside import beside
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import (
     DeltaResyncRequired, odata_quote, relative_url,
@@ -914,14 +914,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         return in_scope, entries, apply_cloud_managed(client, list(entries.values()))
     # The changed groups' scope is asked of Graph (in a thread) while the old member lists are read
     # from the members file (on this thread: they are most of what is allocated here).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        asking = pool.submit(scope)
-        try:
-            delta_state.hydrate(state)
-        except BaseException:
-            asking.exception()
-            raise
-        in_scope, entries, warnings = asking.result()
+    unused, (in_scope, entries, warnings) = beside(lambda: delta_state.hydrate(state), scope)
     new['groups'] = dict(state['groups'])
     new['objects'] = dict(state['objects'])
     groups = new['groups']

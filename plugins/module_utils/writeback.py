@@ -20,6 +20,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, writeback_result
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.beside import beside
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import ApplyResult, apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
@@ -169,11 +170,6 @@ def load_state(path):
         return delta_state.load(path)
     except delta_state.DeltaStateError as exc:
         raise WritebackError(str(exc))
-
-
-def _cannot_save(params, exc):
-    return WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads what changed '
-                          'since the previous state' % (params['delta_state_path'], exc))
 
 
 def save_state(path, state, written=None):
@@ -780,14 +776,9 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         # most of its reading time waiting on one of the two servers. Graph's read stays on this
         # thread: what it allocates is most of the run's memory, and another thread's allocations
         # go to another malloc arena (a higher peak RSS).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            reaching = pool.submit(_reach_ad, ad, params, old_state, fingerprint)
-            try:
-                wanted = _desired(params, old_state)
-            except BaseException:
-                reaching.exception()   # a run that cannot read Graph says so (first), once AD's side is done
-                raise
-            domain_dn, search_base, scope = reaching.result()
+        # A run that cannot read Graph says so first.
+        wanted, (domain_dn, search_base, scope) = beside(lambda: _desired(params, old_state),
+                                                         lambda: _reach_ad(ad, params, old_state, fingerprint))
         desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
         if graph is not None and desired is not None:
             _share_members(desired)
@@ -899,23 +890,17 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if new_state is not None and not check_mode and not applied.errors:
                 # The AD mark is read back (in a thread) while the member lists are written (a new
                 # members file, on this thread: see above); the head, which names both, is written last.
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    ad_state = pool.submit(next_ad_state, ad, domain_dn, search_base, mark, old_state, examined,
-                                           managed, plan.ops, result['groups'], fingerprint) if mark is not None else None
-                    try:
-                        written = delta_state.write_members(params['delta_state_path'], new_state)
-                    except BaseException as exc:
-                        if ad_state is not None:
-                            ad_state.exception()
-                        if isinstance(exc, (IOError, OSError)):
-                            raise _cannot_save(params, exc)
-                        raise
-                    if ad_state is not None:
-                        new_state['ad'] = ad_state.result()
                 try:
+                    written, ad_state = beside(
+                        lambda: delta_state.write_members(params['delta_state_path'], new_state),
+                        None if mark is None else lambda: next_ad_state(ad, domain_dn, search_base, mark, old_state, examined,
+                                                                        managed, plan.ops, result['groups'], fingerprint))
+                    if ad_state is not None:
+                        new_state['ad'] = ad_state
                     save_state(params['delta_state_path'], new_state, written)
                 except (IOError, OSError) as exc:
-                    raise _cannot_save(params, exc)
+                    raise WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads '
+                                         'what changed since the previous state' % (params['delta_state_path'], exc))
         except Exception as exc:  # pylint: disable=broad-except
             if not applied.changed:
                 raise
