@@ -952,10 +952,11 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     # forget objects no group refers to any more
     used = set(mid for g in groups.values() for mid in g['member_ids'])
     new['objects'] = dict((k, v) for k, v in new['objects'].items() if k in used)
-    if _same_members(state, new):
+    shared = delta_state.share_members(state, groups)
+    if shared is not None and _same_members(state, new):
         # Only properties changed (a rename, a description): the loaded members file still holds
         # these lists, so saving writes the head alone, not every member list again.
-        new[delta_state.MEMBERS_KEY] = delta_state.share_members(state, groups)
+        new[delta_state.MEMBERS_KEY] = shared
     new['last_run'] = {'mode': 'delta', 'reason': None, 'changed_groups': len(changes), 'removed_groups': len(removed),
                        'new_in_scope': len(newly), 'new_members_read': len(refs), 'member_source': new['member_source'],
                        'warnings': warnings}
@@ -985,10 +986,8 @@ def _apply_member_delta(ids, delta):
 
 
 def _same_members(old, new):
-    """Whether two hydrated delta states hold the same member lists and member objects (a delta
-    that changed only group properties); False unless ``old`` was loaded from a members file."""
-    if old.get(delta_state.MEMBERS_KEY) is None or set(old['groups']) != set(new['groups']):
-        return False
+    """Whether two hydrated delta states of the same groups (``delta_state.share_members`` checks
+    that) hold the same member lists and member objects: a delta that changed only group properties."""
     return all(new['groups'][gid]['member_ids'] == entry['member_ids'] for gid, entry in old['groups'].items()) and \
         new['objects'] == old['objects']
 
