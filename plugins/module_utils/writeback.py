@@ -68,7 +68,7 @@ def _desired_from_graph(params, old_state=None):
             client, old_state, odata_filter=params.get('group_filter'),
             max_members=params['max_members'], writeback_enabled_only=bool(params.get('writeback_enabled_only')),
             build_groups=False, member_flags=False)
-        return dict(groups=groups, graph=client, new_state=new_state, old_state=old_state, member_source=new_state.get('member_source'),
+        return dict(groups=groups, graph=client, new_state=new_state, member_source=new_state.get('member_source'),
                     read_warnings=list(new_state.get('last_run', {}).get('warnings') or []))
     selected_ids, selected_names = entra_reader.split_selection(params.get('groups'))
     report = entra_reader.read_groups_report(
