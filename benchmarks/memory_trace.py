@@ -6,7 +6,8 @@ tracemalloc, with the allocation sites that hold the most printed after a planne
     PYTHONPATH=.build/collections:tests .venv/bin/python benchmarks/memory_trace.py --size large --state \\
         [--after plan_creates] [--top 14]
 
-``--after`` names functions of ``writeback_plan`` (comma-separated) after which a snapshot is taken
+``--after`` names functions of ``writeback_plan`` (comma-separated; ``entra_reader.read_members_sourced``
+names another module's: writeback, entra_reader, ad_reader) after which a snapshot is taken
 (``plan_creates``: the member DN maps, create ops and reports are all alive then). tracemalloc
 slows the run about three times and counts Python allocations made during the run only (not the code
 imported before it, not the harness's, not the interpreter's own RSS); the figures are where the
@@ -47,8 +48,16 @@ def main(argv=None):
             tracemalloc.stop()
     writeback.run_writeback = traced_run
 
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader, ad_reader
+    modules = {'writeback_plan': writeback_plan, 'writeback': writeback, 'entra_reader': entra_reader,
+               'ad_reader': ad_reader}
+
     def hook(name):
-        real = getattr(writeback_plan, name)
+        owner = writeback_plan
+        if '.' in name:
+            owner_name, name = name.split('.', 1)
+            owner = modules[owner_name]
+        real = getattr(owner, name)
 
         def traced(*a, **kw):
             result = real(*a, **kw)
@@ -59,7 +68,7 @@ def main(argv=None):
                     '%s:%s' % (os.path.basename(f.filename), f.lineno) for f in reversed(stat.traceback))))
             sys.stdout.flush()
             return result
-        setattr(writeback_plan, name, traced)
+        setattr(owner, name, traced)
 
     for name in args.after.split(','):
         hook(name)

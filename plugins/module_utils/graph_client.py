@@ -381,9 +381,13 @@ class GraphClient(object):
             self._count('retry_wait', seconds)
             time.sleep(seconds)
 
-    def request(self, method, path, params=None, headers=None, json_body=None, version='v1.0', retry_statuses=RETRY_STATUSES):
+    def request(self, method, path, params=None, headers=None, json_body=None, version='v1.0', retry_statuses=RETRY_STATUSES,
+                object_hook=None):
         """Send one request with retries; returns the parsed JSON body (or None for an empty body).
-        Raises GraphError (DeltaResyncRequired for rejected delta links)."""
+        Raises GraphError (DeltaResyncRequired for rejected delta links). ``object_hook`` is
+        ``json.loads``'s: each JSON object of the body passes through it as it is decoded (see
+        ``entra_reader.member_converter``: a page's members become member dicts before the next is
+        decoded, instead of a whole batch of raw objects existing at once)."""
         url = self.url(path, params, version)
         short = self._short(url)
         attempt = 0
@@ -419,7 +423,7 @@ class GraphClient(object):
                 self._wait(delay)
                 continue
             try:
-                body = resp.json() if resp.content else None
+                body = (resp.json(object_hook=object_hook) if object_hook else resp.json()) if resp.content else None
             except ValueError:
                 body = resp.text
             if resp.status_code < 300:
@@ -483,18 +487,18 @@ class GraphClient(object):
             params.setdefault('$count', 'true')
         return params, headers
 
-    def pages(self, path, params=None, headers=None, version='v1.0'):
+    def pages(self, path, params=None, headers=None, version='v1.0', object_hook=None):
         """Yield the page bodies of a collection, following @odata.nextLink whole; request headers
-        (ConsistencyLevel in particular) are re-sent on every page."""
+        (ConsistencyLevel in particular) are re-sent on every page. ``object_hook``: see ``request``."""
         params, headers = self.collection_params(path, params, headers)
-        body = self.request('GET', path, params=params, headers=headers, version=version)
+        body = self.request('GET', path, params=params, headers=headers, version=version, object_hook=object_hook)
         while True:
             self._count('pages')
             yield body or {}
             link = (body or {}).get('@odata.nextLink')
             if not link:
                 return
-            body = self.request('GET', link, headers=headers)
+            body = self.request('GET', link, headers=headers, object_hook=object_hook)
 
     def iter_pages(self, path, params=None, headers=None, version='v1.0'):
         """Yield every item of a collection (all pages)."""
@@ -517,13 +521,14 @@ class GraphClient(object):
             raise GraphError('nextLink %s is not under %s, cannot follow it in $batch' % (link, prefix), url=link)
         return url[len(prefix):]
 
-    def _send_batch(self, chunk, version, headers):
+    def _send_batch(self, chunk, version, headers, object_hook=None):
         body = {'requests': [dict({'id': str(i), 'method': 'GET', 'url': rel},
                                   **({'headers': dict(headers)} if headers else {}))
                              for i, (unused_key, rel) in enumerate(chunk)]}
         self._count('batches')
         self._count('sub_requests', len(chunk))
-        reply = self.request('POST', '/%s/$batch' % version, json_body=body, headers={'Content-Type': 'application/json'})
+        reply = self.request('POST', '/%s/$batch' % version, json_body=body, headers={'Content-Type': 'application/json'},
+                             object_hook=object_hook)
         by_id = dict((str(r.get('id')), r) for r in (reply or {}).get('responses') or [])
         out = []
         for i, (key, rel) in enumerate(chunk):
@@ -546,7 +551,7 @@ class GraphClient(object):
                 body['value'] = transform(key, body['value'])
         return reply
 
-    def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,), transform=None):
+    def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,), transform=None, object_hook=None):
         """Read many collections through JSON $batch.
 
         ``requests_list``: ``[(key, relative url with query, no version), ...]``. Returns
@@ -556,7 +561,8 @@ class GraphClient(object):
         round, each for as long as ``graph_retry_budget`` from its first attempt (``retry_delay``).
         ``transform(key, items)`` -> items, when given, is applied to each successful page as soon as
         its batch arrives (in the worker), so the raw JSON of a page is released before the next
-        batches come in instead of the whole round's being held at once."""
+        batches come in instead of the whole round's being held at once. ``object_hook`` (see
+        ``request``) is given every object of every reply as it is decoded."""
         results = dict((key, []) for key, unused_rel in requests_list)
         errors = {}
         pending = list(requests_list)
@@ -568,8 +574,8 @@ class GraphClient(object):
             sent_at = time.monotonic()
             for unused_key, rel in pending:
                 first_sent.setdefault(rel, sent_at)
-            replies = self.map_parallel(lambda c: self._transform_batch(self._send_batch(c, version, headers), transform),
-                                        chunks)
+            replies = self.map_parallel(
+                lambda c: self._transform_batch(self._send_batch(c, version, headers, object_hook), transform), chunks)
             pending = []
             retry, longest = [], 0.0
             for reply in replies:

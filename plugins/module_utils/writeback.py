@@ -515,14 +515,17 @@ def incremental_report(new_state, examined, reason, desired, all_desired, summar
 
 
 def _resolve(ad, domain, params, domain_dn, users, member_guids=None):
-    """``{entra id: {"dn", "matched_by"} or {"dn": None, "reason"}}`` of ``users`` (member dicts),
-    through ``ad``'s Global Catalog; ``domain``: the client of ``ad``'s domain for the
-    consistency-GUID searches (see ``ad_reader.resolve_users``)."""
+    """``{entra id: dn or {"dn": None, "reason"}}`` of ``users`` (member dicts), through ``ad``'s
+    Global Catalog; ``domain``: the client of ``ad``'s domain for the consistency-GUID searches (see
+    ``ad_reader.resolve_users``). The planner takes both shapes (``writeback_plan._resolved_dn``);
+    the unresolved share one dict per reason (nobody changes them)."""
     resolution, unresolved = ad_reader.resolve_users(ad.global_catalog(), users, params.get('member_match') or 'auto',
                                                      known_guids=member_guids, domain=domain, domain_base=domain_dn,
-                                                     connections=ad_reader.RESOLVE_CONNECTIONS)
+                                                     connections=ad_reader.RESOLVE_CONNECTIONS, dn_only=True)
+    reasons = {}
     for uid, why in unresolved.items():
-        resolution[uid] = {'dn': None, 'reason': why}   # the planner reports the reason
+        # the planner reports the reason
+        resolution[uid] = reasons.get(why) or reasons.setdefault(why, {'dn': None, 'reason': why})
     return resolution
 
 

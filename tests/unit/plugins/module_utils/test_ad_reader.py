@@ -39,6 +39,16 @@ def test_a_readable_match_resolves():
     assert resolution == {user['id']: {'dn': 'CN=u,DC=x', 'matched_by': 'object_identifier'}} and unresolved == {}
 
 
+def test_dn_only_maps_each_user_to_its_dn_and_users_sharing_an_identifier_all_resolve():
+    guid = str(uuid.uuid4())
+    entry = {'dn': 'CN=u,DC=x', 'attributes': {'objectGUID': [ad_codecs.guid_to_bytes(guid)]}}
+    one, two, other = member(guid=guid), member(guid=guid.upper()), member(guid=str(uuid.uuid4()))
+    resolution, unresolved = ad_reader.resolve_users(AnsweringGC([entry]), [one, two, other, one], 'object_identifier',
+                                                     dn_only=True)
+    assert resolution == {one['id']: 'CN=u,DC=x', two['id']: 'CN=u,DC=x'}
+    assert unresolved == {other['id']: 'not_found_in_forest'}
+
+
 @pytest.mark.parametrize('method,user', [('sid', member(sid=SID)), ('object_identifier', member(guid=str(uuid.uuid4())))])
 def test_a_match_whose_identifier_cannot_be_read_fails_instead_of_dropping_the_member(method, user):
     entry = {'dn': 'CN=hidden,DC=x', 'attributes': {'objectClass': ['user']}}

@@ -86,6 +86,44 @@ def test_limited_member_data_is_refused():
         er._check_limited('g', [{'@odata.type': '#microsoft.graph.user', 'id': 'u'}])
 
 
+def _batch_reply(pages):
+    """A $batch reply of member pages, as Graph sends it (text)."""
+    return json.dumps({'responses': [
+        {'id': str(i), 'status': 200, 'headers': {'Content-Type': 'application/json'},
+         'body': {'@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#directoryObjects', 'value': page}}
+        for i, page in enumerate(pages)]})
+
+
+USER = {'@odata.type': '#microsoft.graph.user', 'id': 'AB-1', 'displayName': 'A', 'userPrincipalName': 'a@x',
+        'onPremisesObjectIdentifier': 'F0-1', 'onPremisesSyncEnabled': True, 'onPremisesDomainName': 'corp.test'}
+DEVICE = {'@odata.type': '#microsoft.graph.device', 'id': 'd-1', 'displayName': 'PC'}
+
+
+def test_members_converted_while_decoding_equal_those_converted_after():
+    """member_converter's object_hook turns directory objects into member dicts as json.loads
+    decodes them; the pages, envelope and headers pass unchanged, ``convert`` passes the converted
+    members through, and a member shared by two pages is one dict."""
+    pages = [[USER, DEVICE], [dict(USER)]]
+    after = er.member_converter()
+    expected = [after('g%d' % i, page) for i, page in enumerate(pages)]
+    during = er.member_converter()
+    reply = json.loads(_batch_reply(pages), object_hook=during.object_hook)
+    assert reply['responses'][0]['headers'] == {'Content-Type': 'application/json'}
+    assert all('@odata.type' not in m and 'type' in m for r in reply['responses'] for m in r['body']['value'])
+    got = [during('g%d' % i, r['body']['value']) for i, r in enumerate(reply['responses'])]
+    assert got == expected and got[0][0]['id'] == 'ab-1' and got[0][1]['type'] == 'device'
+    assert got[0][0] is got[1][0]
+    assert during('g9', [dict(USER)])[0] is got[0][0]   # raw items still convert (the other path)
+
+
+def test_a_user_without_properties_is_refused_when_converted_while_decoding():
+    convert = er.member_converter()
+    limited = {'@odata.type': '#microsoft.graph.user', 'id': 'u-9'}
+    reply = json.loads(_batch_reply([[DEVICE, limited]]), object_hook=convert.object_hook)
+    with pytest.raises(er.EntraReadError, match='group g1 .*u-9'):
+        convert('g1', reply['responses'][0]['body']['value'])
+
+
 def test_state_round_trip_is_json_and_rebuilds_groups():
     groups = er.evaluate([_group('g1', [_m('u1', on_premises_sync_enabled=True), _m('g2', 'group')]), _group('g2')])
     state = er._state_from_groups(groups, 'https://graph/delta?$deltatoken=x', None, True, 'no_state')
