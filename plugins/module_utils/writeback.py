@@ -21,6 +21,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.beside import beside
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import limit_malloc_arenas
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import ApplyResult, apply_plan
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
@@ -767,6 +768,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     """Run the whole writeback; returns the module result (without ``failed``), or raises
     WritebackError/CloudSyncError. Groups that failed individually are in the result with
     ``action: error``; the caller decides how to report them."""
+    limit_malloc_arenas()   # before any thread: see process_memory
     check_output_paths(params)
     old_state = load_state(params['delta_state_path']) if reads_delta(params) else None
     options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
