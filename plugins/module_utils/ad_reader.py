@@ -209,8 +209,10 @@ def _user_key(member, method):
                 return None
             ad_codecs.sid_to_bytes(sid)
             return sid.upper()
-        imm = member.get('on_premises_immutable_id')
-        return ad_codecs.guid_from_immutable_id(imm) if imm else None
+        if method == 'immutable_id':
+            imm = member.get('on_premises_immutable_id')
+            return ad_codecs.guid_from_immutable_id(imm) if imm else None
+        return None
     except ValueError:
         return None
 
