@@ -57,10 +57,12 @@ def _int_or_none(value):
         return None
 
 
-def group_from_entry(entry, member_guids=None):
+def group_from_entry(entry, member_guids=None, same_dns=None):
     """A search result entry of a group -> the plain managed-group dict. With ``member_guids`` (a
     dict) the members were read with the extended-DN control: their objectGUIDs go there
-    ({guid: DN}) and the group's ``members`` stay plain DNs."""
+    ({guid: DN}) and the group's ``members`` stay plain DNs. ``same_dns`` (a dict, shared by the
+    groups of one read): a member DN met before is that same string, not a copy (a user in six
+    groups came back as six strings: 1.2 million member values of 200,000 users at 20,000 groups)."""
     guid = first(entry, 'objectGUID')
     sid = first(entry, 'objectSid')
     dn = split_extended_dn(entry['dn'])[0]   # the control extends the entry's own DN too
@@ -69,10 +71,14 @@ def group_from_entry(entry, member_guids=None):
         plain = []
         for value in members:
             member_dn, member_guid = split_extended_dn(value)
+            if same_dns is not None:
+                member_dn = same_dns.setdefault(member_dn, member_dn)
             plain.append(member_dn)
             if member_guid:
                 member_guids[member_guid] = member_dn
         members = plain
+    elif same_dns is not None:
+        members = [same_dns.setdefault(member_dn, member_dn) for member_dn in members]
     return {
         'dn': dn,
         'object_guid': ad_codecs.guid_from_bytes(guid) if isinstance(guid, bytes) else guid,
@@ -114,11 +120,12 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
     ``usn_changed`` instead (to tell whether they changed since a mark).
     """
     out = []
+    same_dns = {}
     controls = [EXTENDED_DN_CONTROL] if member_guids is not None else None
     if group_ids is None:
         ldap_filter = '(&(objectClass=group)(%s=%s*))' % (ANCHOR_ATTRIBUTE, ANCHOR_PREFIX)
         for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls):
-            out.append(group_from_entry(entry, member_guids))
+            out.append(group_from_entry(entry, member_guids, same_dns))
         return out
     light = set(without_members or ())
     wanted = sorted(set(group_ids))
@@ -130,7 +137,7 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
             # The extended-DN control only serves ``member``: a light read goes without it.
             for entry in client.search(search_base, ldap_filter, attributes,
                                        controls=controls if attributes is GROUP_ATTRIBUTES else None):
-                group = group_from_entry(entry, member_guids)
+                group = group_from_entry(entry, member_guids, same_dns)
                 if attributes is not GROUP_ATTRIBUTES:
                     group['members'] = None
                     group['usn_changed'] = _int_or_none(first(entry, 'uSNChanged'))

@@ -100,3 +100,21 @@ def test_users_entra_places_in_another_domain_are_not_scanned_for_in_this_one():
     domain = AnsweringGC([])
     ad_reader.resolve_users(AnsweringGC([]), [theirs], 'immutable_id', domain=domain, domain_base='DC=corp,DC=example,DC=test')
     assert domain.filters == [], 'nothing of this domain to look for: no scan'
+
+
+@pytest.mark.parametrize('extended', [False, True])
+def test_a_member_dn_met_in_several_groups_is_one_string(extended):
+    guid = str(uuid.uuid4())
+    prefix = '<GUID=%s>;' % guid if extended else ''
+
+    def entry(name):
+        # a fresh string per value, as ldap3 decodes each group's member values
+        return {'dn': 'CN=%s,DC=x' % name, 'attributes': {'member': [''.join([prefix, 'CN=u,', 'DC=x'])]}}
+    one, two = entry('g1'), entry('g2')
+    assert one['attributes']['member'][0] is not two['attributes']['member'][0]
+    guids = {} if extended else None
+    same = {}
+    g1 = ad_reader.group_from_entry(one, guids, same)
+    g2 = ad_reader.group_from_entry(two, guids, same)
+    assert g1['members'] == g2['members'] == ['CN=u,DC=x'] and g1['members'][0] is g2['members'][0]
+    assert guids is None or guids == {guid: 'CN=u,DC=x'}
