@@ -336,9 +336,9 @@ def test_only_the_long_names_are_read_with_consistency_level(tenant):
     sent = []
     original = client._send_batch
 
-    def spy(chunk, version, headers):
+    def spy(chunk, version, headers, *rest):
         sent.append((sorted(rel for unused, rel in chunk), dict(headers or {})))
-        return original(chunk, version, headers)
+        return original(chunk, version, headers, *rest)
     client._send_batch = spy
     report = entra_reader.read_groups_report(client, display_names=names)
     assert len(report['groups']) == 4 and not graph_errors_since(emu, log_start)
