@@ -404,13 +404,14 @@ def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None):
     given to ``json.loads`` for the replies (see ``member_converter``)."""
     if not reqs:
         return {}, {}
+    object_hook = getattr(transform, 'object_hook', None)
     if len(reqs) == 1:
         key, path, params = reqs[0]
         try:
             if transform is None:
                 return {key: list(client.iter_pages(path, params, version=version))}, {}
             items = []
-            for page in client.pages(path, params, version=version, object_hook=getattr(transform, 'object_hook', None)):
+            for page in client.pages(path, params, version=version, object_hook=object_hook):
                 items.extend(transform(key, page.get('value') or []))
             return {key: items}, {}
         except CloudSyncError as exc:
@@ -424,7 +425,7 @@ def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None):
         group.append((key, relative_url(path, params)))
     results, errors = {}, {}
     for hdrs, prepared in by_headers.items():
-        kwargs = {'transform': transform, 'object_hook': getattr(transform, 'object_hook', None)} if transform is not None else {}
+        kwargs = {'transform': transform, 'object_hook': object_hook} if transform is not None else {}
         got, failed = client.batch_collect(prepared, version=version, headers=dict(hdrs) or None, tolerate=tolerate, **kwargs)
         results.update(got)
         errors.update(failed)
@@ -480,12 +481,16 @@ def member_converter(shared=None):
             return obj   # limited member data: ``convert`` raises with the group's id
         return share(to_member(obj, mtype))
 
+    def is_raw(item):
+        # Graph's objects carry @odata.type; a member dict has ``type`` and never @odata.type
+        return '@odata.type' in item or 'type' not in item
+
     def convert(group_id, items):
-        raw = [item for item in items if '@odata.type' in item or 'type' not in item]
+        raw = [item for item in items if is_raw(item)]
         if not raw:
             return items
         _check_limited(group_id, raw)
-        return [share(to_member(item)) if ('@odata.type' in item or 'type' not in item) else item for item in items]
+        return [share(to_member(item)) if is_raw(item) else item for item in items]
     convert.object_hook = object_hook
     return convert
 
