@@ -346,3 +346,30 @@ def test_only_the_long_names_are_read_with_consistency_level(tenant):
     for rels, headers in sent:
         advanced = any('%24count=true' in r or '$count=true' in r for r in rels)
         assert ('ConsistencyLevel' in headers) == advanced, (rels, headers)
+
+
+@pytest.mark.parametrize('count', [1, 3])
+def test_members_are_converted_while_the_reply_is_decoded(tenant, monkeypatch, count):
+    """read_members hands member_converter's object_hook to the replies, on one group's pages and
+    through $batch alike: the converter is given member dicts, never Graph's raw objects."""
+    real = entra_reader.member_converter
+    seen = {'converted': 0, 'raw': 0}
+
+    def spying(shared=None):
+        convert = real(shared)
+
+        def hook(obj):
+            out = convert.object_hook(obj)
+            seen['converted'] += out is not obj
+            return out
+
+        def checking(group_id, items):
+            seen['raw'] += sum(1 for item in items if '@odata.type' in item)
+            return convert(group_id, items)
+        checking.object_hook = hook
+        return checking
+    monkeypatch.setattr(entra_reader, 'member_converter', spying)
+    gids = tenant['groups'][:count]
+    members = entra_reader.read_members(client_for(tenant['emu']), gids)
+    assert all(sorted(m['type'] for m in members[gid]) == ['user', 'user'] for gid in gids)
+    assert seen == {'converted': 2 * count, 'raw': 0}

@@ -296,3 +296,17 @@ def test_hostile_names_read_from_graph_round_trip_and_select_exactly_themselves(
     for gid, name in ids.items():
         assert first(directory.one(gid, base=ou), 'displayName') == name
     assert len(directory.children(ou)) == len(names)
+
+
+@pytest.mark.parametrize('extended', [False, True])
+def test_a_member_of_several_groups_is_one_dn_string_in_a_read(corp, box, extended):
+    """read_managed_groups hands out one string per member DN (ad_reader.group_from_entry's
+    ``same_dns``), with and without the extended-DN control; the DN is the user's."""
+    directory, ou = box
+    member = entra_user(corp.identities[1])
+    run(corp, [entra_group('Shares a member %d' % i, [member]) for i in range(2)], target_ou=ou, search_base=ou)
+    guids = {} if extended else None
+    groups = ad_reader.read_managed_groups(directory.client, ou, member_guids=guids)
+    assert len(groups) == 2 and all(len(g['members']) == 1 for g in groups)
+    one, two = groups[0]['members'][0], groups[1]['members'][0]
+    assert one.lower() == corp.identities[1]['dn'].lower() and one is two
