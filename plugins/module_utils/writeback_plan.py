@@ -466,10 +466,12 @@ def _attrs_of(obj):
     }
 
 
-def _diff_members(dns):
+def _diff_members(dns, ordered=False):
+    """The diff's view of a member list: sorted by DN key (``ordered``: already, and then the same
+    list), or its size when longer than DIFF_MEMBERS_MAX."""
     if len(dns) > DIFF_MEMBERS_MAX:
         return '<%d members>' % len(dns)
-    return sorted(dns, key=dn_key)
+    return dns if ordered else sorted(dns, key=dn_key)
 
 
 def plan_writeback(desired_groups, ad_state, resolution, options=None):
@@ -830,7 +832,10 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
     """What each written group's ``member`` should be.
 
     Returns ``dict(members={gid: {dn_key: dn}}, child_groups={gid: set of child gids written in
-    this run}, protected={gid: set of dn_keys never removed}, removals={gid: {dn_key: dn}})``.
+    this run}, protected={gid: set of dn_keys never removed}, removals={gid: {dn_key: dn}},
+    to_create={gid: listed members}, member_dns)``: a group to create is in ``to_create``, not
+    ``members``; ``member_dns(gid, listed, report)`` makes its map (and reports its skipped and
+    unresolved members) when ``plan_creates`` comes to it.
     Groups whose members are not managed are left out of ``members`` and get ``members_known``
     False: ``members`` None (not read), or ``nested_only`` (written only because a selected group
     contains it: Cloud Sync writes such a group "without its members", so its AD members are
@@ -844,7 +849,12 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
     child_groups = {}
     protected = {}
     removals = {}
+    to_create = {}
     entries = {}   # shared skipped/unresolved entries (see _member_entry)
+
+    def member_dns(gid, listed, rep):
+        return _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries)
+
     for gid in order:
         st = state.get(gid)
         if not st:
@@ -867,14 +877,28 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
         else:
             st['members_known'] = True
             listed = g['members']
-        wanted, children, prot = _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries)
+            if st['obj'] is None:
+                # A group to create: its DN map is made by plan_creates (``member_dns``), one group at
+                # a time, and dropped once its create is made; the maps of all of them at once were the
+                # planner's peak (1.2 million member links at 20,000 groups). Its child groups are
+                # needed now (for the order of the creates): its group members are classified here
+                # (their report entries go to a scratch report; plan_creates reports every member).
+                to_create[gid] = listed
+                child_groups[gid] = member_dns(gid, [m for m in listed if _is_group(m)], _report(gid, None))[1]
+                continue
+        wanted, children, prot = member_dns(gid, listed, rep)
         if delta is not None:
             for key in set(removals[gid]) & set(wanted):
                 del removals[gid][key]   # another listed member has this DN
         members[gid] = wanted
         child_groups[gid] = children
         protected[gid] = prot
-    return dict(members=members, child_groups=child_groups, protected=protected, removals=removals)
+    return dict(members=members, child_groups=child_groups, protected=protected, removals=removals, to_create=to_create,
+                member_dns=member_dns)
+
+
+def _is_group(member):
+    return (member.get('type') or '').lower() == 'group'
 
 
 def _resolved_dn(resolution, member):
@@ -958,15 +982,25 @@ def plan_creates(order, state, reports, wanted, opts, diff):
         attrs['objectClass'] = 'group'
         # Only this phase needs a created group's map: dropped as each group is done (at 1.9 million
         # memberships the maps of all groups and the ops' DN lists were 50 MB together).
-        members = wanted['members'].pop(gid, {})
+        if gid in wanted['to_create']:
+            members = wanted['member_dns'](gid, wanted['to_create'].pop(gid), rep)[0]
+        else:
+            members = wanted['members'].pop(gid, {})
+        # The member DNs in key order (the map's keys are their dn_keys): the report's list, and the
+        # create's and the diff's when they hold all of them. One list shared by the three (nobody
+        # changes a plan's lists): at 1.2 million member links three copies were 23 MB.
+        ordered = []
         initial = []
         later = []
         for key in sorted(members):
+            ordered.append(members[key])
             child = _child_of(key, gid, child_groups, state)
             if child is not None and (gid, child) in deferred:
                 later.append(members[key])
             else:
                 initial.append(members[key])
+        if not later:
+            initial = ordered
         if len(initial) > opts['chunk_size']:
             later = initial[opts['chunk_size']:] + later
             initial = initial[:opts['chunk_size']]
@@ -975,11 +1009,11 @@ def plan_creates(order, state, reports, wanted, opts, diff):
             member_ops.append(dict(op='members', group_id=gid, dn=st['dn'], add=chunk, remove=[]))
         rep['action'] = 'created'
         rep['changes'] = sorted(k for k in attrs if k != 'objectClass')
-        rep['members_added'] = sorted(members.values(), key=dn_key)
+        rep['members_added'] = ordered
         diff['before'][gid] = {}
         after = dict(attrs)
         after['dn'] = st['dn']
-        after['members'] = _diff_members(list(members.values()))
+        after['members'] = _diff_members(ordered, ordered=True)
         diff['after'][gid] = after
     return create_ops, member_ops
 

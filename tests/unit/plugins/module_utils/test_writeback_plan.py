@@ -249,6 +249,42 @@ def test_create_carries_everything_in_one_add():
     assert plan.diff['before'][gid(1)] == {} and plan.diff['after'][gid(1)]['displayName'] == 'Finance'
 
 
+def test_a_created_group_lists_its_member_dns_once():
+    # The report's members_added, the create's members and the diff's list are one list, in DN-key
+    # order, when the create carries every member; a split create keeps its own part.
+    members = [user(n) for n in (5, 3, 9, 1)]
+    plan = wp.plan_writeback([egroup(1, members=members)], state(), resolution_for([5, 3, 9, 1]))
+    added = report(plan, 1)['members_added']
+    assert added == sorted([user_dn(n) for n in (5, 3, 9, 1)], key=dn_key)
+    assert plan.ops[0]['members'] is added and plan.diff['after'][gid(1)]['members'] is added
+    split = wp.plan_writeback([egroup(1, members=members)], state(), resolution_for([5, 3, 9, 1]), dict(chunk_size=3))
+    added = report(split, 1)['members_added']
+    assert split.ops[0]['members'] == added[:3] and split.ops[1]['add'] == added[3:]
+    assert split.ops[0]['members'] is not added
+
+
+def test_a_group_to_create_gets_its_member_map_when_it_is_created():
+    # desired_memberships leaves a new group's DN map to plan_creates (one group's map at a time) but
+    # knows its child groups; each member is reported once, the group members too.
+    parent = egroup(1, members=[user(1), user(2, synced=False), gmember(2), gmember(9), dict(id='d1', type='device')])
+    child = egroup(2, members=[user(3)])
+    desired = {gid(1): parent, gid(2): child}
+    order = sorted(desired)
+    targets = wp.plan_targets(desired, wp.index_ad_state(state()), wp._normalize_options({}, DOMAIN), [])
+    st, reports = targets['state'], targets['reports']
+    wanted = wp.desired_memberships(order, desired, st, reports, resolution_for([1, 3]), {}, {})
+    assert wanted['members'] == {} and sorted(wanted['to_create']) == order
+    assert wanted['child_groups'] == {gid(1): {gid(2)}, gid(2): set()}
+    assert reports[gid(1)]['skipped_members'] == []
+    plan = wp.plan_writeback([parent, child], state(), resolution_for([1, 3]))
+    skipped = sorted((e['id'], e['reason']) for e in report(plan, 1)['skipped_members'])
+    assert skipped == sorted([('d1', 'unsupported_type_device'), (gid(9), 'group_not_in_scope'), ('u2', 'cloud_only_user')])
+    create = [op for op in ops_of(plan, 'create') if op['group_id'] == gid(1)][0]
+    assert sorted(create['members'], key=dn_key) == sorted([user_dn(1), dict((g['group_id'], g['dn']) for g in ops_of(
+        plan, 'create'))[gid(2)]], key=dn_key)
+    assert [op['group_id'] for op in ops_of(plan, 'create')] == [gid(2), gid(1)], 'the child first'
+
+
 def test_unchanged_group_has_no_ops():
     g = egroup(1, members=[user(1)])
     plan = wp.plan_writeback([g], state([ad_group(1, members=[user_dn(1).upper()])]), resolution_for([1]))
