@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One malloc arena for the whole process, on glibc.
+"""The process's memory on glibc: one malloc arena, and freed memory given back before the exit.
 
 glibc gives a thread that allocates while another holds the main arena an arena of its own (up to
 eight per core), and memory freed in an arena stays with it. The writeback decodes Graph's replies
@@ -14,11 +14,18 @@ slower (73-87 s either way on the shared 2-core machine).
 Python's own small objects are not concerned (pymalloc serves them under the GIL); the threads
 share glibc's lock only for larger blocks (reply bodies, lists), which they take under the GIL
 anyway. Elsewhere (musl, macOS) nothing is done.
+
+``release_free_memory`` is called by the module once the run is over and only its result is left:
+what the run freed stays in the process (glibc keeps it for reuse), but what comes next cannot
+reuse it. Ansible's ``exit_json`` holds the result's JSON twice while it prints it (``json.dumps``,
+then ``'\\n%s' %``), each larger than the largest block glibc serves from the heap, so they are new
+memory on top of what the run kept. ``malloc_trim`` gives the free pages back first.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import gc
 import sys
 
 M_ARENA_MAX = -8   # glibc's malloc.h
@@ -27,12 +34,36 @@ M_ARENA_MAX = -8   # glibc's malloc.h
 def limit_malloc_arenas(count=1):
     """Ask glibc for at most ``count`` malloc arenas (arenas already made stay). True when glibc
     took it; False elsewhere, or when it cannot be asked."""
-    if not sys.platform.startswith('linux'):
+    libc = _glibc()   # M_ARENA_MAX is glibc's
+    if libc is None:
         return False
+    try:
+        return bool(libc.mallopt(M_ARENA_MAX, int(count)))
+    except (AttributeError, TypeError, OSError):
+        return False
+
+
+def _glibc():
+    if not sys.platform.startswith('linux'):
+        return None
     try:
         import ctypes
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version   # pylint: disable=pointless-statement  # glibc only: M_ARENA_MAX is glibc's
-        return bool(libc.mallopt(M_ARENA_MAX, int(count)))
+        libc.gnu_get_libc_version   # pylint: disable=pointless-statement  # glibc only
+        return libc
     except (ImportError, OSError, AttributeError, TypeError):
+        return None
+
+
+def release_free_memory():
+    """Collect garbage, then give the free pages of the heap back to the system (glibc's
+    ``malloc_trim(0)``). True when glibc did give some back; False when there was nothing to give,
+    or elsewhere."""
+    gc.collect()
+    libc = _glibc()
+    if libc is None:
+        return False
+    try:
+        return bool(libc.malloc_trim(0))
+    except (AttributeError, TypeError, OSError):
         return False

@@ -223,9 +223,10 @@ options:
   member_details:
     description:
       - How many members the result lists. V(sample) (the default) keeps the first O(member_sample_size) entries of each member
-        list of RV(groups) and RV(plan) and adds their counts (C(members_added_count), C(skipped_members_count), C(add_count),
-        ...) and, for skipped and unresolved members, counts by reason; a first run on a large tenant would otherwise return
-        megabytes of DNs, and AWX stores every job's result.
+        list of RV(groups) and adds their counts (C(members_added_count), C(skipped_members_count), ...) and, for skipped and
+        unresolved members, counts by reason; the operations of RV(plan) give their member lists as counts only
+        (C(members_count), C(add_count), C(remove_count)), the same DNs being in the group's entry of RV(groups). A first run
+        on a large tenant would otherwise return megabytes of DNs, and AWX stores every job's result.
       - V(full) returns every list in full. O(report_path) writes the full lists to a file in either mode.
     type: str
     choices: [sample, full]
@@ -455,6 +456,9 @@ cycles:
 plan:
   description:
     - The LDAP operations, in the order they run (or would run, in check mode).
+    - With O(member_details=sample) (the default) an operation's member lists (C(members), C(add), C(remove)) are given as
+      counts (C(members_count), C(add_count), C(remove_count)); the DNs are in the group's entry of RV(groups)
+      (C(members_added), C(members_removed)). With O(member_details=full) the lists are returned.
     - After a real run each has an C(outcome) (V(created), V(done), V(adopted_concurrent), V(already_gone), V(error),
       V(skipped_after_error), or V(not_run) when the run stopped first).
   returned: always
@@ -530,6 +534,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import LDAP3_IMPORT_ERROR
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, entra_groups_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import release_free_memory
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import ansible_diff, run_writeback
 
 
@@ -583,6 +588,8 @@ def main():
         # Never a bare traceback for the user; keep it for -vvv.
         module.fail_json(msg='ad_group_writeback failed unexpectedly: %s: %s' % (type(err).__name__, err),
                          exception=traceback.format_exc())
+    # Only the result is left: the memory the run freed goes back before exit_json adds the result's JSON.
+    release_free_memory()
     # Through module.warn: Ansible shows them and returns them as `warnings` (passing a `warnings`
     # key to exit_json is deprecated).
     for warning in result.pop('warnings', []):
