@@ -33,8 +33,10 @@ def test_sample_mode_bounds_every_list_and_counts_it():
     assert len(big['members_added']) == 10 and big['members_added_count'] == 30
     assert big['unresolved_members_by_reason'] == {'not_found': 1}
     assert len(small['skipped_members']) == 3 and small['skipped_members_count'] == 3
-    assert len(out['plan'][0]['members']) == 10 and out['plan'][0]['members_count'] == 100
-    assert out['plan'][1]['add_count'] == 45 and out['plan'][1]['remove_count'] == 0
+    # An operation's member DNs are the group's (members_added, sampled above): counts only.
+    assert 'members' not in out['plan'][0] and out['plan'][0]['members_count'] == 100
+    assert 'add' not in out['plan'][1] and out['plan'][1]['add_count'] == 45 and out['plan'][1]['remove_count'] == 0
+    assert out['plan'][0]['op'] == 'create' and out['plan'][1]['group_id'] == 'g1'
     assert out['member_reasons']['skipped'] == {'cloud_only_user': 42, 'unsupported_type_device': 11}
 
 
