@@ -149,6 +149,9 @@ def main(argv=None):
         defaults['member_match'] = defaults['member_match'] or 'auto'
         result = wb.run_writeback(defaults, check_mode=True)
         probe('run_writeback returned')
+        from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import release_free_memory
+        release_free_memory()   # as the module does before exit_json
+        probe('freed memory released')
         ansible_exit(result, probe)
     finally:
         emu.stop()
