@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Where the module's memory goes: one check-mode run of ad_group_writeback (full Graph read)
+"""Where the module's memory goes: one run of ad_group_writeback (check mode unless --apply; full Graph read)
 with the resident set size (VmRSS) and its high-water mark (VmHWM) printed after each phase.
 
-    .venv/bin/python benchmarks/memory_phases.py --size large [--ou OU=BenchEmpty]
+    .venv/bin/python benchmarks/memory_phases.py --size large [--ou OU=BenchEmpty] [--state] [--apply]
 
 ``--ou`` (created empty if missing) is both target and search base: an empty one gives the
 first-run plan (every group created), OU=Bench the no-op one. The Graph emulator runs on the
@@ -71,8 +71,8 @@ def ansible_exit(result, probe):
     encoder = ansible_json.get_module_encoder('legacy', ansible_json.Direction.MODULE_TO_CONTROLLER)
     with open(os.devnull, 'w') as out:
         print('\n%s' % json.dumps(result, cls=encoder), file=out)
-        size = out.tell()
-    probe('exit: printed (%d MB of JSON)' % (size >> 20))
+    probe('exit: printed')
+    print('(the result is %.1f MB of JSON)' % (len(json.dumps(result, cls=encoder)) / 1e6))
 
 
 def main(argv=None):
@@ -81,6 +81,9 @@ def main(argv=None):
     ap.add_argument('--ou', default='BenchEmpty')
     ap.add_argument('--state', action='store_true',
                     help='with delta_state_path (a fresh file: the incremental reader\'s first, full read)')
+    ap.add_argument('--apply', action='store_true',
+                    help='a real run (not check mode): it writes the groups into --ou; restore the lab after it '
+                         '(lab.py restore) or empty the OU')
     ap.add_argument('--delta', action='store_true',
                     help='with a delta state saved by a full read first (in a child process): the delta read of a no-op')
     args = ap.parse_args(argv)
@@ -114,8 +117,9 @@ def main(argv=None):
             return result
         setattr(module, name, wrapped)
 
-    for name in ('_desired', 'check_schema', 'plan_writeback', 'apply_plan', 'planned_names'):
+    for name in ('_desired', 'check_schema', 'plan_writeback', 'apply_plan', 'planned_names', 'save_state'):
         wrap(wb, name)
+    wrap(wb.delta_state, 'write_members')
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
     for name in ('find_groups', 'read_members_sourced', 'read_groups_report', 'read_groups_incremental'):
         if hasattr(er, name):
@@ -147,7 +151,7 @@ def main(argv=None):
         defaults['ou_map'] = defaults['ou_map'] or []
         defaults['naming'] = defaults['naming'] or 'cloud_sync'
         defaults['member_match'] = defaults['member_match'] or 'auto'
-        result = wb.run_writeback(defaults, check_mode=True)
+        result = wb.run_writeback(defaults, check_mode=not args.apply)
         probe('run_writeback returned')
         from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import release_free_memory
         release_free_memory()   # as the module does before exit_json
