@@ -151,11 +151,15 @@ def main(argv=None):
         defaults['ou_map'] = defaults['ou_map'] or []
         defaults['naming'] = defaults['naming'] or 'cloud_sync'
         defaults['member_match'] = defaults['member_match'] or 'auto'
-        result = wb.run_writeback(defaults, check_mode=not args.apply)
-        probe('run_writeback returned')
-        from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import release_free_memory
-        release_free_memory()   # as the module does before exit_json
-        probe('freed memory released')
+        from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import process_memory
+
+        def run():
+            out = wb.run_writeback(defaults, check_mode=not args.apply)
+            probe('run_writeback returned')
+            return out
+        # As the module does: the result rebuilt in fresh memory, the run's given back, then exit_json.
+        result = process_memory.rebuilt_in_fresh_memory(run)
+        probe('result rebuilt, memory released')
         ansible_exit(result, probe)
     finally:
         emu.stop()

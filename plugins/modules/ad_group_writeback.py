@@ -534,7 +534,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import LDAP3_IMPORT_ERROR
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, entra_groups_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import release_free_memory
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import rebuilt_in_fresh_memory
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import ansible_diff, run_writeback
 
 
@@ -581,15 +581,15 @@ def main():
     if module.params['all_groups'] is False and not module.params['groups'] and module.params['entra_groups'] is None:
         module.fail_json(msg='Nothing to write back: give groups, all_groups=true or entra_groups')
     try:
-        result = run_writeback(module.params, check_mode=module.check_mode, diff_mode=module._diff)
+        # The result is rebuilt in memory of its own and the run's is given back before exit_json adds
+        # the result's JSON (see process_memory).
+        result = rebuilt_in_fresh_memory(lambda: run_writeback(module.params, check_mode=module.check_mode, diff_mode=module._diff))
     except CloudSyncError as err:
         module.fail_json(**err.to_fail_kwargs())
     except Exception as err:  # pylint: disable=broad-except
         # Never a bare traceback for the user; keep it for -vvv.
         module.fail_json(msg='ad_group_writeback failed unexpectedly: %s: %s' % (type(err).__name__, err),
                          exception=traceback.format_exc())
-    # Only the result is left: the memory the run freed goes back before exit_json adds the result's JSON.
-    release_free_memory()
     # Through module.warn: Ansible shows them and returns them as `warnings` (passing a `warnings`
     # key to exit_json is deprecated).
     for warning in result.pop('warnings', []):
