@@ -336,6 +336,7 @@ def test_a_run_that_examines_every_group_does_not_read_the_old_member_lists(tmp_
 @pytest.mark.parametrize('data', [
     {}, [], {'a': 1}, {'big': dict(('k%05d' % i, {'v': [i, None, 'é"\\']}) for i in range(4321)), 'small': {'x': 1}, 'n': None},
     {'big': dict((str(i), i) for i in range(2001)), 1: 'int key'},
+    {'long': [{'i': i, 'l': [i, 'x']} for i in range(4001)], 'edge': list(range(2000)), 'one': list(range(2001)), 'e': []},
 ])
 def test_json_file_dump_writes_what_json_dump_writes(tmp_path, data):
     """The chunked writer gives the same JSON document as json.dump (keys in order, big dicts whole)."""
