@@ -759,24 +759,20 @@ def _state_object(member):
 
 def _state_from_groups(groups, delta_link, odata_filter, beta_members, reason, writeback_enabled_only=False,
                        member_source=None, warnings=()):
-    objects = {}
-    kept = {}   # id -> the member dict kept last (a shared member dict is kept once)
+    """The state of a full read: lazy, its member lists left in ``groups`` until they are needed
+    or saved (``delta_state.GroupsRead``)."""
     state_groups = {}
     for g in groups:
         entry = dict((k, v) for k, v in g.items() if k not in ('members', 'eligible', 'ineligible_reasons', 'member_count'))
-        entry['member_ids'] = [m['id'] for m in g.get('members') or []]
+        entry['member_count'] = len(g.get('members') or [])
         state_groups[g['id']] = entry
-        for m in g.get('members') or []:
-            if kept.get(m['id']) is not m:
-                objects[m['id']] = _state_object(m)
-                kept[m['id']] = m
-    return {
+    return delta_state.lazy_state({
         'version': STATE_VERSION, 'delta_link': delta_link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': member_source,
-        'full_read_at': time.time(), 'groups': state_groups, 'objects': objects,
+        'full_read_at': time.time(), 'groups': state_groups,
         'last_run': {'mode': 'full', 'reason': reason, 'changed_groups': len(state_groups), 'member_source': member_source,
                      'warnings': list(warnings)},
-    }
+    }, groups, _state_object)
 
 
 def groups_from_state(state, max_members, with_members=None, member_flags=True):
@@ -787,6 +783,8 @@ def groups_from_state(state, max_members, with_members=None, member_flags=True):
     others have ``members`` None (not built) and their ``member_count``, which is all their
     eligibility needs (an incremental run plans only the groups that changed). ``member_flags``: see
     ``evaluate``."""
+    if delta_state.is_lazy(state):
+        delta_state.hydrate(state)   # a full read's: its member lists are made from the groups it read
     groups = []
     objects = state.get('objects') or {}
     members_by_id = {}
@@ -906,6 +904,8 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         reason = 'interval'
     if reason:
         return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only, member_flags)
+    if delta_state.is_lazy(state):
+        delta_state.hydrate(state)   # a full read's state passed on in memory, not loaded from its file
     try:
         changes, link = client.delta_groups(list(_delta_select(False)), delta_link=state['delta_link'])
     except DeltaResyncRequired as exc:

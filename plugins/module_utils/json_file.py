@@ -13,19 +13,44 @@ import tempfile
 CHUNK = 2000   # entries of a large dict encoded at a time (see dump)
 
 
+class Pairs(object):
+    """A JSON object given as an iterable of ``(key, value)``, made as ``dump`` writes it (never
+    whole in memory): ``dump`` takes it as a value of its top-level dict."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+
+def _write_pairs(pairs, handle):
+    handle.write('{')
+    chunk = {}
+    first = True
+    for key, value in pairs:
+        chunk[key] = value
+        if len(chunk) >= CHUNK:
+            handle.write(('' if first else ', ') + json.dumps(chunk)[1:-1])
+            first = False
+            chunk = {}
+    if chunk:
+        handle.write(('' if first else ', ') + json.dumps(chunk)[1:-1])
+    handle.write('}')
+
+
 def dump(data, handle):
     """``json.dump(data, handle)``, about twice as fast on a delta state and with bounded memory:
     ``json.dump`` encodes in pure Python (CPython's C encoder serves ``json.dumps`` only), and
     ``json.dumps`` of the whole would hold the text of a 230 MB state at once. A top-level dict
     is written key by key, its large dict and list values ``CHUNK`` entries at a time, with
-    ``json.dumps``."""
+    ``json.dumps``; a ``Pairs`` value is written as the object its pairs make, as they come."""
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         handle.write(json.dumps(data))
         return
     handle.write('{')
     for index, (key, value) in enumerate(data.items()):
         handle.write('%s%s: ' % (', ' if index else '', json.dumps(key)))
-        if isinstance(value, dict) and len(value) > CHUNK and all(isinstance(k, str) for k in value):
+        if isinstance(value, Pairs):
+            _write_pairs(value.pairs, handle)
+        elif isinstance(value, dict) and len(value) > CHUNK and all(isinstance(k, str) for k in value):
             items = list(value.items())
             handle.write('{')
             for start in range(0, len(items), CHUNK):

@@ -338,6 +338,8 @@ def plan_fingerprint(params, options):
 def groups_from_state(state, max_members, with_members):
     """``entra_reader.groups_from_state`` (imported here: a run with entra_groups needs no Graph libraries)."""
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
+    if with_members is None or with_members:
+        delta_state.hydrate(state)   # member lists wanted: read (or, a full read's, made) now
     return entra_reader.groups_from_state(state, max_members, with_members, member_flags=False)
 
 
@@ -383,11 +385,10 @@ def incremental_scope(scope, old_state, new_state, max_members=None):
     saved = saved_ad_state(old_state)
     ids, reason = incremental.examine(incremental.entra_changed_ids(old_state, new_state, max_members), ad_changed, reason)
     unsettled = set((saved or {}).get('unsettled') or ()) & set((new_state.get('groups') or {}))
-    if ids is None:
-        # Every group examined, in full: the new member lists only (nothing compares with the old
-        # ones; a full read does not hold both in memory).
-        delta_state.hydrate(new_state)
-    elif ids or unsettled:
+    # Every group examined (ids None), in full: nothing compares with the old member lists, and the
+    # new ones are made only if the groups are made from them (groups_from_state; a full read's
+    # are in the groups it returned), so a full read does not hold both in memory.
+    if ids is not None and (ids or unsettled):
         # Groups to examine: their member lists are needed (a run with no change on either side
         # never reads them; see delta_state).
         delta_state.hydrate(old_state)

@@ -345,3 +345,53 @@ def test_json_file_dump_writes_what_json_dump_writes(tmp_path, data):
     json_file.write_atomically(str(path), data)
     assert json.loads(path.read_text()) == json.loads(json.dumps(data))
     assert list(json.loads(path.read_text())) == list(json.loads(json.dumps(data)))
+
+
+def lazy_sample():
+    """sample_state as a full read makes it: member lists left in the groups read."""
+    u1, u2 = {'id': 'u1', 'type': 'user'}, {'id': 'u2', 'type': 'user'}
+    read = [dict(id='g1', display_name='One', security_enabled=True, mail_enabled=False, group_types=[], members=[u1, u2]),
+            dict(id='g2', display_name='Two', security_enabled=True, mail_enabled=False, group_types=[], members=[u2])]
+    state = sample_state()
+    del state['objects']
+    for entry in state['groups'].values():
+        entry['member_count'] = len(entry.pop('member_ids'))
+    return delta_state.lazy_state(state, read, entry_object)
+
+
+def entry_object(member):
+    return dict(member)
+
+
+def test_a_full_reads_state_is_saved_from_its_groups_without_making_its_lists(tmp_path):
+    """The members file of a lazy state is written from the groups read, never made in memory: the
+    state stays lazy, and what is saved is what the hydrated state holds."""
+    path = str(tmp_path / 'state.json')
+    state = lazy_sample()
+    assert delta_state.is_lazy(state) and not delta_state.is_hydrated(state)
+    delta_state.save(path, state)
+    assert delta_state.is_lazy(state) and 'member_ids' not in state['groups']['g1']
+    head = json.load(open(path))
+    assert '_member_groups' not in head and head['groups']['g1']['member_count'] == 2
+    loaded = delta_state.hydrate(delta_state.load(path))
+    expected = sample_state()
+    assert loaded['objects'] == expected['objects']
+    assert dict((g, e['member_ids']) for g, e in loaded['groups'].items()) == {'g1': ['u1', 'u2'], 'g2': ['u2']}
+    assert delta_state.hydrate(state) is state and not delta_state.is_lazy(state)
+    assert state['objects'] == expected['objects'] and state['groups'] == expected['groups']
+
+
+def test_a_lazy_state_keeps_the_last_dict_read_of_an_object():
+    u1_old, u1_new = {'id': 'u1', 'type': 'user', 'display_name': 'old'}, {'id': 'u1', 'type': 'user', 'display_name': 'new'}
+    state = delta_state.lazy_state({'groups': {'g1': {'member_count': 1}, 'g2': {'member_count': 1}}},
+                                   [{'id': 'g1', 'members': [u1_old]}, {'id': 'g2', 'members': [u1_new]}], entry_object)
+    assert delta_state.hydrate(state)['objects'] == {'u1': u1_new}
+
+
+@pytest.mark.parametrize('count', [0, 1, 2000, 2001, 4500])
+def test_json_file_pairs_are_written_as_their_object(tmp_path, count):
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
+    pairs = [('k%d' % i, {'v': i}) for i in range(count)]
+    path = tmp_path / 'out.json'
+    json_file.write_atomically(str(path), {'a': 1, 'p': json_file.Pairs(iter(pairs)), 'z': None})
+    assert json.loads(path.read_text()) == {'a': 1, 'p': dict(pairs), 'z': None}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader as er
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, entra_reader as er
 
 
 def test_split_selection_ids_lowercased_names_kept():
@@ -127,7 +127,7 @@ def test_a_user_without_properties_is_refused_when_converted_while_decoding():
 def test_state_round_trip_is_json_and_rebuilds_groups():
     groups = er.evaluate([_group('g1', [_m('u1', on_premises_sync_enabled=True), _m('g2', 'group')]), _group('g2')])
     state = er._state_from_groups(groups, 'https://graph/delta?$deltatoken=x', None, True, 'no_state')
-    again = json.loads(json.dumps(state))
+    again = json.loads(json.dumps(delta_state.hydrate(state)))   # JSON once its member lists are made (see delta_state.GroupsRead)
     rebuilt = er.groups_from_state(again, 50000)
     by_id = dict((g['id'], g) for g in rebuilt)
     assert [m['id'] for m in by_id['g1']['members']] == ['u1', 'g2']
@@ -244,7 +244,10 @@ def test_state_objects_are_the_member_dicts_unless_flags_are_set():
     assert m['id'] == 'ab-1'
     group = dict(id='g1', display_name='G', security_enabled=True, mail_enabled=False, group_types=[], members=[m])
     state = er._state_from_groups([group], 'link', None, True, 'no_state')
-    assert state['objects']['ab-1'] is m
+    assert 'objects' not in state and state['groups']['g1']['member_count'] == 1, 'a full read\'s state is lazy'
+    delta_state.hydrate(state)
+    assert state['objects']['ab-1'] is m and state['groups']['g1']['member_ids'] == ['ab-1']
+    assert 'member_count' not in state['groups']['g1']
     plain = er.groups_from_state(state, 100, member_flags=False)
     assert plain[0]['members'][0] is m
     flagged = er.groups_from_state(state, 100, member_flags=True)
