@@ -47,7 +47,7 @@ if not os.path.exists(_LINK):
     os.makedirs(os.path.dirname(_LINK), exist_ok=True)
     os.symlink(ROOT, _LINK)
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader  # noqa: E402
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, entra_reader  # noqa: E402
 from emulator.process import EmulatorProcess, requests_between  # noqa: E402
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient  # noqa: E402
 
@@ -140,7 +140,7 @@ def run_incremental(info, parallelism, admin, changes):
         start = time.perf_counter()
         groups, state = entra_reader.read_groups_incremental(client, None)
         out.append(('full', time.perf_counter() - start, client.stats['requests'], len(groups),
-                    sum(len(g['members']) for g in groups), len(json.dumps(state))))
+                    sum(len(g['members']) for g in groups), len(json.dumps(delta_state.hydrate(state)))))
         users = sorted(set(m['id'] for g in groups for m in g['members'] if m['type'] == 'user'))
         for n in range(changes):
             g = groups[(n * 7) % len(groups)]
@@ -152,7 +152,7 @@ def run_incremental(info, parallelism, admin, changes):
         start = time.perf_counter()
         groups, state = entra_reader.read_groups_incremental(client, state)
         out.append(('delta', time.perf_counter() - start, client.stats['requests'] - before, len(groups),
-                    sum(len(g['members']) for g in groups), len(json.dumps(state))))
+                    sum(len(g['members']) for g in groups), len(json.dumps(delta_state.hydrate(state)))))
     finally:
         client.close()
     return out
