@@ -35,6 +35,8 @@ import json
 import sys
 import tempfile
 
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
+
 M_ARENA_MAX = -8   # glibc's malloc.h
 
 
@@ -88,7 +90,6 @@ def rebuilt_in_fresh_memory(make, directory=None):
     its own size (the file is gone once read; mode 0600 meanwhile). Anything but JSON types would
     change on the way (a tuple becomes a list): a result that cannot be written as JSON, or a file
     that cannot be written, leaves the result as it is."""
-    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
     held = [make()]
     try:
         handle = tempfile.TemporaryFile('w+', prefix='.cloudsync-result-', dir=directory)

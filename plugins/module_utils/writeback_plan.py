@@ -921,13 +921,13 @@ def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rena
         mid = str(m.get('id')).lower()
         if not ok:
             rep['skipped_members'].append(_member_entry(m, why, entries))
-            if (m.get('type') or '').lower() == 'group':
+            if _is_group(m):
                 # An AD-synced group Entra lists as a member: never added, kept where it is.
                 dn = _resolved_dn(resolution, m)[0]
                 if dn:
                     prot.add(dn_key(dn))
             continue
-        if (m.get('type') or '').lower() == 'group':
+        if _is_group(m):
             if mid == gid:
                 rep['skipped_members'].append(_member_entry(m, 'self_member', entries))
                 continue
