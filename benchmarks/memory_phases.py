@@ -84,6 +84,9 @@ def main(argv=None):
     ap.add_argument('--apply', action='store_true',
                     help='a real run (not check mode): it writes the groups into --ou; restore the lab after it '
                          '(lab.py restore) or empty the OU')
+    ap.add_argument('--ad-timeout', type=int, default=None,
+                    help='ad_timeout for the run (default: the benchmark\'s); an --apply run\'s large member chunks '
+                         'can take Samba longer than that when the machine is busy')
     ap.add_argument('--delta', action='store_true',
                     help='with a delta state saved by a full read first (in a child process): the delta read of a no-op')
     args = ap.parse_args(argv)
@@ -138,6 +141,8 @@ def main(argv=None):
         for key in list(params):
             if key.startswith('_'):
                 del params[key]
+        if args.ad_timeout:
+            params['ad_timeout'] = args.ad_timeout
         from ansible_collections.hybrid_identity.cloud_sync.plugins.modules import ad_group_writeback as module
         defaults = {}
         spec = module.argument_spec() if hasattr(module, 'argument_spec') else None
