@@ -51,11 +51,7 @@ def dump(data, handle):
         if isinstance(value, Pairs):
             _write_pairs(value.pairs, handle)
         elif isinstance(value, dict) and len(value) > CHUNK and all(isinstance(k, str) for k in value):
-            items = list(value.items())
-            handle.write('{')
-            for start in range(0, len(items), CHUNK):
-                handle.write((', ' if start else '') + json.dumps(dict(items[start:start + CHUNK]))[1:-1])
-            handle.write('}')
+            _write_pairs(value.items(), handle)
         elif isinstance(value, list) and len(value) > CHUNK:
             handle.write('[')
             for start in range(0, len(value), CHUNK):

@@ -43,25 +43,21 @@ M_ARENA_MAX = -8   # glibc's malloc.h
 def limit_malloc_arenas(count=1):
     """Ask glibc for at most ``count`` malloc arenas (arenas already made stay). True when glibc
     took it; False elsewhere, or when it cannot be asked."""
-    libc = _glibc()   # M_ARENA_MAX is glibc's
-    if libc is None:
-        return False
-    try:
-        return bool(libc.mallopt(M_ARENA_MAX, int(count)))
-    except (AttributeError, TypeError, OSError):
-        return False
+    return _glibc_call('mallopt', M_ARENA_MAX, int(count))   # M_ARENA_MAX is glibc's
 
 
-def _glibc():
+def _glibc_call(name, *args):
+    """``bool`` of glibc's function ``name`` called with ``args``; False off glibc or when it cannot
+    be called."""
     if not sys.platform.startswith('linux'):
-        return None
+        return False
     try:
         import ctypes
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version   # pylint: disable=pointless-statement  # glibc only
-        return libc
+        return bool(getattr(libc, name)(*args))
     except (ImportError, OSError, AttributeError, TypeError):
-        return None
+        return False
 
 
 def release_free_memory():
@@ -69,13 +65,7 @@ def release_free_memory():
     ``malloc_trim(0)``). True when glibc did give some back; False when there was nothing to give,
     or elsewhere."""
     gc.collect()
-    libc = _glibc()
-    if libc is None:
-        return False
-    try:
-        return bool(libc.malloc_trim(0))
-    except (AttributeError, TypeError, OSError):
-        return False
+    return _glibc_call('malloc_trim', 0)
 
 
 def rebuilt_in_fresh_memory(make, directory=None):

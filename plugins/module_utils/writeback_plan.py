@@ -980,12 +980,10 @@ def plan_creates(order, state, reports, wanted, opts, diff):
         rep = reports[gid]
         attrs = dict((k, v) for k, v in st['attrs'].items() if v is not None)
         attrs['objectClass'] = 'group'
-        # Only this phase needs a created group's map: dropped as each group is done (at 1.9 million
-        # memberships the maps of all groups and the ops' DN lists were 50 MB together).
-        if gid in wanted['to_create']:
-            members = wanted['member_dns'](gid, wanted['to_create'].pop(gid), rep)[0]
-        else:
-            members = wanted['members'].pop(gid, {})
+        # A created group's DN map is made here, one group at a time, and dropped once its ops are
+        # made (see desired_memberships); a group whose members are not managed has none.
+        listed = wanted['to_create'].pop(gid, None)
+        members = wanted['member_dns'](gid, listed, rep)[0] if listed is not None else {}
         # The member DNs in key order (the map's keys are their dn_keys): the report's list, and the
         # create's and the diff's when they hold all of them. One list shared by the three (nobody
         # changes a plan's lists): at 1.2 million member links three copies were 23 MB.
