@@ -117,6 +117,33 @@ def test_dn_key_fast_path_equals_full_parse(pairs, sep):
     assert c.dn_key(dn) == ','.join(c._key_rdn(r) for r in c.parse_dn(dn))
 
 
+plain_values = st.text(alphabet=st.sampled_from(list('aZ09 -_.#=,+\\"<>;\x01\u00e9')), min_size=1, max_size=12)
+
+
+@given(st.lists(st.tuples(st.sampled_from(['CN', 'ou', 'Dc', 'x-Attr', '2.5.4.3']), plain_values), min_size=1, max_size=4),
+       st.sampled_from([',', ', ', ' ,']))
+def test_plain_dn_key_is_the_full_parse_or_none(pairs, sep):
+    # The unparsed key of a plain DN is the key the full parse gives; every other DN is parsed.
+    dn = sep.join('%s=%s' % (a, v) for a, v in pairs)
+    key = c.plain_dn_key(dn)
+    try:
+        parsed = ','.join(c._key_rdn(r) for r in c.parse_dn(dn))
+    except ValueError:
+        assert key is None
+        return
+    if key is not None:
+        assert key == parsed
+    assert c.dn_key(dn) == parsed
+
+
+def test_plain_dn_key_examples():
+    assert c.plain_dn_key('CN=Bench User 1,OU=Synced,DC=corp') == 'CN=BENCH USER 1,OU=SYNCED,DC=CORP'
+    for not_plain in ('CN=a ,DC=x', 'CN=a, DC=x', 'CN=a\\,b,DC=x', 'CN=a+UID=b,DC=x', 'CN= a,DC=x', 'CN=#a,DC=x',
+                      'CN=\u00e9,DC=x', '2.5.4.3=a,DC=x', 'CN=,DC=x', 'CN=a,DC=x,', 'CN=a=b,DC=x', ''):
+        assert c.plain_dn_key(not_plain) is None, not_plain
+    assert c.plain_dn_key('CN=a#b,DC=x') == c.dn_key('cn=A#B , dc=X') == 'CN=A#B,DC=X'
+
+
 def test_dn_key_examples():
     with pytest.raises(ValueError):
         c.dn_key(None)

@@ -1168,3 +1168,15 @@ def test_a_member_skipped_by_many_groups_is_one_shared_entry():
     assert one[0] is two[0]
     assert report(plan, 1)['unresolved_members'][0] is not one[0]
     assert plan.to_dict()['groups'] is plan.groups and plan.to_dict()['ops'] is plan.ops
+
+
+def test_planner_keeps_no_key_of_a_plain_dn():
+    # A plain DN's key is made again each time (its upper case); only DNs that must be parsed are cached.
+    wp._DN_KEYS.clear()
+    try:
+        assert wp.dn_key('CN=User 1,OU=Synced,DC=corp') == dn_key('cn=USER 1 , ou=synced,dc=CORP')
+        assert wp._DN_KEYS == {}
+        assert wp.dn_key('CN=Smith\\, Ann,DC=corp') == dn_key('cn=smith\\2c ann,dc=CORP')
+        assert list(wp._DN_KEYS) == ['CN=Smith\\, Ann,DC=corp']
+    finally:
+        wp._DN_KEYS.clear()
