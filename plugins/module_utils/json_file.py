@@ -11,6 +11,7 @@ import tempfile
 
 
 CHUNK = 2000   # entries of a large dict encoded at a time (see dump)
+CHUNK_ITEMS = 20000   # ... or fewer, once their list values hold this many items together
 
 
 class Pairs(object):
@@ -22,15 +23,20 @@ class Pairs(object):
 
 
 def _write_pairs(pairs, handle):
+    """The JSON object of ``pairs``, ``CHUNK`` of them at a time, or fewer when their values are
+    long lists (2,000 member lists of a large tenant's groups were 8 MB of text at once, twice)."""
     handle.write('{')
     chunk = {}
+    items = 0
     first = True
     for key, value in pairs:
         chunk[key] = value
-        if len(chunk) >= CHUNK:
+        items += len(value) if isinstance(value, list) else 1
+        if len(chunk) >= CHUNK or items >= CHUNK_ITEMS:
             handle.write(('' if first else ', ') + json.dumps(chunk)[1:-1])
             first = False
             chunk = {}
+            items = 0
     if chunk:
         handle.write(('' if first else ', ') + json.dumps(chunk)[1:-1])
     handle.write('}')

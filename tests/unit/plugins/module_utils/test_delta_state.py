@@ -395,3 +395,19 @@ def test_json_file_pairs_are_written_as_their_object(tmp_path, count):
     path = tmp_path / 'out.json'
     json_file.write_atomically(str(path), {'a': 1, 'p': json_file.Pairs(iter(pairs)), 'z': None})
     assert json.loads(path.read_text()) == {'a': 1, 'p': dict(pairs), 'z': None}
+
+
+def test_json_file_pairs_of_long_lists_are_written_a_few_at_a_time(tmp_path, monkeypatch):
+    # Member lists are chunked by their items too, so no chunk's text holds most of a large state.
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
+    pairs = [('g%d' % i, ['m%d' % j for j in range(i * 7)]) for i in range(60)]
+    sizes = []
+    real = json_file.json.dumps
+    monkeypatch.setattr(json_file.json, 'dumps', lambda value: sizes.append(
+        sum(len(v) for v in value.values()) if isinstance(value, dict) else 0) or real(value))
+    monkeypatch.setattr(json_file, 'CHUNK_ITEMS', 500)
+    path = tmp_path / 'out.json'
+    json_file.write_atomically(str(path), {'p': json_file.Pairs(iter(pairs))})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {'p': dict(pairs)}
+    assert len(sizes) >= 20 and max(sizes) < 500 + 60 * 7
