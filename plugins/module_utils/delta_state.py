@@ -271,6 +271,17 @@ def write_members(path, state):
     return dict(file=os.path.basename(target), token=token)
 
 
+def discard_members(path, written):
+    """Remove the members file ``write_members`` wrote (``written``, its reference) when no head
+    will name it: the run stopped before saving its state."""
+    if written:
+        target = os.path.join(os.path.dirname(os.path.abspath(path)) or '.', written['file'])
+        try:
+            os.unlink(target)
+        except OSError:
+            pass   # already gone; a later save removes it otherwise (see _remove_old)
+
+
 def save(path, state, written=None):
     """Write ``state`` at ``path`` (head) and, when its member lists are not the loaded ones, a new
     members file beside it (or name ``written``, what ``write_members`` returned for this state);

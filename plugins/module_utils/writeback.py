@@ -178,6 +178,15 @@ def save_state(path, state, written=None):
     delta_state.save(path, state, written)
 
 
+def _write_members(path, state, out):
+    """``delta_state.write_members`` into ``out['written']``; a file error is kept in ``out['error']``
+    for the caller to raise once the plan's writes are done (see run_writeback)."""
+    try:
+        out['written'] = delta_state.write_members(path, state)
+    except (IOError, OSError) as exc:
+        out['error'] = exc
+
+
 def _desired(params, old_state=None):
     """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
     group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
@@ -890,20 +899,24 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 details=dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions))
 
         applied = ApplyResult()
+        saving = new_state is not None and not check_mode
+        members_file = {}
         try:
-            apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
+            # The new members file (the Entra side of the state, known before any write) is written
+            # in a thread while the plan is applied, which waits on the DC; the head that names it is
+            # written once the writes are done and the AD mark is read back, or the file is removed.
+            beside(lambda: apply_plan(ad, plan.ops, check_mode=check_mode, result=applied),
+                   (lambda: _write_members(params['delta_state_path'], new_state, members_file)) if saving else None)
             _merge_apply(result, applied)
-            if new_state is not None and not check_mode and not applied.errors:
-                # The AD mark is read back (in a thread) while the member lists are written (a new
-                # members file, on this thread: see above); the head, which names both, is written last.
+            if saving and not applied.errors:
                 try:
-                    written, ad_state = beside(
-                        lambda: delta_state.write_members(params['delta_state_path'], new_state),
-                        None if mark is None else lambda: next_ad_state(ad, domain_dn, search_base, mark, old_state, examined,
-                                                                        managed, plan.ops, result['groups'], fingerprint))
-                    if ad_state is not None:
-                        new_state['ad'] = ad_state
-                    save_state(params['delta_state_path'], new_state, written)
+                    if members_file.get('error') is not None:
+                        raise members_file['error']
+                    if mark is not None:
+                        new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, old_state, examined, managed,
+                                                        plan.ops, result['groups'], fingerprint)
+                    save_state(params['delta_state_path'], new_state, members_file.get('written'))
+                    members_file.pop('written', None)   # the head names it now
                 except (IOError, OSError) as exc:
                     raise WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads '
                                          'what changed since the previous state' % (params['delta_state_path'], exc))
@@ -911,6 +924,9 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if not applied.changed:
                 raise
             raise _failed_after_writes(exc, result, applied, plan.ops)
+        finally:
+            if members_file.get('written'):
+                delta_state.discard_members(params['delta_state_path'], members_file['written'])
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,

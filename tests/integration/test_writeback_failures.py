@@ -15,6 +15,7 @@ __metaclass__ = type
 import json
 import os
 import shutil
+import time
 import uuid
 
 import pytest
@@ -198,6 +199,65 @@ def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box,
     rerun = run(corp, groups, target_ou=ou, search_base=ou)
     assert rerun['summary']['created'] == 2 and rerun['summary']['unchanged'] == 1, 'the next run completes the rest'
     assert all(len(directory.by_anchor(g['id'], ou)) == 1 for g in groups)
+
+
+def test_a_run_stopped_mid_apply_leaves_no_state_behind(corp, box, tenant, tmp_path, monkeypatch):
+    """The members file is written while the plan is applied (writeback.run_writeback); when the
+    run stops before its head is saved (here the connection is lost on the second create), the
+    file is removed with it: nothing names it, and the next run starts from a full read."""
+    directory, ou = box
+    emu, group_ids = tenant
+    state_dir = tmp_path / 'state'
+    state_dir.mkdir()
+    state = str(state_dir / 'state.json')
+    real_add = ADClient.add
+    calls = []
+
+    def add_then_lose_the_connection(self, dn, attributes, *args, **kwargs):
+        calls.append(dn)
+        if len(calls) > 1:
+            raise ADError('Connection to %s lost during add of %r' % (self.server, dn), operation='add', server=self.server, dn=dn)
+        return real_add(self, dn, attributes, *args, **kwargs)
+    monkeypatch.setattr(ADClient, 'add', add_then_lose_the_connection)
+    args = graph_args(emu)
+    args.update(all_groups=True, group_filter="startswith(displayName,'%s')" % PREFIX, target_ou=ou, search_base=ou,
+                delta_state_path=state)
+    with pytest.raises(CloudSyncError) as failed:
+        run(corp, None, **args)
+    assert failed.value.details['changed'] is True and 'lost' in failed.value.msg
+    assert os.listdir(str(state_dir)) == []
+    monkeypatch.undo()
+    rerun = run(corp, None, **args)
+    assert rerun['incremental']['entra'] == 'full' and rerun['summary']['created'] == 1
+    assert sorted(n.split('.members-')[0] for n in os.listdir(str(state_dir))) == ['state.json', 'state.json']
+    assert all(len(directory.by_anchor(gid, ou)) == 1 for gid in group_ids)
+
+
+def test_the_members_file_is_written_while_the_plan_is_applied(corp, box, tenant, tmp_path, monkeypatch):
+    """The Entra side of the state is known before the first write: its members file is written in a
+    thread beside the writes (which wait on the DC), the head only after them."""
+    directory, ou = box
+    state_dir = tmp_path / 'state'
+    state_dir.mkdir()
+    real_apply = writeback.apply_plan
+    seen = {}
+
+    def apply_and_look(*args, **kwargs):
+        outcome = real_apply(*args, **kwargs)
+        deadline = time.time() + 20
+        while time.time() < deadline and not seen.get('members'):
+            names = os.listdir(str(state_dir))
+            seen.update(members=[n for n in names if '.members-' in n], head='state.json' in names)
+            time.sleep(0.01)
+        return outcome
+    monkeypatch.setattr(writeback, 'apply_plan', apply_and_look)
+    args = graph_args(tenant[0])
+    args.update(all_groups=True, group_filter="startswith(displayName,'%s')" % PREFIX, target_ou=ou, search_base=ou,
+                delta_state_path=str(state_dir / 'state.json'))
+    result = run(corp, None, **args)
+    assert result['summary']['created'] == 2
+    assert seen['members'] and seen['head'] is False, seen
+    assert json.load(open(str(state_dir / 'state.json')))['members_file']['file'] == seen['members'][0]
 
 
 def test_fail_on_not_found_names_the_selected_groups_missing_from_entra_and_writes_nothing(corp, box, tenant, tmp_path):
