@@ -170,11 +170,8 @@ def test_a_state_file_that_cannot_be_saved_after_the_writes_reports_changed_with
     assert not os.path.isdir(state)
 
 
-def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box, monkeypatch):
-    """The connection is lost after the first create (a DC that went away: no LDAP result code).
-    The run stops, and says that it wrote one group and which ones it did not get to."""
-    directory, ou = box
-    groups = [entra_group('Mid %d' % i, [entra_user(corp.identities[36])]) for i in range(3)]
+def lose_the_connection_after_one_add(monkeypatch):
+    """ADClient.add fails from its second call on as a DC that went away does (no LDAP result code)."""
     real_add = ADClient.add
     calls = []
 
@@ -184,6 +181,14 @@ def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box,
             raise ADError('Connection to %s lost during add of %r' % (self.server, dn), operation='add', server=self.server, dn=dn)
         return real_add(self, dn, attributes, *args, **kwargs)
     monkeypatch.setattr(ADClient, 'add', add_then_lose_the_connection)
+
+
+def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box, monkeypatch):
+    """The connection is lost after the first create (a DC that went away: no LDAP result code).
+    The run stops, and says that it wrote one group and which ones it did not get to."""
+    directory, ou = box
+    groups = [entra_group('Mid %d' % i, [entra_user(corp.identities[36])]) for i in range(3)]
+    lose_the_connection_after_one_add(monkeypatch)
     with pytest.raises(CloudSyncError) as failed:
         run(corp, groups, target_ou=ou, search_base=ou)
     err = failed.value
@@ -210,15 +215,7 @@ def test_a_run_stopped_mid_apply_leaves_no_state_behind(corp, box, tenant, tmp_p
     state_dir = tmp_path / 'state'
     state_dir.mkdir()
     state = str(state_dir / 'state.json')
-    real_add = ADClient.add
-    calls = []
-
-    def add_then_lose_the_connection(self, dn, attributes, *args, **kwargs):
-        calls.append(dn)
-        if len(calls) > 1:
-            raise ADError('Connection to %s lost during add of %r' % (self.server, dn), operation='add', server=self.server, dn=dn)
-        return real_add(self, dn, attributes, *args, **kwargs)
-    monkeypatch.setattr(ADClient, 'add', add_then_lose_the_connection)
+    lose_the_connection_after_one_add(monkeypatch)
     args = graph_args(emu)
     args.update(all_groups=True, group_filter="startswith(displayName,'%s')" % PREFIX, target_ou=ou, search_base=ou,
                 delta_state_path=state)
