@@ -477,8 +477,10 @@ def _parse_guid(value):
 
 
 def normalize_guid(value):
-    """Canonical lower-case dashed form of a GUID string (braces and case accepted)."""
-    return str(_parse_guid(value))
+    """Canonical lower-case dashed form of a GUID string (braces and case accepted); ``value``
+    itself when it is in that form already (one string per GUID, not a copy per use)."""
+    canonical = str(_parse_guid(value))
+    return value if value == canonical else canonical
 
 
 def guid_to_bytes(value):
