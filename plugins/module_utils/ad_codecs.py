@@ -301,9 +301,9 @@ def dn_key(dn):
     separators dropped. Raises ValueError for a string that is not a DN.
 
     Most DNs a directory returns are plain (``_PLAIN_DN``): their key is their upper case, made
-    without parsing (0.7 against 5 microseconds), so a run keys a DN again rather than keep its key:
-    a cache of 220,000 member DNs and their keys was 30 MB at 20,000 groups. Upper-casing the
-    attribute types is what lets a plain DN's key be ``dn.upper()``."""
+    without parsing (0.7 against 5 microseconds), so a run can key a DN again where keeping its key
+    would cost more (the planner's groups to create: 30 MB of keys at 20,000 groups). Upper-casing
+    the attribute types is what lets a plain DN's key be ``dn.upper()``."""
     if not isinstance(dn, str):
         raise ValueError('DN must be text, got %r' % (dn,))
     key = plain_dn_key(dn)
