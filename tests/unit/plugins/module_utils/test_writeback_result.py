@@ -61,3 +61,15 @@ def test_report_file_has_the_full_lists(tmp_path):
     data = json.load(open(path))
     assert len(data['groups'][0]['skipped_members']) == 50 and data['member_reasons']['skipped']['cloud_only_user'] == 42
     assert oct(os.stat(path).st_mode & 0o777) == '0o600'
+
+
+def test_sample_mode_shapes_the_reports_and_operations_in_place():
+    # No copy of 17,000 reports while the run still holds them (that copy was the xlarge check run's peak).
+    given = result()
+    reports, ops = list(given['groups']), list(given['plan'])
+    full_added = reports[0]['members_added']
+    out = wr.shape(given, 'sample', sample=10)
+    assert all(a is b for a, b in zip(out['groups'], reports)) and all(a is b for a, b in zip(out['plan'], ops))
+    assert reports[0]['members_added'] == full_added[:10] and len(full_added) == 30
+    assert reports[0]['skipped_members_by_reason'] == {'cloud_only_user': 40, 'unsupported_type_device': 10}
+    assert 'members' not in ops[0] and ops[0]['members_count'] == 100
