@@ -208,7 +208,7 @@ def shared_dn_key(dn):
     """``dn_key(dn)``, the same string each time for the same ``dn`` during a plan."""
     key = _SHARED_KEYS.get(dn)
     if key is None:
-        key = _SHARED_KEYS[dn] = dn_key(dn)
+        key = _SHARED_KEYS[dn] = ad_codecs.dn_key(dn)   # remembered here: not in _DN_KEYS as well
     return key
 
 
