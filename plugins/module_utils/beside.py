@@ -1,8 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Two steps at once: one on the caller's thread, one in a helper thread (steps that need nothing
-from each other and spend their time waiting: on two servers, or one on a server while the other
-writes a file)."""
+"""Two steps at once: one on the caller's thread, one in a helper thread (steps that wait on
+different servers and need nothing from each other)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type

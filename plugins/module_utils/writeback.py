@@ -187,6 +187,12 @@ def _write_members(path, state, out):
         out['error'] = exc
 
 
+def _join(pool):
+    """Wait for the thread of ``pool`` (a one-worker ThreadPoolExecutor) to end."""
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def _desired(params, old_state=None):
     """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
     group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
@@ -784,7 +790,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
     fingerprint = plan_fingerprint(params, options)
     ad = ADClient(params)
-    gc = early = None
+    gc = early = members_writer = None
+    members_file = {}   # the new members file's reference ('written'), or the error writing it
     try:
         # AD is connected to and checked and, with a delta state, its changes since the last run are
         # read (in a thread) while Graph is read: neither needs the other, and a delta run spends
@@ -795,6 +802,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         wanted, (domain_dn, search_base, scope) = beside(lambda: _desired(params, old_state),
                                                          lambda: _reach_ad(ad, params, old_state, fingerprint))
         desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
+        saving = new_state is not None and not check_mode
         if graph is not None and desired is not None:
             _share_members(desired)
         ambiguous = wanted['ambiguous']
@@ -849,6 +857,15 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             member_guids = {}
             managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
                                                     without_members=members_not_planned(desired))
+        if saving:
+            # The new members file (the Entra side of the state: nothing below changes it) is
+            # written in a thread from here on, while AD is read and the users resolved, which wait
+            # on the DC; the head that names it is written once the writes are done and the AD mark
+            # is read back, or the file is removed. Written here, before the users' DNs and the
+            # plan exist, its chunks cost no peak: beside the writes they were the xlarge first
+            # run's (375 -> 405 MB, memory_phases.py --apply).
+            members_writer = ThreadPoolExecutor(max_workers=1)
+            members_writer.submit(_write_members, params['delta_state_path'], new_state, members_file)
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
         anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
@@ -899,17 +916,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 details=dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions))
 
         applied = ApplyResult()
-        saving = new_state is not None and not check_mode
-        members_file = {}
         try:
-            # The new members file (the Entra side of the state, known before any write) is written
-            # in a thread while the plan is applied, which waits on the DC; the head that names it is
-            # written once the writes are done and the AD mark is read back, or the file is removed.
-            beside(lambda: apply_plan(ad, plan.ops, check_mode=check_mode, result=applied),
-                   (lambda: _write_members(params['delta_state_path'], new_state, members_file)) if saving else None)
+            apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
             _merge_apply(result, applied)
             if saving and not applied.errors:
                 try:
+                    _join(members_writer)
                     if members_file.get('error') is not None:
                         raise members_file['error']
                     if mark is not None:
@@ -924,9 +936,6 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             if not applied.changed:
                 raise
             raise _failed_after_writes(exc, result, applied, plan.ops)
-        finally:
-            if members_file.get('written'):
-                delta_state.discard_members(params['delta_state_path'], members_file['written'])
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,
@@ -963,4 +972,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     finally:
         if early is not None:
             early.close()
+        if members_writer is not None:
+            _join(members_writer)
+            if members_file.get('written'):   # no head names it: the run stopped before saving its state
+                delta_state.discard_members(params['delta_state_path'], members_file['written'])
         ad.close()

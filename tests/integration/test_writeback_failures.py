@@ -207,7 +207,7 @@ def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box,
 
 
 def test_a_run_stopped_mid_apply_leaves_no_state_behind(corp, box, tenant, tmp_path, monkeypatch):
-    """The members file is written while the plan is applied (writeback.run_writeback); when the
+    """The members file is written before the plan is applied (writeback.run_writeback); when the
     run stops before its head is saved (here the connection is lost on the second create), the
     file is removed with it: nothing names it, and the next run starts from a full read."""
     directory, ou = box
@@ -230,9 +230,9 @@ def test_a_run_stopped_mid_apply_leaves_no_state_behind(corp, box, tenant, tmp_p
     assert all(len(directory.by_anchor(gid, ou)) == 1 for gid in group_ids)
 
 
-def test_the_members_file_is_written_while_the_plan_is_applied(corp, box, tenant, tmp_path, monkeypatch):
+def test_the_members_file_is_written_before_the_writes_end(corp, box, tenant, tmp_path, monkeypatch):
     """The Entra side of the state is known before the first write: its members file is written in a
-    thread beside the writes (which wait on the DC), the head only after them."""
+    thread while AD is read (which waits on the DC), before the writes end; the head only after them."""
     directory, ou = box
     state_dir = tmp_path / 'state'
     state_dir.mkdir()
