@@ -178,21 +178,6 @@ def save_state(path, state, written=None):
     delta_state.save(path, state, written)
 
 
-def _write_members(path, state, out):
-    """``delta_state.write_members`` into ``out['written']``; a file error is kept in ``out['error']``
-    for the caller to raise once the plan's writes are done (see run_writeback)."""
-    try:
-        out['written'] = delta_state.write_members(path, state)
-    except (IOError, OSError) as exc:
-        out['error'] = exc
-
-
-def _join(pool):
-    """Wait for the thread of ``pool`` (a one-worker ThreadPoolExecutor) to end."""
-    if pool is not None:
-        pool.shutdown(wait=True)
-
-
 def _desired(params, old_state=None):
     """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
     group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
@@ -790,8 +775,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     options = dict((k, params.get(k)) for k in PLAN_OPTIONS if params.get(k) is not None)
     fingerprint = plan_fingerprint(params, options)
     ad = ADClient(params)
-    gc = early = members_writer = None
-    members_file = {}   # the new members file's reference ('written'), or the error writing it
+    # members_written: the future of the new members file's reference, until a saved head names it
+    gc = early = members_writer = members_written = None
     try:
         # AD is connected to and checked and, with a delta state, its changes since the last run are
         # read (in a thread) while Graph is read: neither needs the other, and a delta run spends
@@ -865,7 +850,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             # plan exist, its chunks cost no peak: beside the writes they were the xlarge first
             # run's (375 -> 405 MB, memory_phases.py --apply).
             members_writer = ThreadPoolExecutor(max_workers=1)
-            members_writer.submit(_write_members, params['delta_state_path'], new_state, members_file)
+            members_written = members_writer.submit(delta_state.write_members, params['delta_state_path'], new_state)
         managed, existing_ids = deletion_scope(params, ad, graph, search_base, ids, desired, managed)
         soa_originals = read_soa_originals(ad, domain_dn, desired, managed)
         anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed)
@@ -921,14 +906,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             _merge_apply(result, applied)
             if saving and not applied.errors:
                 try:
-                    _join(members_writer)
-                    if members_file.get('error') is not None:
-                        raise members_file['error']
+                    written = members_written.result()   # its file error, if any, is raised here
                     if mark is not None:
                         new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, old_state, examined, managed,
                                                         plan.ops, result['groups'], fingerprint)
-                    save_state(params['delta_state_path'], new_state, members_file.get('written'))
-                    members_file.pop('written', None)   # the head names it now
+                    save_state(params['delta_state_path'], new_state, written)
+                    members_written = None   # the head names it now
                 except (IOError, OSError) as exc:
                     raise WritebackError('Cannot save the delta state file (delta_state_path %s): %s; the next run reads '
                                          'what changed since the previous state' % (params['delta_state_path'], exc))
@@ -973,7 +956,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         if early is not None:
             early.close()
         if members_writer is not None:
-            _join(members_writer)
-            if members_file.get('written'):   # no head names it: the run stopped before saving its state
-                delta_state.discard_members(params['delta_state_path'], members_file['written'])
+            members_writer.shutdown(wait=True)
+            if members_written is not None and members_written.exception() is None:
+                # no head names it: the run stopped before saving its state
+                delta_state.discard_members(params['delta_state_path'], members_written.result())
         ad.close()
