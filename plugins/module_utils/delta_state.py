@@ -95,18 +95,30 @@ class GroupsRead(object):
 
     def member_ids(self):
         """``(group id, [member id])`` of every group, made one group at a time."""
-        for g in self.groups:
+        for g in self.groups_held():
             yield g['id'], [m['id'] for m in g.get('members') or []]
 
     def objects(self):
         """``(id, object)`` of every member, once (the last dict read for an id, as a full read's
         state always kept it)."""
         last = {}
-        for g in self.groups:
+        for g in self.groups_held():
             for m in g.get('members') or []:
                 last[m['id']] = m
         for mid, member in last.items():
             yield mid, self.to_object(member)
+
+    def groups_held(self):
+        """The groups read, or DeltaStateError once released."""
+        if self.groups is None:
+            # Never write a members file from groups whose member lists are gone: it would save
+            # every group as empty.
+            raise DeltaStateError('Internal error: the member lists of the delta state were released before they were saved')
+        return self.groups
+
+    def release(self):
+        """The groups' member lists are no longer this state's (see ``release_members``)."""
+        self.groups = None
 
 
 def lazy_state(state, groups, to_object):
@@ -114,6 +126,14 @@ def lazy_state(state, groups, to_object):
     with its member lists left in ``groups`` (see GroupsRead)."""
     state[SOURCE_KEY] = GroupsRead(groups, to_object)
     return state
+
+
+def release_members(state):
+    """After ``write_members`` has written a lazy ``state``'s member lists (or when it is not
+    saved): the state no longer needs the groups they were read into, whose member lists the
+    caller may then drop. Writing its members again raises DeltaStateError. No-op for others."""
+    if is_lazy(state):
+        state[SOURCE_KEY].release()
 
 
 def is_lazy(state):
@@ -174,6 +194,7 @@ def hydrate(state):
     reading its members file if no other state sharing it did, or into a full read's lazy state,
     from its groups. No-op for a hydrated state."""
     if is_lazy(state):
+        state[SOURCE_KEY].groups_held()   # raises before the state is changed
         source = state.pop(SOURCE_KEY)
         for gid, ids in source.member_ids():
             entry = state['groups'][gid]
@@ -199,16 +220,21 @@ def share_members(old_state, new_groups):
 
 
 def _head(state, ref):
+    """The head's data: ``state`` without its member lists (counted instead), its groups made one
+    chunk at a time as they are written (a copy of 20,000 group entries was 10 MB at the xlarge
+    first run's peak, memory_phases.py --apply)."""
     head = dict((k, v) for k, v in state.items() if k not in ('objects', MEMBERS_KEY) and not k.startswith('_'))
-    groups = {}
-    for gid, entry in (state.get('groups') or {}).items():
+    head['groups'] = json_file.Pairs(_head_groups(state.get('groups') or {}))
+    head['members_file'] = ref
+    return head
+
+
+def _head_groups(groups):
+    for gid, entry in groups.items():
         e = dict((k, v) for k, v in entry.items() if k != 'member_ids')
         if 'member_ids' in entry:
             e['member_count'] = len(entry['member_ids'])
-        groups[gid] = e
-    head['groups'] = groups
-    head['members_file'] = ref
-    return head
+        yield gid, e
 
 
 def _named_file(path):

@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state, writeback
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
@@ -255,6 +255,42 @@ def test_the_members_file_is_written_before_the_writes_end(corp, box, tenant, tm
     assert result['summary']['created'] == 2
     assert seen['members'] and seen['head'] is False, seen
     assert json.load(open(str(state_dir / 'state.json')))['members_file']['file'] == seen['members'][0]
+
+
+def test_member_lists_are_dropped_before_the_writes_once_the_members_file_is_whole(corp, box, tenant, tmp_path, monkeypatch):
+    """Once planned, the member lists read from Graph are dropped before the writes (their memory
+    serves the writes, the read-back and the result), but only once the members file's writer,
+    which makes the file from them, is done: a writer slower than the AD reads still saves every
+    member."""
+    directory, ou = box
+    emu, group_ids = tenant
+    state_path = str(tmp_path / 'state.json')
+    real_write, real_lazy, real_apply = delta_state.write_members, delta_state.lazy_state, writeback.apply_plan
+    read = {}
+
+    def slow_write(*args, **kwargs):
+        time.sleep(3)   # the plan is made long before
+        return real_write(*args, **kwargs)
+
+    def keep_groups(state, groups, to_object):
+        read['groups'] = groups
+        return real_lazy(state, groups, to_object)
+
+    def apply_and_look(*args, **kwargs):
+        read['members_at_apply'] = sorted(len(g.get('members') or ()) for g in read['groups'])
+        return real_apply(*args, **kwargs)
+    monkeypatch.setattr(delta_state, 'write_members', slow_write)
+    monkeypatch.setattr(delta_state, 'lazy_state', keep_groups)
+    monkeypatch.setattr(writeback, 'apply_plan', apply_and_look)
+    args = graph_args(emu)
+    args.update(all_groups=True, group_filter="startswith(displayName,'%s')" % PREFIX, target_ou=ou, search_base=ou,
+                delta_state_path=state_path)
+    result = run(corp, None, **args)
+    assert result['summary']['created'] == 2
+    assert read['members_at_apply'] == [0, 0]
+    saved = delta_state.hydrate(delta_state.load(state_path))
+    assert sorted(len(saved['groups'][gid]['member_ids']) for gid in group_ids) == [1, 2]
+    assert len(saved['objects']) == 2
 
 
 def test_fail_on_not_found_names_the_selected_groups_missing_from_entra_and_writes_nothing(corp, box, tenant, tmp_path):

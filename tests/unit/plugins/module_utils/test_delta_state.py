@@ -381,6 +381,38 @@ def test_a_full_reads_state_is_saved_from_its_groups_without_making_its_lists(tm
     assert state['objects'] == expected['objects'] and state['groups'] == expected['groups']
 
 
+def test_a_released_lazy_state_refuses_to_write_its_members_and_stays_as_it_was(tmp_path):
+    """Once its groups' member lists are released (the writeback drops them after planning), a
+    lazy state can no longer make a members file or hydrate: never a file of empty groups."""
+    path = str(tmp_path / 'state.json')
+    state = lazy_sample()
+    delta_state.release_members(state)
+    with pytest.raises(delta_state.DeltaStateError, match='released'):
+        delta_state.write_members(path, state)
+    assert os.listdir(str(tmp_path)) == []
+    with pytest.raises(delta_state.DeltaStateError, match='released'):
+        delta_state.hydrate(state)
+    assert delta_state.is_lazy(state) and state['groups']['g1'] == {
+        'id': 'g1', 'display_name': 'One', 'security_enabled': True, 'mail_enabled': False, 'group_types': [], 'member_count': 2}
+    hydrated = sample_state()
+    delta_state.release_members(hydrated)   # no-op: its lists are its own
+    assert hydrated == sample_state()
+
+
+def test_the_head_is_the_state_without_its_member_lists(tmp_path):
+    """The head's group entries are made as they are written (never a copy of them all): each is
+    its entry without member_ids, with their count."""
+    path = str(tmp_path / 'state.json')
+    state = sample_state()
+    delta_state.save(path, state)
+    head = json.load(open(path))
+    expected = sample_state()
+    for entry in expected['groups'].values():
+        entry['member_count'] = len(entry.pop('member_ids'))
+    assert head['groups'] == expected['groups']
+    assert state == sample_state()
+
+
 def test_a_lazy_state_keeps_the_last_dict_read_of_an_object():
     u1_old, u1_new = {'id': 'u1', 'type': 'user', 'display_name': 'old'}, {'id': 'u1', 'type': 'user', 'display_name': 'new'}
     state = delta_state.lazy_state({'groups': {'g1': {'member_count': 1}, 'g2': {'member_count': 1}}},
