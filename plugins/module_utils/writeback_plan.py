@@ -196,22 +196,6 @@ def dn_key(dn):
     return key
 
 
-# The member maps kept for every existing group until the plan is made (its wanted and its present
-# members, {dn_key: dn}: 2.4 million entries for 1.2 million links at 20,000 groups) take their keys
-# from ``shared_dn_key``: one key string per DN text, remembered for the plan (a string per entry was
-# 235 MB more for a full-read no-op; the lookup is also 4 times faster than keying again). Emptied
-# after each plan. A group to create keeps no map (see plan_creates): its keys are not remembered.
-_SHARED_KEYS = {}
-
-
-def shared_dn_key(dn):
-    """``dn_key(dn)``, the same string each time for the same ``dn`` during a plan."""
-    key = _SHARED_KEYS.get(dn)
-    if key is None:
-        key = _SHARED_KEYS[dn] = ad_codecs.dn_key(dn)   # remembered here: not in _DN_KEYS as well
-    return key
-
-
 CN_NAME_MAX = 51
 DESCRIPTION_MAX = 448
 SAM_MAX = 256
@@ -511,7 +495,6 @@ def plan_writeback(desired_groups, ad_state, resolution, options=None):
         return _plan_writeback(desired_groups, ad_state or {}, resolution, options)
     finally:
         _DN_KEYS.clear()
-        _SHARED_KEYS.clear()
 
 
 def _plan_writeback(desired_groups, ad_state, resolution, options):
@@ -856,9 +839,13 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
 
     Returns ``dict(members={gid: {dn_key: dn}}, child_groups={gid: set of child gids written in
     this run}, protected={gid: set of dn_keys never removed}, removals={gid: {dn_key: dn}},
-    to_create={gid: listed members}, member_dns)``: a group to create is in ``to_create``, not
-    ``members``; ``member_dns(gid, listed, report)`` makes its map (and reports its skipped and
-    unresolved members) when ``plan_creates`` comes to it.
+    to_create={gid: listed members}, to_compare={gid: listed members}, member_dns)``: a group
+    whose members are given in full is in ``to_create`` (no AD object) or ``to_compare`` (an
+    existing one), not ``members``; ``member_dns(gid, listed, report)`` makes its map, its
+    protected keys (and reports its skipped and unresolved members) when ``plan_creates`` or
+    ``plan_member_changes`` comes to it, and the map is dropped once used: the maps of all groups
+    at once were the planner's peak (1.2 million member links at 20,000 groups; a full-read no-op
+    kept 2.4 million map entries, the wanted and the present members of every existing group).
     Groups whose members are not managed are left out of ``members`` and get ``members_known``
     False: ``members`` None (not read), or ``nested_only`` (written only because a selected group
     contains it: Cloud Sync writes such a group "without its members", so its AD members are
@@ -873,10 +860,11 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
     protected = {}
     removals = {}
     to_create = {}
+    to_compare = {}
     entries = {}   # shared skipped/unresolved entries (see _member_entry)
 
-    def member_dns(gid, listed, rep, key_of=dn_key):
-        return _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries, key_of)
+    def member_dns(gid, listed, rep):
+        return _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries)
 
     for gid in order:
         st = state.get(gid)
@@ -900,24 +888,21 @@ def desired_memberships(order, desired, state, reports, resolution, not_written,
         else:
             st['members_known'] = True
             listed = g['members']
-            if st['obj'] is None:
-                # A group to create: its DN map is made by plan_creates (``member_dns``), one group at
-                # a time, and dropped once its create is made; the maps of all of them at once were the
-                # planner's peak (1.2 million member links at 20,000 groups). Its child groups are
-                # needed now (for the order of the creates): its group members are classified here
-                # (their report entries go to a scratch report; plan_creates reports every member).
-                to_create[gid] = listed
-                child_groups[gid] = member_dns(gid, [m for m in listed if _is_group(m)], _report(gid, None))[1]
-                continue
-        wanted, children, prot = member_dns(gid, listed, rep, shared_dn_key)   # kept until the plan is made
-        if delta is not None:
-            for key in set(removals[gid]) & set(wanted):
-                del removals[gid][key]   # another listed member has this DN
+            # Its DN map is made one group at a time when the group is created or compared (see
+            # above). Its child groups are needed now (for the order of the creates and the
+            # cycles): its group members are classified here (their report entries go to a scratch
+            # report; the map's maker reports every member).
+            (to_create if st['obj'] is None else to_compare)[gid] = listed
+            child_groups[gid] = member_dns(gid, [m for m in listed if _is_group(m)], _report(gid, None))[1]
+            continue
+        wanted, children, prot = member_dns(gid, listed, rep)   # the added members only: kept
+        for key in set(removals[gid]) & set(wanted):
+            del removals[gid][key]   # another listed member has this DN
         members[gid] = wanted
         child_groups[gid] = children
         protected[gid] = prot
     return dict(members=members, child_groups=child_groups, protected=protected, removals=removals, to_create=to_create,
-                member_dns=member_dns)
+                to_compare=to_compare, member_dns=member_dns)
 
 
 def _is_group(member):
@@ -933,10 +918,9 @@ def _resolved_dn(resolution, member):
     return res, None
 
 
-def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries=None, key_of=dn_key):
+def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rename_map, entries=None):
     """``(wanted {dn_key: dn}, child gids, protected dn_keys)`` of the members ``listed`` for group
-    ``gid``; the skipped and unresolved ones go to ``rep``. ``key_of``: ``dn_key``, or
-    ``shared_dn_key`` for a map kept until the plan is made."""
+    ``gid``; the skipped and unresolved ones go to ``rep``."""
     wanted = {}
     children = set()
     prot = set()
@@ -949,7 +933,7 @@ def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rena
                 # An AD-synced group Entra lists as a member: never added, kept where it is.
                 dn = _resolved_dn(resolution, m)[0]
                 if dn:
-                    prot.add(key_of(dn))
+                    prot.add(dn_key(dn))
             continue
         if _is_group(m):
             if mid == gid:
@@ -957,18 +941,18 @@ def _member_dns(gid, listed, rep, in_scope, state, resolution, not_written, rena
                 continue
             if mid in state:
                 dn = state[mid]['dn']
-                wanted[key_of(dn)] = dn
+                wanted[dn_key(dn)] = dn
                 children.add(mid)
             else:
                 rep['skipped_members'].append(_member_entry(m, 'group_not_written', entries))
                 for old in not_written.get(mid, []):
-                    prot.add(key_of(rename_map.get(dn_key(old), old)))
+                    prot.add(dn_key(rename_map.get(dn_key(old), old)))
             continue
         dn, why = _resolved_dn(resolution, m)
         if not dn:
             rep['unresolved_members'].append(_member_entry(m, why or 'unresolved', entries))
             continue
-        wanted[key_of(dn)] = dn
+        wanted[dn_key(dn)] = dn
     return wanted, children, prot
 
 
@@ -1068,18 +1052,21 @@ def plan_attribute_updates(order, state, reports, opts):
 
 
 def plan_member_changes(order, state, reports, wanted, rename_map, opts):
-    """``(member ops, {gid: (adds, removes, have)})`` for existing groups whose members are managed:
+    """``(member ops, {gid: (adds, removes, after)})`` for existing groups whose members are managed:
     adds of missing members, and (authoritative membership) removes of the others, except the
-    protected DNs of child groups that were not written this run. ``have`` is the current
-    membership ({dn_key: dn}, renamed DNs followed)."""
+    protected DNs of child groups that were not written this run. ``after`` is the diff's view of
+    the membership once changed (renamed DNs followed; see ``_diff_members``), None when the group
+    is unchanged or planned from Entra's member changes (its AD members were not read). Each
+    group's wanted and present maps are made here and dropped once compared (see
+    ``desired_memberships``)."""
     ops = []
     result = {}
     for gid in order:
         st = state.get(gid)
         if not st or st['obj'] is None or not st.get('members_known'):
             continue
-        want = wanted['members'][gid]
         if st['members_known'] == 'changes':
+            want = wanted['members'][gid]
             # Planned from Entra's member changes: the adds and removes are sent as they are (the
             # permissive modify makes an add of a present value, or a remove of an absent one, a no-op).
             adds = [want[k] for k in sorted(want)]
@@ -1094,23 +1081,29 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
                 reports[gid]['changes'].append('member')
             result[gid] = (adds, removes, None)
             continue
+        want, unused, protected = wanted['member_dns'](gid, wanted['to_compare'].pop(gid), reports[gid])
         have = {}
         for dn in st['obj'].get('members') or []:
-            k = shared_dn_key(dn)   # kept in ``result`` until the plan is made
+            k = dn_key(dn)
             new = rename_map.get(k)
             if new is not None:
-                have[shared_dn_key(new)] = new
+                have[dn_key(new)] = new
             else:
                 have[k] = dn
         adds = [want[k] for k in sorted(want) if k not in have]
         removes = []
         if opts['membership'] == 'authoritative':
-            protected = wanted['protected'].get(gid, ())
             removes = [have[k] for k in sorted(have) if k not in want and k not in protected]
         ops.extend(_member_ops(gid, st['dn'], adds, removes, opts))
+        after = None
         if adds or removes:
             reports[gid]['changes'].append('member')
-        result[gid] = (adds, removes, have)
+            for d in removes:
+                have.pop(dn_key(d), None)
+            for d in adds:
+                have[dn_key(d)] = d
+            after = _diff_members(list(have.values()))
+        result[gid] = (adds, removes, after)
     return ops, result
 
 
@@ -1129,7 +1122,7 @@ def finish_existing_reports(order, state, reports, attr_changes, member_changes,
         obj = st['obj']
         rep = reports[gid]
         changes = attr_changes.get(gid) or {}
-        adds, removes, have = member_changes.get(gid, ([], [], {}))
+        adds, removes, after_members = member_changes.get(gid, ([], [], None))
         rep['members_added'] = adds
         rep['members_removed'] = removes
         if st.get('moved'):
@@ -1148,18 +1141,13 @@ def finish_existing_reports(order, state, reports, attr_changes, member_changes,
         after = dict(current)
         after.update(changes)
         after['dn'] = st['dn']
-        if (adds or removes) and have is None:
+        if (adds or removes) and after_members is None:
             # Planned from Entra's member changes: the AD members were not read.
             after['members_added'] = _diff_members(adds)
             after['members_removed'] = _diff_members(removes)
         elif adds or removes:
             before['members'] = _diff_members(list(obj.get('members') or []))
-            after_members = dict(have)
-            for d in removes:
-                after_members.pop(dn_key(d), None)
-            for d in adds:
-                after_members[dn_key(d)] = d
-            after['members'] = _diff_members(list(after_members.values()))
+            after['members'] = after_members
         diff['before'][gid] = dict((k, v) for k, v in before.items() if v is not None)
         diff['after'][gid] = dict((k, v) for k, v in after.items() if v is not None)
 
