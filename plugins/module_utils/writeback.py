@@ -916,6 +916,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 'It would delete: %s.' % (deletions, params.get('deletion_threshold') or 0, describe_groups(plan.threshold_deletions)),
                 details=dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions))
 
+        # What only the plan needed is dropped: the writes, the read-back and the result reuse its memory.
+        resolution = users = None
         if params.get('entra_groups') is None:
             release_members(all_desired, new_state, members_written)
         applied = ApplyResult()

@@ -35,11 +35,11 @@ class ApplyResult(object):
     """What happened: per-group errors, operations executed, and whether anything was written."""
 
     def __init__(self):
-        self.executed = []        # ops sent (as given, with 'outcome' added)
+        self.executed = []        # ops sent: the plan's own dicts, 'outcome' added (see apply_plan)
         self.errors = {}          # group_id -> message
         self.notes = {}           # group_id -> [text]
         self.adopted = {}         # group_id -> {"changes": {attr: {"before", "after"}}, "members_added": [dn]}
-        self.not_run = []         # ops never sent because the run stopped (outcome 'not_run')
+        self.not_run = []         # ops never sent because the run stopped (the plan's, outcome 'not_run')
         self.fatal = None         # the connection-level ADError that stopped the run, if any
         self.changed = False
 
@@ -159,7 +159,9 @@ def _execute(client, op):
 def apply_plan(client, ops, check_mode=False, result=None):
     """Run ``ops`` (a plan's ordered operations). Returns an ApplyResult (``result`` when given, so
     the caller holds it even when this raises); raises ADError when the connection is lost
-    (nothing more can be done safely in this run), with the ApplyResult so far as ``err.applied``."""
+    (nothing more can be done safely in this run), with the ApplyResult so far as ``err.applied``.
+    Each operation gets its ``outcome`` (and ``error``) in place: copies of the 17,000 operations of
+    a 20,000-group first run were 6 MB at its end, its peak."""
     result = result if result is not None else ApplyResult()
     if check_mode:
         return result
@@ -167,17 +169,21 @@ def apply_plan(client, ops, check_mode=False, result=None):
     for index, op in enumerate(ops):
         gid = op.get('group_id')
         if gid in failed:
-            result.executed.append(dict(op, outcome='skipped_after_error'))
+            op['outcome'] = 'skipped_after_error'
+            result.executed.append(op)
             continue
         try:
             outcome = _create(client, op, result) if op['op'] == 'create' else _execute(client, op)
         except ADError as err:
             msg = err.msg if op['dn'] in err.msg else '%s (group %s)' % (err.msg, op['dn'])
-            result.executed.append(dict(op, outcome='error', error=msg))
+            op.update(outcome='error', error=msg)
+            result.executed.append(op)
             if _fatal(err):
                 result.errors[gid] = msg
                 result.fatal = err
-                result.not_run = [dict(rest, outcome='not_run') for rest in ops[index + 1:]]
+                result.not_run = ops[index + 1:]
+                for rest in result.not_run:
+                    rest['outcome'] = 'not_run'
                 err.applied = result
                 raise
             failed.add(gid)
@@ -185,5 +191,6 @@ def apply_plan(client, ops, check_mode=False, result=None):
             continue
         if outcome != 'adopted_concurrent' or result.adopted[gid]['wrote']:
             result.changed = True
-        result.executed.append(dict(op, outcome=outcome))
+        op['outcome'] = outcome
+        result.executed.append(op)
     return result
