@@ -42,6 +42,11 @@ RESOLVE_CHUNK = 200
 RESOLVE_CONNECTIONS = 2
 # Anchors (or DNs) per OR filter when reading selected groups.
 ANCHOR_CHUNK = 100
+# Groups per page when all managed groups are read with their members: a page is held three times
+# while it is decoded (ldap3's raw values, its own decoding, ours); 1,000 groups of 20,000 (1.2
+# million member links) were 34 MB above what the read keeps (memory_phases.py, full-read no-op).
+# The selected reads ask for ANCHOR_CHUNK groups at a time.
+MEMBER_PAGE_SIZE = 100
 
 MATCH_ORDER = ('object_identifier', 'sid', 'immutable_id')
 
@@ -57,10 +62,29 @@ def _int_or_none(value):
         return None
 
 
+class KnownGuids(dict):
+    """``{objectGUID: DN or None}`` for ``read_managed_groups(member_guids=...)`` and
+    ``resolve_users(known_guids=...)``, made from the users to resolve: only their objectGUIDs are
+    kept, keyed by the very string their object-identifier key is (not a copy), each given the DN
+    of the member read that has it. A plain dict keeps every member's GUID as a new string: at
+    200,000 members those were 17 MB of a full-read no-op's peak."""
+
+    def __init__(self, users=()):
+        dict.__init__(self)
+        for user in users:
+            key = _user_key(user, 'object_identifier')
+            if key is not None:
+                self[key] = None
+
+    def record(self, guid, dn):
+        if guid in self:
+            self[guid] = dn   # the key stays the string it was made with
+
+
 def group_from_entry(entry, member_guids=None, same_dns=None):
     """A search result entry of a group -> the plain managed-group dict. With ``member_guids`` (a
-    dict) the members were read with the extended-DN control: their objectGUIDs go there
-    ({guid: DN}) and the group's ``members`` stay plain DNs. ``same_dns`` (a dict, shared by the
+    dict, or a ``KnownGuids``) the members were read with the extended-DN control: their
+    objectGUIDs go there ({guid: DN}) and the group's ``members`` stay plain DNs. ``same_dns`` (a dict, shared by the
     groups of one read): a member DN met before is that same string, not a copy (a user in six
     groups came back as six strings: 1.2 million member values of 200,000 users at 20,000 groups)."""
     guid = first(entry, 'objectGUID')
@@ -68,6 +92,7 @@ def group_from_entry(entry, member_guids=None, same_dns=None):
     dn = split_extended_dn(entry['dn'])[0]   # the control extends the entry's own DN too
     members = list(values(entry, 'member'))
     if member_guids is not None:
+        record = member_guids.record if isinstance(member_guids, KnownGuids) else member_guids.__setitem__
         plain = []
         for value in members:
             member_dn, member_guid = split_extended_dn(value)
@@ -75,7 +100,7 @@ def group_from_entry(entry, member_guids=None, same_dns=None):
                 member_dn = same_dns.setdefault(member_dn, member_dn)
             plain.append(member_dn)
             if member_guid:
-                member_guids[member_guid] = member_dn
+                record(member_guid, member_dn)
         members = plain
     elif same_dns is not None:
         members = [same_dns.setdefault(member_dn, member_dn) for member_dn in members]
@@ -124,7 +149,8 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
     controls = [EXTENDED_DN_CONTROL] if member_guids is not None else None
     if group_ids is None:
         ldap_filter = '(&(objectClass=group)(%s=%s*))' % (ANCHOR_ATTRIBUTE, ANCHOR_PREFIX)
-        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls):
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, controls=controls,
+                                   page_size=min(client.page_size, MEMBER_PAGE_SIZE)):
             out.append(group_from_entry(entry, member_guids, same_dns))
         return out
     light = set(without_members or ())
@@ -237,7 +263,7 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
     each id to its DN alone (what the planner takes: a dict per user is 44 MB at 200,000 users).
 
     ``known_guids`` ({objectGUID: DN}, the members of the managed groups as
-    ``read_managed_groups(member_guids=...)`` found them): an object identifier found there is
+    ``read_managed_groups(member_guids=...)`` found them; a GUID without a DN is not known): an object identifier found there is
     resolved to that DN without a search, in the object-identifier round exactly where the search
     would have matched it (objectGUIDs are unique in the forest). Only the objectGUID is taken
     this way: a SID can also be a foreign security principal's, which the search rightly skips.
@@ -300,7 +326,7 @@ def _resolve_users(pool, gc, users, member_match, search_base, known_guids, doma
             else:
                 wanted[key] = [have, uid]
         if method == 'object_identifier' and known_guids:
-            for key in [k for k in wanted if k in known_guids]:
+            for key in [k for k in wanted if known_guids.get(k)]:
                 for uid in _uids(wanted.pop(key)):
                     found(uid, known_guids[key], method)
         if not wanted:

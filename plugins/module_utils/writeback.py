@@ -836,15 +836,16 @@ def run_writeback(params, check_mode=False, diff_mode=False):
 
         # The members' objectGUIDs come with the managed groups (extended-DN control), so users
         # that already are members resolve without a Global Catalog search: a no-op run of 20,000
-        # users spent most of its time in those searches.
-        member_guids = {}
+        # users spent most of its time in those searches. Only the GUIDs of users to resolve are kept.
+        users = _users_to_resolve(desired)
+        member_guids = ad_reader.KnownGuids(users)
         read_ids = ids
         if examined is not None:
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
             # Few of the examined groups are read with their members (most are planned from their
             # member changes), so their members' objectGUIDs spare few Global Catalog searches: the
             # users are resolved (in a thread, on connections of their own) while the groups are read.
-            early = _EarlyResolution(ad, params, domain_dn, _users_to_resolve(desired))
+            early = _EarlyResolution(ad, params, domain_dn, users)
         managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
                                                 without_members=members_not_planned(desired) if read_ids is not None else ())
         back = member_delta_fallback(desired, managed, mark)
@@ -855,7 +856,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 all_desired = groups_from_state(new_state, params['max_members'], set(examined) - set(deltas))
             desired = narrow_to(all_desired, examined, deltas, old_state, new_state)
             read_ids = sorted(set(examined) | set(group_id(g) for g in desired))
-            member_guids = {}
+            users = _users_to_resolve(desired)
+            member_guids = ad_reader.KnownGuids(users)
             managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
                                                     without_members=members_not_planned(desired))
         if saving:
@@ -886,7 +888,6 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         sam_taken = ad_reader.read_sam_account_names(ad, domain_dn, names['sam_account_names']) \
             if names['sam_account_names'] else set()
 
-        users = _users_to_resolve(desired)
         resolution = early.result() if early is not None else {}
         # All of them, or (after an early resolution) those of groups planned in full again since.
         users = [u for u in users if u.get('id') not in resolution]

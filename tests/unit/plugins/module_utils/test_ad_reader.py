@@ -118,3 +118,22 @@ def test_a_member_dn_met_in_several_groups_is_one_string(extended):
     g2 = ad_reader.group_from_entry(two, guids, same)
     assert g1['members'] == g2['members'] == ['CN=u,DC=x'] and g1['members'][0] is g2['members'][0]
     assert guids is None or guids == {guid: 'CN=u,DC=x'}
+
+
+def test_known_guids_keep_only_the_users_guids_under_their_own_strings():
+    """The managed groups' members are recorded only for the users to resolve, keyed by the user's
+    own GUID string (no copy per member read); a GUID no member had resolves by search."""
+    wanted, absent = member(guid=str(uuid.uuid4())), member(guid=str(uuid.uuid4()))
+    known = ad_reader.KnownGuids([wanted, absent, member()])
+    other = str(uuid.uuid4())
+    entry = {'dn': 'CN=g,DC=x', 'attributes': {'member': [
+        '<GUID=%s>;CN=w,DC=x' % wanted['on_premises_object_identifier'].upper(), '<GUID=%s>;CN=o,DC=x' % other]}}
+    group = ad_reader.group_from_entry(entry, known)
+    assert group['members'] == ['CN=w,DC=x', 'CN=o,DC=x']
+    assert known == {wanted['on_premises_object_identifier']: 'CN=w,DC=x', absent['on_premises_object_identifier']: None}
+    (key,) = [k for k in known if known[k]]
+    assert key is wanted['on_premises_object_identifier']
+    gc = AnsweringGC([])
+    resolution, unresolved = ad_reader.resolve_users(gc, [wanted, absent], 'object_identifier', known_guids=known)
+    assert resolution == {wanted['id']: {'dn': 'CN=w,DC=x', 'matched_by': 'object_identifier'}}
+    assert list(unresolved) == [absent['id']] and len(gc.filters) == 1
