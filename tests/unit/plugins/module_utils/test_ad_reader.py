@@ -137,3 +137,24 @@ def test_known_guids_keep_only_the_users_guids_under_their_own_strings():
     resolution, unresolved = ad_reader.resolve_users(gc, [wanted, absent], 'object_identifier', known_guids=known)
     assert resolution == {wanted['id']: {'dn': 'CN=w,DC=x', 'matched_by': 'object_identifier'}}
     assert list(unresolved) == [absent['id']] and len(gc.filters) == 1
+
+
+class PagedClient(object):
+    """Records the page size each search asks for."""
+
+    def __init__(self, page_size):
+        self.page_size = page_size
+        self.pages = []
+
+    def search(self, base, ldap_filter, attributes=None, scope='subtree', controls=None, page_size=None, **kwargs):
+        self.pages.append(page_size)
+        return iter([])
+
+
+@pytest.mark.parametrize('configured, asked', [(1000, ad_reader.MEMBER_PAGE_SIZE), (50, 50)])
+def test_all_managed_groups_are_read_with_their_members_a_small_page_at_a_time(configured, asked):
+    """A page of groups with their members is held three times while decoded: the full read asks
+    for MEMBER_PAGE_SIZE groups a page, or fewer when ad_page_size says so."""
+    client = PagedClient(configured)
+    assert ad_reader.read_managed_groups(client, 'DC=x', member_guids={}) == []
+    assert client.pages == [asked]
