@@ -459,10 +459,12 @@ def release_members(groups, new_state, members_written=None):
     future; its error is raised where the state is saved), the lists are dropped, and the member
     dicts with them. The writes, the read-back of the AD mark and the result are then made in the
     memory they held: at 200,000 users they had been the xlarge first run's peak (404 MB,
-    memory_phases.py --apply)."""
-    if members_written is not None:
-        wait_for([members_written])
-    delta_state.release_members(new_state)
+    memory_phases.py --apply). A state that holds its own member lists (a delta run's) does not
+    need them: its writer is not waited for, and goes on beside the writes."""
+    if delta_state.is_lazy(new_state):
+        if members_written is not None:
+            wait_for([members_written])
+        delta_state.release_members(new_state)
     for group in groups:
         if group.get('members'):
             group['members'] = ()
