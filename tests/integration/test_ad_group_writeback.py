@@ -393,6 +393,10 @@ def test_create_that_meets_a_foreign_object_fails_for_that_group_only(corp, corp
         client.close()
     assert list(applied.errors) == [group['id']]
     assert 'without the anchor' in applied.errors[group['id']]
+    # the outcomes are set on the plan's own operations (copies of 17,000 were 6 MB at a run's end)
+    assert len(applied.executed) == len(stale['plan']) and all(
+        done is planned for done, planned in zip(applied.executed, stale['plan']))
+    assert sorted(op['outcome'] for op in stale['plan']) == ['created', 'error']
     assert first(corp_dir.get(squatter), 'msDS-ExternalDirectoryObjectId') is None
     assert len(corp_dir.by_anchor(other['id'])) == 1
 
