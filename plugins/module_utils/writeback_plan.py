@@ -1090,18 +1090,19 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
                 have[dn_key(new)] = new
             else:
                 have[k] = dn
-        adds = [want[k] for k in sorted(want) if k not in have]
-        removes = []
-        if opts['membership'] == 'authoritative':
-            removes = [have[k] for k in sorted(have) if k not in want and k not in protected]
+        add_keys = [k for k in sorted(want) if k not in have]
+        remove_keys = [k for k in sorted(have) if k not in want and k not in protected] \
+            if opts['membership'] == 'authoritative' else []
+        adds = [want[k] for k in add_keys]
+        removes = [have[k] for k in remove_keys]
         ops.extend(_member_ops(gid, st['dn'], adds, removes, opts))
         after = None
         if adds or removes:
             reports[gid]['changes'].append('member')
-            for d in removes:
-                have.pop(dn_key(d), None)
-            for d in adds:
-                have[dn_key(d)] = d
+            for k in remove_keys:
+                del have[k]
+            for k in add_keys:
+                have[k] = want[k]
             after = _diff_members(list(have.values()))
         result[gid] = (adds, removes, after)
     return ops, result
