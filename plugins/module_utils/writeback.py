@@ -571,9 +571,10 @@ class _EarlyResolution(object):
 
     def _run(self, params, domain_dn, users):
         # The connections too are opened on the thread (new ones: the caller's is not touched); a
-        # failure to open them is raised by ``result``.
+        # failure to open them is raised by ``result``. The domain's serves only the
+        # consistency-GUID searches, for users nothing else resolved: it connects if one is made.
         self.ad.global_catalog()
-        self.domain = self.ad.sibling()
+        self.domain = self.ad.sibling(connect=False)
         return _resolve(self.ad, self.domain, params, domain_dn, users)
 
     def result(self):

@@ -138,3 +138,34 @@ def test_an_early_resolution_searches_the_domain_on_its_own_connection(corp, use
         assert early.domain is None and writeback._EarlyResolution(ad, {}, domain_dn, []).result() == {}
     finally:
         ad.close()
+
+
+def test_an_early_resolution_connects_to_the_domain_only_when_it_searches_there(corp, user_with_consistency_guid,
+                                                                               monkeypatch):
+    """A user found by its objectGUID in the Global Catalog needs no consistency-GUID search: the
+    early resolution's domain connection is then never opened (ADClient.sibling(connect=False))."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+    user = user_with_consistency_guid
+    member = dict(entra_member(user['object_guid']), on_premises_object_identifier=user['object_guid'])
+    opened = []
+    real = ADClient._connect_one
+
+    def counting(self, spec):
+        opened.append('global catalog' if self.is_global_catalog else 'domain')
+        return real(self, spec)
+    ad = ADClient(ad_params(corp))
+    ad.connect()
+    monkeypatch.setattr(ADClient, '_connect_one', counting)
+    try:
+        domain_dn = ad.root_dse().get('default_naming_context')
+        resolution = writeback._EarlyResolution(ad, dict(member_match='auto'), domain_dn, [member]).result()
+        assert dn_key(resolution[member['id']]) == dn_key(user['dn'])
+        assert opened == ['global catalog']
+        # and one that needs the domain's search connects there (the test above checks where it searched)
+        del opened[:]
+        other = entra_member(user['consistency_guid'])
+        resolution = writeback._EarlyResolution(ad, dict(member_match='auto'), domain_dn, [other]).result()
+        assert dn_key(resolution[other['id']]) == dn_key(user['dn'])
+        assert opened == ['domain']   # the Global Catalog's connection is the run's, opened above
+    finally:
+        ad.close()
