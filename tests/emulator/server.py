@@ -48,7 +48,7 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from emulator.tenant import (  # noqa: E402
-    CAST_SEGMENTS, ODATA_TYPES, QueryError, Tenant, parse_filter, parse_id_filter, parse_select, render)
+    CAST_SEGMENTS, ODATA_TYPES, QueryError, Tenant, might_match, parse_filter, parse_id_filter, parse_select, render)
 
 GRAPH_RESOURCES = ("https://graph.microsoft.com", "https://graph.microsoft.us", "https://dod-graph.microsoft.us",
                    "https://microsoftgraph.chinacloudapi.cn", "https://canary.graph.microsoft.com",
@@ -1089,7 +1089,7 @@ class Emulator(object):
         n = 0
         for i in source():
             o = self.tenant.objects.get(i)
-            if o is not None and o["_t"] in types and (pred is None or pred(o)):
+            if o is not None and o["_t"] in types and (pred is None or (might_match(pred, o) and pred(o))):
                 n += 1
         return Reply(200, raw=str(n).encode(), headers={"Content-Type": "text/plain"})
 
@@ -1159,7 +1159,7 @@ class Emulator(object):
                 o = objs.get(i)
                 if o is None or o["_t"] not in tset:
                     continue
-                if pred is not None and not pred(o):
+                if pred is not None and not (might_match(pred, o) and pred(o)):
                     continue
                 ids.append(i)
             if orderby:

@@ -540,7 +540,38 @@ def parse_filter(text, type_name, advanced, version="v1.0"):
         props = dict(props, **FILTERABLE_BETA[type_name])
     _check(node, type_name, advanced, props)
     check_limits(node, advanced)
-    return lambda obj: _eval(node, obj)
+
+    def predicate(obj):
+        return _eval(node, obj)
+    # A filter that holds only for a few ids (``id in (...)``/``id eq`` among its and-ed clauses, as
+    # every scope check of a delta run is) is evaluated on those objects alone: the same answer, as
+    # a directory with an index on ids finds it, without evaluating it on every group of the tenant
+    # (68 such filters over 2,000 groups were 0.2 s of the emulator's CPU per run, on the machine
+    # that runs the DC and the module too).
+    predicate.ids = _id_constraint(node)
+    return predicate
+
+
+def _id_constraint(node):
+    """The lower-case ids an object must have for ``node`` to hold (a set), or None when any id may."""
+    kind = node[0]
+    if kind == "and":
+        a, b = _id_constraint(node[1]), _id_constraint(node[2])
+        return b if a is None else a if b is None else a & b
+    if kind == "or":
+        a, b = _id_constraint(node[1]), _id_constraint(node[2])
+        return None if a is None or b is None else a | b
+    if kind == "in" and node[1] == "id":
+        return set(_lower(v) for v in node[2])
+    if kind == "cmp" and node[1] == "eq" and node[2] == "id":
+        return {_lower(node[3])}
+    return None
+
+
+def might_match(predicate, obj):
+    """False when ``obj`` cannot satisfy ``predicate`` by its id alone (see ``parse_filter``)."""
+    ids = getattr(predicate, "ids", None)
+    return ids is None or _lower(obj.get("id")) in ids
 
 
 def parse_id_filter(text, limit=50):

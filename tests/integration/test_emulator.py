@@ -896,3 +896,27 @@ def test_get_by_ids_and_in_limit(graph_emulator_factory):
     assert s.get(emu.graph_url + "/users?$filter=id in (%s)" % ids).status_code == 400
     ids15 = ",".join("'%s'" % u for u in list(emu.tenant.ids_of_type("user"))[:15])
     assert len(s.get(emu.graph_url + "/users?$filter=id in (%s)" % ids15).json()["value"]) == 15
+
+
+@pytest.mark.parametrize("flt", [
+    "id in ('A1','b2')",
+    "id eq 'a1'",
+    "securityEnabled eq true and id in ('a1','B2','c3')",
+    "id in ('a1','b2') and (securityEnabled eq true and mailEnabled eq false)",
+    "id in ('a1') or id eq 'c3'",
+    "id in ('a1') or displayName eq 'Two'",
+    "(id in ('a1','b2') or id eq 'c3') and startswith(displayName,'T')",
+    "id in ('a1','b2') and id in ('b2','c3')",
+    "displayName eq 'Two'",
+])
+def test_id_index_gives_what_the_filter_gives(flt):
+    """The emulator evaluates a filter that constrains ids only on objects with those ids
+    (tenant.might_match): the answer must be the one the filter gives on every object."""
+    from emulator.tenant import might_match, parse_filter
+    objects = [dict(id=i, displayName=name, securityEnabled=sec, mailEnabled=False, groupTypes=[])
+               for i, name, sec in (("a1", "One", True), ("B2", "Two", True), ("c3", "Three", False), ("d4", "Two", True))]
+    pred = parse_filter(flt, "group", False)
+    everywhere = [o["id"] for o in objects if pred(o)]
+    assert [o["id"] for o in objects if might_match(pred, o) and pred(o)] == everywhere
+    if "id" in flt.split("displayName")[0] and " or displayName" not in flt:
+        assert pred.ids is not None and [o for o in objects if not might_match(pred, o)], flt
