@@ -298,16 +298,23 @@ def lab_snapshot(lab, forest, snapshot, restore=False):
     return seconds
 
 
-def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='delete', lab=None):
+def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='delete', lab=None, in_place=False):
     """Time floor.py writing ``plan_path`` into OU=BenchFloor. With ``base_plan`` (the first run's
     plan) the OU is first given, untimed, the groups that plan creates: the floor of an incremental
     run is its writes replayed onto the same groups.
+
+    ``in_place``: the writes go to the module's own groups in OU=Bench instead, between a lab
+    snapshot and its restore (``cleanup`` must be ``snapshot``): the floor of an incremental run then
+    writes on the directory exactly as the module's run finds it. A copy in OU=BenchFloor doubles
+    every user's memberOf backlinks while the floor writes (see the README).
 
     ``cleanup``: how the floor's groups go afterwards, untimed. ``delete``: an LDAP tree delete of
     OU=BenchFloor. ``snapshot``: a lab snapshot of the forest taken before the floor's writes and
     restored once its groups are counted (Samba's tree delete of the xlarge floor, 17,000 groups
     with 1.9M memberOf backlinks, does not finish)."""
-    floor_ou = fresh_ou(forest, 'BenchFloor')
+    if in_place and (cleanup != 'snapshot' or base_plan):
+        raise ValueError('run_floor: in_place writes over the module\'s groups: a snapshot restores them, no copy is made')
+    floor_ou = 'OU=Bench,' + forest.base_dn if in_place else fresh_ou(forest, 'BenchFloor')
     untimed = {}
     if cleanup == 'snapshot':
         untimed['snapshot_s'] = round(lab_snapshot(lab, forest, floor_snapshot_name(name)), 3)
@@ -331,7 +338,7 @@ def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='de
                ldap=dict(searches=0, adds=data.get('adds', 0), modifies=data.get('modifies', 0), deletes=data.get('deletes', 0),
                          modify_dns=data.get('modify_dns', 0)),
                graph_requests=0, peak_rss_mb=round(rss, 1), groups_in_ad=groups_in_ad, cleanup=cleanup,
-               cleanup_untimed=untimed)
+               cleanup_untimed=untimed, in_place=bool(in_place))
     log('%-18s %7.2f s (bind and writes %.2f s)  ldap %s  rss %.0f MB' % (
         name, wall, row['write_s'], row['ldap'], rss))
     return row
@@ -426,6 +433,11 @@ def main(argv=None):
     ap.add_argument('--repeat', type=int, default=2, help='runs of each no-op scenario (the fastest is reported)')
     ap.add_argument('--profile', action='append', default=[], help='scenario name(s) to run under cProfile')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
+    ap.add_argument('--incremental-floor', choices=['in-place', 'copy', 'both'], default='in-place',
+                    help="where the incremental run's floor writes: over the module's own groups between a lab snapshot and "
+                         "its restore (in-place, the directory as the module's run finds it), or onto a copy of them in "
+                         "OU=BenchFloor (copy: every user's memberOf backlinks doubled meanwhile); both: the two, the "
+                         "ratio against in-place")
     ap.add_argument('--floor-cleanup', choices=['delete', 'snapshot'],
                     help='how the floor\'s groups are removed, untimed: delete (an LDAP tree delete of OU=BenchFloor) or '
                          'snapshot (lab.py snapshot of corp before the floor\'s writes, restored after them: stops and starts '
@@ -502,8 +514,15 @@ def main(argv=None):
             incr_plan = os.path.join(work, 'plan-incremental.json')
             capture_plan('incremental', incr_plan)
             if not args.no_floor:
-                incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', base_plan=plan_path,
-                                       cleanup=args.floor_cleanup, lab=lab)
+                if args.incremental_floor in ('copy', 'both'):
+                    copy_floor = run_floor(forest, incr_plan, work, name='floor incr. copy', base_plan=plan_path,
+                                           cleanup=args.floor_cleanup, lab=lab)
+                    incr_floor = copy_floor
+                if args.incremental_floor in ('in-place', 'both'):
+                    incr_floor = run_floor(forest, incr_plan, work, name='floor incremental', cleanup='snapshot', lab=lab,
+                                           in_place=True)
+                if args.incremental_floor == 'both':
+                    extra['floor_incremental_copy'] = copy_floor
             incr_row, unused = scenario('incremental', False)
             if incr_floor:
                 extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
@@ -525,7 +544,8 @@ def main(argv=None):
 
     floor_wall = floor_row['wall_s'] if floor_row else None
     peer_wall = peer_row['wall_s'] if peer_row else None
-    all_rows = ([floor_row] if floor_row else []) + rows + ([incr_floor] if incr_floor else []) + ([peer_row] if peer_row else [])
+    all_rows = ([floor_row] if floor_row else []) + rows + ([incr_floor] if incr_floor else []) + \
+        ([extra['floor_incremental_copy']] if extra.get('floor_incremental_copy') else []) + ([peer_row] if peer_row else [])
     text = table(all_rows, first_row['wall_s'], floor_wall, peer_wall)
     print('\nad_group_writeback benchmark, size %s (%s)' % (args.size, json.dumps(SIZES[args.size])))
     print(text)
