@@ -140,8 +140,7 @@ def test_an_early_resolution_searches_the_domain_on_its_own_connection(corp, use
         ad.close()
 
 
-def test_an_early_resolution_connects_to_the_domain_only_when_it_searches_there(corp, user_with_consistency_guid,
-                                                                               monkeypatch):
+def test_an_early_resolution_connects_to_the_domain_only_when_it_searches_there(corp, user_with_consistency_guid, monkeypatch):
     """A user found by its objectGUID in the Global Catalog needs no consistency-GUID search: the
     early resolution's domain connection is then never opened (ADClient.sibling(connect=False))."""
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
