@@ -6,12 +6,13 @@
 
 ``plan.json`` is a check-mode plan of the module: the first run's (creates with their attributes
 and member lists, then member additions in chunks), or an incremental run's (renames and moves,
-attribute updates, member additions and removals, deletes) replayed onto a copy of the groups
-that the first run's plan built in ``--to-ou``.
+attribute updates, member additions and removals, deletes), replayed onto the module's own groups
+(``--to-ou`` equal to ``--from-ou``: the benchmark's default, between a lab snapshot and its
+restore) or onto a copy of them that the first run's plan built in ``--to-ou``.
 The member lists are known up front: no Graph read, no AD read, no planning. DNs are moved from
-``--from-ou`` to ``--to-ou`` so the floor writes beside the module's groups, not over them.
-One LDAPS connection (TCP_NODELAY, as the module's), simple bind (as the module in the benchmark), one
-request per operation.
+``--from-ou`` to ``--to-ou`` (for the first run's floor, so it writes beside the module's groups).
+One LDAPS connection (TCP_NODELAY, as the module's), simple bind (as the module in the
+benchmark), one request per operation.
 Nothing on this machine can write these groups faster. Writes ``--out``: seconds spent writing
 (bind included), and the operation counts.
 """
