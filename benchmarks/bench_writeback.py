@@ -214,9 +214,8 @@ def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=
     argv = [PY, MODULE, args_path]
     if profile:
         argv = [PY, '-m', 'cProfile', '-o', os.path.join(work, 'profile-%s.pstats' % name), MODULE, args_path]
-    timeline_path = os.path.join(work, 'timeline-%s.json' % name.replace(' ', '-').replace('(', '').replace(')', ''))
     if timeline:
-        argv = [PY, os.path.join(BENCH, 'timeline.py'), '--out', timeline_path, MODULE, args_path]
+        argv = [PY, os.path.join(BENCH, 'timeline.py'), '--out', timeline_path(work, name), MODULE, args_path]
     before = emu.counters()
     rc, wall, rss, text = run_measured(argv, env=env, stdout_path=os.path.join(work, 'result-%s.json' % name))
     after = emu.counters()
@@ -348,48 +347,38 @@ def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='de
     return row
 
 
+def timeline_path(work, name):
+    """Where ``benchmarks/timeline.py`` saves the timeline of scenario ``name``."""
+    return os.path.join(work, 'timeline-%s.json' % name.replace(' ', '-').replace('(', '').replace(')', ''))
+
+
 def read_timeline(work, name):
     """The timeline ``benchmarks/timeline.py`` saved for scenario ``name``, printed."""
-    path = os.path.join(work, 'timeline-%s.json' % name.replace(' ', '-').replace('(', '').replace(')', ''))
-    data = json.load(open(path))
+    data = json.load(open(timeline_path(work, name)))
     sys.path.insert(0, BENCH)
     from timeline import format_timeline
     log('timeline of %s:\n%s' % (name, format_timeline(data)))
     return data
 
 
-def repeated_incremental(args, lab, forest, emu, work, target, state, rows, timelines):
-    """The incremental scenario, ``args.incremental_repeat`` times: each run from the same lab
-    snapshot of corp and the same delta state files (the emulator's delta answers the same), so
-    each does the same writes; the fastest counts, every wall time is kept. The last run's AD and
-    state stay for the next scenario."""
-    repeat = max(1, args.incremental_repeat)
+def keep_incremental_start(lab, forest, work, state):
+    """Before a repeated incremental scenario: a lab snapshot of corp and a copy of the delta state
+    files. Returns the function that puts both back (untimed) before each run after the first, so
+    every run does the same writes (the emulator's delta answers the same)."""
     kept = os.path.join(work, 'before-incremental')
-    if repeat > 1:
-        lab_snapshot(lab, forest, 'bench-before-incremental')
-        if os.path.isdir(kept):
-            shutil.rmtree(kept)
-        os.makedirs(kept)
-        for name in os.listdir(work):
-            if name.startswith(os.path.basename(state)):
-                shutil.copy2(os.path.join(work, name), kept)
-    runs = []
-    for index in range(repeat):
-        if index:
-            lab_snapshot(lab, forest, 'bench-before-incremental', restore=True)
-            for name in os.listdir(kept):
-                shutil.copy2(os.path.join(kept, name), work)
-        runs.append(run_scenario('incremental', forest, emu, work, target, state, False,
-                                 profile='incremental' in args.profile, timeline='incremental' in args.timeline))
-        if 'incremental' in args.timeline:
-            timelines.setdefault('incremental', []).append(read_timeline(work, 'incremental'))
-    summaries = set(json.dumps(r[0]['summary'], sort_keys=True) for r in runs)
-    if len(summaries) > 1:
-        log('incremental: the repeated runs did not do the same: %s' % sorted(summaries))
-    row = min((r[0] for r in runs), key=lambda r: r['wall_s'])
-    row['wall_all_s'] = [r[0]['wall_s'] for r in runs]
-    rows.append(row)
-    return row
+    lab_snapshot(lab, forest, 'bench-before-incremental')
+    if os.path.isdir(kept):
+        shutil.rmtree(kept)
+    os.makedirs(kept)
+    for name in os.listdir(work):
+        if name.startswith(os.path.basename(state)):
+            shutil.copy2(os.path.join(work, name), kept)
+
+    def restore():
+        lab_snapshot(lab, forest, 'bench-before-incremental', restore=True)
+        for name in os.listdir(kept):
+            shutil.copy2(os.path.join(kept, name), work)
+    return restore
 
 
 def run_peer(forest, emu, work, timeout):
@@ -523,15 +512,22 @@ def main(argv=None):
         if os.path.exists(state):
             os.unlink(state)
 
-        def scenario(name, check, state_path=state, repeat=1):
+        def scenario(name, check, state_path=state, repeat=1, before_next=None):
             """Run a scenario ``repeat`` times (only those that leave AD and the state as they found
-            them); the fastest run is reported, every wall time is kept (the machine is shared)."""
+            them, or with ``before_next`` putting them back before each run after the first); the
+            fastest run is reported, every wall time is kept (the machine is shared). The last run's
+            AD and state stay for the next scenario."""
             runs = []
-            for unused in range(repeat):
+            for index in range(repeat):
+                if index and before_next is not None:
+                    before_next()
                 runs.append(run_scenario(name, forest, emu, work, target, state_path, check,
                                          profile=name in args.profile, timeline=name in args.timeline))
                 if name in args.timeline:
                     timelines.setdefault(name, []).append(read_timeline(work, name))
+            summaries = set(json.dumps(r[0]['summary'], sort_keys=True) for r in runs)
+            if len(summaries) > 1:
+                log('%s: the repeated runs did not do the same: %s' % (name, sorted(summaries)))
             row, result = min(runs, key=lambda r: r[0]['wall_s'])
             row['wall_all_s'] = [r[0]['wall_s'] for r in runs]
             rows.append(row)
@@ -582,7 +578,9 @@ def main(argv=None):
                     incr_floor['wall_all_s'] = [r['wall_s'] for r in floors]
                 if args.incremental_floor == 'both':
                     extra['floor_incremental_copy'] = copy_floor
-            incr_row = repeated_incremental(args, lab, forest, emu, work, target, state, rows, timelines)
+            repeat = max(1, args.incremental_repeat)
+            restore = keep_incremental_start(lab, forest, work, state) if repeat > 1 else None
+            incr_row, unused = scenario('incremental', False, repeat=repeat, before_next=restore)
             if incr_floor:
                 extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
             scenario('after incr. (check)', True)
