@@ -672,8 +672,17 @@ def _executed_plan(applied, ops):
     return applied.executed + applied.not_run
 
 
-def _failed_after_writes(exc, result, applied, ops):
-    """The run wrote to AD and then failed: the failure says changed, with what was done."""
+def _shaped(result, params):
+    """A result, or a failure's details, with its lists bounded as ``member_details`` and
+    ``member_sample_size`` say (``writeback_result.shape``). At xlarge a first run stopped after
+    16,921 creates returned its details unshaped, and its process peaked at 712.5 MB."""
+    return writeback_result.shape(result, params.get('member_details') or 'sample',
+                                  params.get('member_sample_size') or writeback_result.DEFAULT_SAMPLE)
+
+
+def _failed_after_writes(exc, result, applied, ops, params, report=True):
+    """The run wrote to AD and then failed: the failure says changed, with what was done, bounded
+    as a result is; ``report_path`` gets the full lists first (``report=False``: writing it is what failed)."""
     if applied.fatal is not None:
         _merge_apply(result, applied)
         what = 'stopped after it wrote to AD: %s' % (exc.msg if isinstance(exc, ADError) else exc)
@@ -685,8 +694,15 @@ def _failed_after_writes(exc, result, applied, ops):
     details = dict(getattr(exc, 'details', None) or {})
     details.update(changed=True, summary=result['summary'], groups=result['groups'], plan=_executed_plan(applied, ops),
                    cycles=result['cycles'])
+    if report and params.get('report_path'):
+        try:
+            writeback_result.write_report(params['report_path'], details, details['groups'])
+            advice += '; the full member lists are in report_path %s' % params['report_path']
+        except (IOError, OSError) as err:
+            advice += '; the report file (report_path %s) could not be written either: %s' % (params['report_path'], err)
     summary = ', '.join('%s %d' % (k, v) for k, v in sorted(result['summary'].items()) if v and not k.endswith('_members'))
-    return WritebackError('The run %s (done: %s); %s' % (what, summary or 'nothing counted', advice), details=details)
+    return WritebackError('The run %s (done: %s); %s' % (what, summary or 'nothing counted', advice),
+                          details=_shaped(details, params))
 
 
 def _outside_search_base(params, domain_dn, search_base):
@@ -925,7 +941,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 'Refused: this run would delete %d groups, more than deletion_threshold=%d. Nothing was written. '
                 'Check why so many groups left scope; raise deletion_threshold for one run if the deletions are intended. '
                 'It would delete: %s.' % (deletions, params.get('deletion_threshold') or 0, describe_groups(plan.threshold_deletions)),
-                details=dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions))
+                details=_shaped(dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions),
+                                params))
 
         # What only the plan needed is dropped: the writes, the read-back and the result reuse its memory.
         resolution = users = None
@@ -955,7 +972,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         except Exception as exc:  # pylint: disable=broad-except
             if not applied.changed:
                 raise
-            raise _failed_after_writes(exc, result, applied, plan.ops)
+            raise _failed_after_writes(exc, result, applied, plan.ops, params)
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,
@@ -984,11 +1001,10 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 err = WritebackError('Cannot write the report file (report_path %s): %s' % (params['report_path'], exc))
                 if not applied.changed:
                     raise err
-                raise _failed_after_writes(err, result, applied, plan.ops)
+                raise _failed_after_writes(err, result, applied, plan.ops, params, report=False)
         if diff_mode:
             out['diff'] = result['diff']
-        return writeback_result.shape(out, params.get('member_details') or 'sample',
-                                      params.get('member_sample_size') or writeback_result.DEFAULT_SAMPLE)
+        return _shaped(out, params)
     finally:
         if early is not None:
             early.close()

@@ -574,6 +574,15 @@ def argument_spec():
     return spec.with_ad_connection().with_graph_auth().with_value_checks(entra_groups=entra_groups_problem)
 
 
+def run_or_failure(module):
+    """``{'result': ...}``, or ``{'failure': fail_json's arguments}`` for a CloudSyncError: returned,
+    not raised, so the run's frames (which a traceback keeps) are gone before the result is rebuilt."""
+    try:
+        return dict(result=run_writeback(module.params, check_mode=module.check_mode, diff_mode=module._diff))
+    except CloudSyncError as err:
+        return dict(failure=err.to_fail_kwargs())
+
+
 def main():
     module = argument_spec().create_module()
     if LDAP3_IMPORT_ERROR is not None:
@@ -581,15 +590,16 @@ def main():
     if module.params['all_groups'] is False and not module.params['groups'] and module.params['entra_groups'] is None:
         module.fail_json(msg='Nothing to write back: give groups, all_groups=true or entra_groups')
     try:
-        # The result is rebuilt in memory of its own and the run's is given back before exit_json adds
-        # the result's JSON (see process_memory).
-        result = rebuilt_in_fresh_memory(lambda: run_writeback(module.params, check_mode=module.check_mode, diff_mode=module._diff))
-    except CloudSyncError as err:
-        module.fail_json(**err.to_fail_kwargs())
+        # The result, or a failure's, is rebuilt in memory of its own and the run's is given back
+        # before exit_json or fail_json adds its JSON (see process_memory).
+        outcome = rebuilt_in_fresh_memory(lambda: run_or_failure(module))
     except Exception as err:  # pylint: disable=broad-except
         # Never a bare traceback for the user; keep it for -vvv.
         module.fail_json(msg='ad_group_writeback failed unexpectedly: %s: %s' % (type(err).__name__, err),
                          exception=traceback.format_exc())
+    if 'failure' in outcome:
+        module.fail_json(**outcome['failure'])
+    result = outcome['result']
     # Through module.warn: Ansible shows them and returns them as `warnings` (passing a `warnings`
     # key to exit_json is deprecated).
     for warning in result.pop('warnings', []):

@@ -206,6 +206,42 @@ def test_an_ldap_failure_mid_apply_reports_changed_with_what_was_done(corp, box,
     assert all(len(directory.by_anchor(g['id'], ou)) == 1 for g in groups)
 
 
+def test_a_failure_after_writes_is_bounded_as_a_result_is_with_the_full_lists_in_report_path(corp, box, tmp_path, monkeypatch):
+    """A run that stops after its writes returns what was done with the same bounds as a result
+    (member_details, member_sample_size): at xlarge the unshaped details of a first run stopped by a
+    DC timeout made the process peak at 712.5 MB. The full lists go to report_path first;
+    member_details=full still returns them all."""
+    directory, ou = box
+    members = [entra_user(identity) for identity in corp.identities[36:39]]
+    groups = [entra_group('Bounded %d' % i, members) for i in range(3)]
+    report = tmp_path / 'report.json'
+    lose_the_connection_after_one_add(monkeypatch)
+    with pytest.raises(CloudSyncError) as failed:
+        run(corp, groups, target_ou=ou, search_base=ou, member_sample_size=1, report_path=str(report))
+    err = failed.value
+    assert err.details['changed'] is True and err.details['summary']['created'] == 1, err.details['summary']
+    created = [g for g in err.details['groups'] if g['action'] == 'created']
+    assert len(created) == 1 and created[0]['members_added_count'] == 3 and len(created[0]['members_added']) == 1, created
+    assert all('members' not in op and 'add' not in op for op in err.details['plan']), err.details['plan']
+    assert [op.get('members_count') for op in err.details['plan'] if op['op'] == 'create'] == [3, 3, 3]
+    assert 'member_reasons' in err.details
+    assert 'report_path' in err.msg and str(report) in err.msg, err.msg
+    saved = json.load(open(str(report)))
+    full = [g for g in saved['groups'] if g['id'] == created[0]['id']]
+    assert len(full) == 1 and len(full[0]['members_added']) == 3, full
+    assert saved['summary']['created'] == 1
+
+    monkeypatch.undo()
+    lose_the_connection_after_one_add(monkeypatch)
+    with pytest.raises(CloudSyncError) as again:
+        run(corp, groups, target_ou=ou, search_base=ou, member_details='full')
+    assert again.value.details['summary']['created'] == 1, again.value.details['summary']
+    whole = [g for g in again.value.details['groups'] if g['action'] == 'created']
+    assert len(whole) == 1 and len(whole[0]['members_added']) == 3, whole
+    assert [len(op['members']) for op in again.value.details['plan'] if op['op'] == 'create'] == [3, 3]
+    monkeypatch.undo()
+
+
 def test_a_run_stopped_mid_apply_leaves_no_state_behind(corp, box, tenant, tmp_path, monkeypatch):
     """The members file is written before the plan is applied (writeback.run_writeback); when the
     run stops before its head is saved (here the connection is lost on the second create), the
