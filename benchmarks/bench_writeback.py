@@ -206,7 +206,8 @@ def module_args(forest, emu, target_ou, state_path, check, extra=None):
     return {'ANSIBLE_MODULE_ARGS': args}
 
 
-def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=None, extra=None, timeline=False):
+def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=None, extra=None, timeline=False,
+                 stop_after=None):
     args_path = os.path.join(work, 'args-%s.json' % name)
     with open(args_path, 'w') as fh:
         json.dump(module_args(forest, emu, target_ou, state_path, check, extra), fh)
@@ -216,6 +217,8 @@ def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=
         argv = [PY, '-m', 'cProfile', '-o', os.path.join(work, 'profile-%s.pstats' % name), MODULE, args_path]
     if timeline:
         argv = [PY, os.path.join(BENCH, 'timeline.py'), '--out', timeline_path(work, name), MODULE, args_path]
+    if stop_after is not None:
+        argv = [PY, os.path.join(BENCH, 'stop_after.py'), str(stop_after), MODULE, args_path]
     before = emu.counters()
     rc, wall, rss, text = run_measured(argv, env=env, stdout_path=os.path.join(work, 'result-%s.json' % name))
     after = emu.counters()
@@ -232,7 +235,7 @@ def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=
         graph_requests=result.get('graph_requests'), graph_http=requests_between(before, after),
         ldap=dict(searches=ops.get('searches', 0), adds=ops.get('adds', 0), modifies=ops.get('modifies', 0),
                   deletes=ops.get('deletes', 0), modify_dns=ops.get('modify_dns', ops.get('renames', 0))),
-        ldap_raw=ops, peak_rss_mb=round(rss, 1), changed=result.get('changed'),
+        ldap_raw=ops, peak_rss_mb=round(rss, 1), changed=result.get('changed'), result_bytes=len(text),
         summary=dict((k, summary.get(k)) for k in SUMMARY_KEYS),
         plan_ops=len(result.get('plan') or []),
     )
@@ -488,12 +491,19 @@ def main(argv=None):
                          'first run then starts from the very database the floor started from: after a tree delete '
                          'the DC was slower by up to a third; and Samba\'s tree delete of 17,000 groups does not finish), '
                          'delete for small')
+    ap.add_argument('--stopped-first', type=int, metavar='N',
+                    help='before the first run, a first run whose DC stops answering after N writes '
+                         '(benchmarks/stop_after.py): the size of a failure after writes (peak RSS, result bytes); '
+                         'the lab snapshot taken for the floor is then restored, so needs the floor and '
+                         '--floor-cleanup snapshot')
     ap.add_argument('--keep', action='store_true',
                     help='leave the written groups in OU=Bench/OU=BenchPeer (default: emptied at the end, untimed, '
                          'so the shared lab does not carry 100,000+ links for other users)')
     args = ap.parse_args(argv)
     if args.floor_cleanup is None:
         args.floor_cleanup = 'delete' if args.size == 'small' else 'snapshot'
+    if args.stopped_first is not None and (args.no_floor or args.floor_cleanup != 'snapshot'):
+        ap.error('--stopped-first restores the snapshot taken before the floor: it needs the floor and --floor-cleanup snapshot')
 
     from lab.lab import Lab
     lab = Lab()
@@ -551,6 +561,16 @@ def main(argv=None):
             floor_row = run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab)
             if args.floor_cleanup == 'snapshot':
                 start_snapshot.append(floor_snapshot_name('floor'))  # corp before any write of this run
+        if args.stopped_first is not None:
+            stopped, result = run_scenario('first (stopped)', forest, emu, work, target, state, False,
+                                           stop_after=args.stopped_first)
+            # it fails as designed: ok when it says what it wrote
+            stopped['ok'] = bool(result.get('failed') and result.get('changed') and 'stop_after.py' in str(result.get('msg')))
+            rows.append(stopped)
+            lab_snapshot(lab, forest, start_snapshot[0], restore=True)
+            for name in os.listdir(work):
+                if name.startswith(os.path.basename(state)):
+                    os.unlink(os.path.join(work, name))
         first_row, _r = scenario('first', False)
         extra['groups_in_ad_after_first'] = count_groups(forest, target)
         # A no-op run leaves AD and the delta state as they were: repeated, the fastest counts.
