@@ -494,16 +494,16 @@ def main(argv=None):
     ap.add_argument('--stopped-first', type=int, metavar='N',
                     help='before the first run, a first run whose DC stops answering after N writes '
                          '(benchmarks/stop_after.py): the size of a failure after writes (peak RSS, result bytes); '
-                         'the lab snapshot taken for the floor is then restored, so needs the floor and '
-                         '--floor-cleanup snapshot')
+                         'a lab snapshot taken before it (the floor\'s, or its own with --no-floor) is then restored')
     ap.add_argument('--keep', action='store_true',
                     help='leave the written groups in OU=Bench/OU=BenchPeer (default: emptied at the end, untimed, '
                          'so the shared lab does not carry 100,000+ links for other users)')
     args = ap.parse_args(argv)
     if args.floor_cleanup is None:
         args.floor_cleanup = 'delete' if args.size == 'small' else 'snapshot'
-    if args.stopped_first is not None and (args.no_floor or args.floor_cleanup != 'snapshot'):
-        ap.error('--stopped-first restores the snapshot taken before the floor: it needs the floor and --floor-cleanup snapshot')
+    if args.stopped_first is not None and not args.no_floor and args.floor_cleanup != 'snapshot':
+        ap.error('--stopped-first restores a snapshot taken before any write of the run: with the floor, it needs '
+                 '--floor-cleanup snapshot')
 
     from lab.lab import Lab
     lab = Lab()
@@ -555,13 +555,17 @@ def main(argv=None):
         log('group tombstones in the domain: %d (see count_group_tombstones)' % extra['group_tombstones_at_start'])
         scenario('first (check)', True)
         plan_path = os.path.join(work, 'plan.json')
-        capture_plan('first', plan_path)
         floor_row = None
         if not args.no_floor:
+            capture_plan('first', plan_path)   # the floor's writes
             floor_row = run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab)
             if args.floor_cleanup == 'snapshot':
                 start_snapshot.append(floor_snapshot_name('floor'))  # corp before any write of this run
         if args.stopped_first is not None:
+            if not start_snapshot:
+                # no floor (--no-floor): corp as it is before the stopped run's writes
+                start_snapshot.append(floor_snapshot_name('stopped first'))
+                extra['stopped_snapshot_s'] = round(lab_snapshot(lab, forest, start_snapshot[0]), 3)
             stopped, result = run_scenario('first (stopped)', forest, emu, work, target, state, False,
                                            stop_after=args.stopped_first)
             # it fails as designed: ok when it says what it wrote
@@ -585,8 +589,8 @@ def main(argv=None):
             log('mutated Entra: %s' % extra['mutation'])
             scenario('incremental (check)', True)
             incr_plan = os.path.join(work, 'plan-incremental.json')
-            capture_plan('incremental', incr_plan)
             if not args.no_floor:
+                capture_plan('incremental', incr_plan)   # the floor's writes
                 if args.incremental_floor in ('copy', 'both'):
                     copy_floor = run_floor(forest, incr_plan, work, name='floor incr. copy', base_plan=plan_path,
                                            cleanup=args.floor_cleanup, lab=lab)
