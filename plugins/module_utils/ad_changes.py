@@ -86,12 +86,13 @@ def unusable_reason(saved, current, search_base, now=None, full_read_interval=FU
     return None
 
 
-def read_changed_groups(client, domain_dn, since_usn):
+def read_changed_groups(client, domain_dn, since_usn, expected=None):
     """Groups of the domain (deleted ones included) whose uSNChanged is above ``since_usn``, as they
     are read (a generator: the 17,000 groups a first run wrote are folded a page at a time, never
-    held as a list): ``{"object_guid", "group_id" (from the anchor, or None), "usn", "deleted", "dn"}``."""
+    held as a list): ``{"object_guid", "group_id" (from the anchor, or None), "usn", "deleted", "dn"}``.
+    ``expected``: how many the caller expects (``ADClient.search``: within a page, one unpaged search)."""
     ldap_filter = '(&(objectClass=group)(uSNChanged>=%d))' % (int(since_usn) + 1)
-    for entry in client.search(domain_dn, ldap_filter, CHANGE_ATTRIBUTES, controls=[SHOW_DELETED]):
+    for entry in client.search(domain_dn, ldap_filter, CHANGE_ATTRIBUTES, controls=[SHOW_DELETED], expected=expected):
         guid = first(entry, 'objectGUID')
         yield {
             'object_guid': ad_codecs.guid_from_bytes(guid) if isinstance(guid, (bytes, bytearray)) else guid,

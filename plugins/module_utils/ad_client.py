@@ -72,6 +72,7 @@ def no_delay(sock):
 
 
 OID_PAGED_RESULTS = '1.2.840.113556.1.4.319'
+RESULT_SIZE_LIMIT_EXCEEDED = 4
 OID_PERMISSIVE_MODIFY = '1.2.840.113556.1.4.1413'
 OID_SD_FLAGS = '1.2.840.113556.1.4.801'
 OID_SHOW_DELETED = '1.2.840.113556.1.4.417'
@@ -746,8 +747,22 @@ class ADClient(object):
         return out
 
     def search(self, base, ldap_filter='(objectClass=*)', attributes=None, scope='subtree', controls=None,
-               binary_attributes=None, page_size=None):
-        """Paged search; yields {'dn': str, 'attributes': {name: [values]}} (ranged values reassembled)."""
+               binary_attributes=None, page_size=None, expected=None):
+        """Search; yields {'dn': str, 'attributes': {name: [values]}} (ranged values reassembled).
+
+        Paged (the paged-results control, ``page_size`` entries a page), unless the answer is expected
+        to fit in one page: a base-scope search, or ``expected`` (the caller's estimate of the entries:
+        a filter naming that many objects by a unique key, or the groups a run wrote) within the page
+        size. That search is sent once without the control and with a size limit of one page; an
+        answer over the limit (sizeLimitExceeded) is asked again, paged, before anything is yielded.
+        Samba 4.17 ignores a request's size limit (it answers the whole search): callers give an
+        estimate only where the filter bounds the answer. Samba answers a paged search more slowly:
+        nine searches of 200 users by objectSid took 0.57-0.73 s paged against 0.30-0.33 s unpaged,
+        on the lab's 20,000-user DC and on its Global Catalog.
+
+        An answer cut short by the server (sizeLimitExceeded on a paged search, timeLimitExceeded, any
+        result but success) is an error, never a partial list: a member missing from a partial
+        answer would be removed from its group."""
         conn = self._require_connection()
         if scope not in _SCOPES:
             raise ADError('Invalid search scope %r (expected base, onelevel or subtree)' % scope, operation='search', dn=base)
@@ -755,6 +770,13 @@ class ADClient(object):
         binary = frozenset(a.lower() for a in (binary_attributes or ()))
         ask = self._ask_attributes(attributes)
         size = int(page_size or self.page_size)
+        if scope == 'base' or (expected is not None and int(expected) <= size):
+            response = self._search_once(conn, base, ldap_filter, ldap_scope, ask, controls, size)
+            if response is not None:
+                for item in response:
+                    if item.get('type') == 'searchResEntry':
+                        yield self._entry(item, binary, controls)
+                return
         cookie = None
         while True:
             self.stats['searches'] += 1
@@ -766,6 +788,7 @@ class ADClient(object):
             response = list(conn.response or [])
             result = conn.result or {}
             self._refuse_referral('search', base, result)
+            self._refuse_partial('search', base, result)
             try:
                 cookie = result['controls'][OID_PAGED_RESULTS]['value']['cookie']
             except (KeyError, TypeError):
@@ -781,6 +804,34 @@ class ADClient(object):
                 raise
             if not cookie:
                 break
+
+    def _search_once(self, conn, base, ldap_filter, ldap_scope, ask, controls, size):
+        """One unpaged search of at most ``size`` entries (see ``search``): the entries, or None when
+        there are more (sizeLimitExceeded), for the caller to ask again, paged."""
+        self.stats['searches'] += 1
+        try:
+            conn.search(base, ldap_filter, search_scope=ldap_scope, attributes=ask, size_limit=size,
+                        controls=self._controls_list(controls))
+        except Exception as exc:  # pylint: disable=broad-except
+            raise self._fail('search', base, exc, reason=None)
+        result = conn.result or {}
+        self._refuse_referral('search', base, result)
+        if result.get('result') == RESULT_SIZE_LIMIT_EXCEEDED:
+            return None
+        self._refuse_partial('search', base, result)
+        return list(conn.response or [])
+
+    def _refuse_partial(self, operation, dn, result):
+        """A search answer the server cut short (sizeLimitExceeded, timeLimitExceeded, ...) is an error."""
+        code = result.get('result')
+        if code in (None, 0):
+            return
+        diagnostic = (result.get('message') or '').strip() or None
+        name = result.get('description') or str(code)
+        raise ADError(format_ldap_error(operation, self.server, dn, result_name=name, result=code, diagnostic=diagnostic,
+                                        reason='the server answered only part of the search; nothing is planned from a '
+                                               'partial answer (raise the server\'s limits, or lower ad_page_size)'),
+                      operation=operation, server=self.server, dn=dn, result=code, result_name=name, diagnostic=diagnostic)
 
     def _abandon_paged(self, base, ldap_filter, ldap_scope, cookie):
         """The caller stopped reading a paged search: release the server's result set (page size 0, RFC 2696).

@@ -161,7 +161,7 @@ def read_managed_groups(client, search_base, group_ids=None, member_guids=None, 
             escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
             ldap_filter = '(&(objectClass=group)%s)' % _or_filter(ANCHOR_ATTRIBUTE, escaped)
             # The extended-DN control only serves ``member``: a light read goes without it.
-            for entry in client.search(search_base, ldap_filter, attributes,
+            for entry in client.search(search_base, ldap_filter, attributes, expected=len(chunk),
                                        controls=controls if attributes is GROUP_ATTRIBUTES else None):
                 group = group_from_entry(entry, member_guids, same_dns)
                 if attributes is not GROUP_ATTRIBUTES:
@@ -178,14 +178,14 @@ def read_writeback_v2_groups(client, search_base, group_ids=None):
     no_anchor = '(!(%s=*))' % ANCHOR_ATTRIBUTE
     if group_ids is None:
         ldap_filter = '(&(objectClass=group)(adminDescription=%s*)%s)' % (ANCHOR_PREFIX, no_anchor)
-        batches = [ldap_filter]
+        batches = [(ldap_filter, None)]
     else:
         batches = []
         for chunk in _chunks(sorted(set(group_ids)), ANCHOR_CHUNK):
             escaped = [ad_codecs.escape_filter_value(anchor_for(gid)) for gid in chunk]
-            batches.append('(&(objectClass=group)%s%s)' % (_or_filter('adminDescription', escaped), no_anchor))
-    for ldap_filter in batches:
-        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
+            batches.append(('(&(objectClass=group)%s%s)' % (_or_filter('adminDescription', escaped), no_anchor), len(chunk)))
+    for ldap_filter, expected in batches:
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, expected=expected):
             out.append(group_from_entry(entry))
     return out
 
@@ -197,7 +197,8 @@ def read_objects_at(client, search_base, dns):
     for chunk in _chunks(sorted(set(dns), key=ad_codecs.dn_key), ANCHOR_CHUNK):
         escaped = [ad_codecs.escape_filter_value(dn) for dn in chunk]
         ldap_filter = _or_filter('distinguishedName', escaped)
-        for entry in client.search(search_base, ldap_filter, [ANCHOR_ATTRIBUTE, 'objectGUID', 'objectClass']):
+        for entry in client.search(search_base, ldap_filter, [ANCHOR_ATTRIBUTE, 'objectGUID', 'objectClass'],
+                                   expected=len(chunk)):
             guid = first(entry, 'objectGUID')
             out[ad_codecs.dn_key(entry['dn'])] = {
                 'dn': entry['dn'],
@@ -212,7 +213,8 @@ def read_sam_account_names(client, search_base, names):
     taken = set()
     for chunk in _chunks(sorted(set(n.lower() for n in names)), ANCHOR_CHUNK):
         escaped = [ad_codecs.escape_filter_value(n) for n in chunk]
-        for entry in client.search(search_base, _or_filter('sAMAccountName', escaped), ['sAMAccountName']):
+        for entry in client.search(search_base, _or_filter('sAMAccountName', escaped), ['sAMAccountName'],
+                                   expected=len(chunk)):
             name = first(entry, 'sAMAccountName')
             if name:
                 taken.add(name.lower())
@@ -451,7 +453,7 @@ def _search_users(gc, method, keys, search_base):
             clauses = ['(mS-DS-ConsistencyGuid=%s)' % ad_codecs.guid_to_filter(k) for k in chunk]
         ldap_filter = '(&(objectClass=user)(|%s))' % ''.join(clauses)
         wanted = set(chunk)
-        for entry in gc.search(search_base, ldap_filter, SEARCH_ATTRIBUTES.get(method, USER_ATTRIBUTES)):
+        for entry in gc.search(search_base, ldap_filter, SEARCH_ATTRIBUTES.get(method, USER_ATTRIBUTES), expected=len(chunk)):
             _require_readable(gc, entry, method)
             if method == 'sid':
                 sid = first(entry, 'objectSid')
@@ -489,6 +491,6 @@ def read_groups_by_sid(client, search_base, sids):
             continue   # not a SID: nothing can match it
     for chunk in _chunks(wanted, ANCHOR_CHUNK):
         ldap_filter = '(&(objectClass=group)%s)' % _or_filter('objectSid', chunk)
-        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES):
+        for entry in client.search(search_base, ldap_filter, GROUP_ATTRIBUTES, expected=len(chunk)):
             out.append(group_from_entry(entry))
     return out

@@ -517,8 +517,11 @@ def next_ad_state(ad, domain_dn, search_base, mark, old_state, examined_ids, man
     save_mark = mark
     if written:
         after = None if unresolved else ad_changes.read_watermark(ad)
-        own, others = ad_changes.split_own_writes(ad_changes.read_changed_groups(ad, domain_dn, mark['usn']), written, known,
-                                                  search_base)
+        # The groups this run wrote, and the few someone else changed meanwhile (ADClient.search:
+        # within a page, one unpaged search; Samba ignores a request's size limit, so the estimate
+        # is kept for answers that fit a page).
+        changed = ad_changes.read_changed_groups(ad, domain_dn, mark['usn'], expected=len(written))
+        own, others = ad_changes.split_own_writes(changed, written, known, search_base)
         if after is not None and after.get('invocation_id') == mark.get('invocation_id') and after['usn'] >= mark['usn']:
             save_mark, own = after, {}
             unsettled = set(unsettled) | others

@@ -418,6 +418,66 @@ def test_abandoned_paged_searches_are_released(corp, test_ou):
     c.close()
 
 
+class _ControlSpy(object):
+    """Records whether each search request of an ldap3 connection carried the paged-results control."""
+
+    def __init__(self, conn):
+        self.paged = []
+        self._search = conn.search
+        conn.search = self
+
+    def __call__(self, *args, **kwargs):
+        self.paged.append(kwargs.get('paged_size') is not None)
+        return self._search(*args, **kwargs)
+
+
+def test_an_answer_expected_within_a_page_is_one_unpaged_search(corp, test_ou):
+    """``expected`` within the page size: one request without the paged-results control (Samba
+    answers those faster), and exactly the entries a paged search returns."""
+    c = client(corp, ad_page_size=50)
+    c.connect()
+    spy = _ControlSpy(c.connection)
+    unpaged = [e['dn'].lower() for e in c.search(test_ou['contacts_ou'], '(displayName=Contact 001*)', ['cn'],
+                                                 scope='onelevel', expected=10)]
+    assert spy.paged == [False] and c.stats['searches'] == 1
+    assert len(unpaged) == 10
+    paged = [e['dn'].lower() for e in c.search(test_ou['contacts_ou'], '(displayName=Contact 001*)', ['cn'], scope='onelevel')]
+    assert sorted(paged) == sorted(unpaged) and spy.paged[1:] == [True]
+    # Past the page size, ``expected`` is not trusted to fit: paged from the start.
+    spy.paged[:] = []
+    assert len(list(c.search(test_ou['contacts_ou'], '(displayName=Contact 00*)', ['cn'], scope='onelevel', expected=51))) == 100
+    assert len(spy.paged) >= 2 and all(spy.paged)
+    c.close()
+
+
+def test_an_answer_over_the_estimate_comes_whole_and_once(corp, test_ou):
+    """A wrong estimate (100 entries where 5 were expected, a page of 30) still gives every entry
+    once. A server that honours the request's size limit (Windows) answers sizeLimitExceeded at 30
+    and the search is asked again, paged (the unit tests follow that path); Samba 4.17 ignores the
+    size limit of a request and answers the whole search at once (measured here: one request)."""
+    c = client(corp, ad_page_size=30)
+    c.connect()
+    spy = _ControlSpy(c.connection)
+    dns = [e['dn'].lower() for e in c.search(test_ou['contacts_ou'], '(displayName=Contact 00*)', ['cn'],
+                                             scope='onelevel', expected=5)]
+    assert len(dns) == len(set(dns)) == 100
+    assert all('contact 00' in d for d in dns)
+    assert spy.paged[0] is False and all(spy.paged[1:])
+    assert spy.paged in ([False], [False, True, True, True, True])   # Samba's answer, or the limit honoured
+    c.close()
+
+
+def test_a_base_search_is_one_unpaged_request(admin, corp, test_ou):
+    spy = _ControlSpy(admin.connection)
+    try:
+        assert [e['dn'].lower() for e in admin.search(test_ou['dn'], '(objectClass=*)', ['ou'], scope='base')] == \
+            [test_ou['dn'].lower()]
+        assert admin.get(test_ou['contacts_ou'], ['ou']) is not None
+    finally:
+        admin.connection.search = spy._search
+    assert spy.paged and not any(spy.paged)
+
+
 def test_search_value_types_and_case_insensitive_access(admin, corp):
     entry = admin.get(corp.admin_dn, ['objectGUID', 'objectSid', 'sAMAccountName', 'nTSecurityDescriptor', 'memberOf'])
     guid = first(entry, 'objectguid')

@@ -341,3 +341,82 @@ def test_global_catalog_client_refuses_plaintext_password_bind_before_connecting
     with pytest.raises(ADError, match='clear text'):
         gc.connect()
     assert gc.connection is None
+
+
+# -- an answer the server cut short ---------------------------------------------------------------
+
+class _CutShort(object):
+    """An ldap3 connection stand-in whose searches end with a non-success result code (which ldap3
+    does not raise: sizeLimitExceeded and timeLimitExceeded are in its DO_NOT_RAISE_EXCEPTIONS).
+    The lab's Samba DC cannot be made to cut a paged answer short."""
+
+    def __init__(self, code, description):
+        self.code, self.description = code, description
+        self.requests = []
+        self.response = []
+        self.result = {}
+
+    def search(self, base, ldap_filter, **kwargs):
+        self.requests.append(kwargs)
+        self.response = [{'type': 'searchResEntry', 'dn': 'CN=one,DC=corp', 'raw_attributes': {'cn': [b'one']}}]
+        self.result = {'result': self.code, 'description': self.description, 'message': '', 'controls': {}}
+
+
+@pytest.mark.parametrize('expected', [None, 1])
+def test_a_search_cut_short_by_time_is_an_error_never_a_partial_list(expected):
+    client = ad_client.ADClient(params())
+    client.connection = _CutShort(3, 'timeLimitExceeded')
+    client.server = 'dc1.corp.example.test:636 (ldaps)'
+    with pytest.raises(ADError) as err:
+        list(client.search('DC=corp', '(cn=*)', ['cn'], expected=expected))
+    assert 'timeLimitExceeded (3)' in str(err.value) and 'part of the search' in str(err.value)
+    assert 'dc1.corp.example.test' in str(err.value) and "'DC=corp'" in str(err.value)
+
+
+def test_a_paged_answer_cut_short_by_size_is_an_error():
+    """sizeLimitExceeded ends the unpaged try (asked again, paged); on a paged search it is an error."""
+    client = ad_client.ADClient(params())
+    client.connection = _CutShort(4, 'sizeLimitExceeded')
+    client.server = 'dc1.corp.example.test:636 (ldaps)'
+    with pytest.raises(ADError) as err:
+        list(client.search('DC=corp', '(cn=*)', ['cn'], expected=1))
+    assert 'sizeLimitExceeded (4)' in str(err.value)
+    assert [r.get('paged_size') for r in client.connection.requests] == [None, 1000]
+    assert client.connection.requests[0]['size_limit'] == 1000
+
+
+class _LimitHonoured(object):
+    """A server that honours the size limit of an unpaged request (as Windows does): sizeLimitExceeded
+    with the first ``limit`` entries, then the paged answer in pages."""
+
+    def __init__(self, total):
+        self.total = total
+        self.requests = []
+        self.response = []
+        self.result = {}
+
+    def search(self, base, ldap_filter, **kwargs):
+        self.requests.append(kwargs)
+        entry = lambda i: {'type': 'searchResEntry', 'dn': 'CN=e%d,DC=corp' % i, 'raw_attributes': {'cn': [b'e%d' % i]}}
+        if kwargs.get('paged_size') is None:
+            limit = kwargs['size_limit']
+            self.response = [entry(i) for i in range(min(limit, self.total))]
+            code = 4 if self.total > limit else 0
+            self.result = {'result': code, 'description': 'sizeLimitExceeded' if code else 'success', 'controls': {}}
+            return
+        start = int(kwargs.get('paged_cookie') or b'0')
+        end = min(start + kwargs['paged_size'], self.total)
+        self.response = [entry(i) for i in range(start, end)]
+        cookie = str(end).encode() if end < self.total else b''
+        self.result = {'result': 0, 'description': 'success',
+                       'controls': {ad_client.OID_PAGED_RESULTS: {'value': {'cookie': cookie}}}}
+
+
+@pytest.mark.parametrize('total, requests', [(3, [None]), (10, [None]), (25, [None, 10, 10, 10])])
+def test_an_estimate_within_a_page_is_one_unpaged_request_and_a_wrong_one_is_asked_again_paged(total, requests):
+    client = ad_client.ADClient(params(ad_page_size=10))
+    client.connection = _LimitHonoured(total)
+    dns = [e['dn'] for e in client.search('DC=corp', '(cn=*)', ['cn'], expected=3)]
+    assert dns == ['CN=e%d,DC=corp' % i for i in range(total)]   # each once, none from the cut answer
+    assert [r.get('paged_size') for r in client.connection.requests] == requests
+    assert client.stats['searches'] == len(requests)
