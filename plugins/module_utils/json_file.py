@@ -45,19 +45,33 @@ def _write_pairs(pairs, handle):
 def dump(data, handle):
     """``json.dump(data, handle)``, about twice as fast on a delta state and with bounded memory:
     ``json.dump`` encodes in pure Python (CPython's C encoder serves ``json.dumps`` only), and
-    ``json.dumps`` of the whole would hold the text of a 230 MB state at once. A top-level dict
-    is written key by key, its large dict and list values ``CHUNK`` entries at a time, with
-    ``json.dumps``; a ``Pairs`` value is written as the object its pairs make, as they come."""
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+    ``json.dumps`` of the whole would hold the text of a 230 MB state at once. A dict is written
+    key by key, and so is every dict value of a dict, however deep (a result wrapped in one key is
+    written as the result itself would be: at xlarge, ``json.dumps`` of the 40 MB result under one
+    key raised a check run's peak from 370 to 420 MB); its large dict and list values ``CHUNK``
+    entries at a time, with ``json.dumps``; a ``Pairs`` value is written as the object its pairs
+    make, as they come."""
+    if not _plain_object(data):
         handle.write(json.dumps(data))
         return
+    _write_object(data, handle)
+
+
+def _plain_object(value):
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _write_object(data, handle):
     handle.write('{')
     for index, (key, value) in enumerate(data.items()):
         handle.write('%s%s: ' % (', ' if index else '', json.dumps(key)))
         if isinstance(value, Pairs):
             _write_pairs(value.pairs, handle)
-        elif isinstance(value, dict) and len(value) > CHUNK and all(isinstance(k, str) for k in value):
-            _write_pairs(value.items(), handle)
+        elif _plain_object(value):
+            if len(value) > CHUNK:
+                _write_pairs(value.items(), handle)
+            else:
+                _write_object(value, handle)
         elif isinstance(value, list) and len(value) > CHUNK:
             handle.write('[')
             for start in range(0, len(value), CHUNK):

@@ -337,6 +337,7 @@ def test_a_run_that_examines_every_group_does_not_read_the_old_member_lists(tmp_
     {}, [], {'a': 1}, {'big': dict(('k%05d' % i, {'v': [i, None, 'é"\\']}) for i in range(4321)), 'small': {'x': 1}, 'n': None},
     {'big': dict((str(i), i) for i in range(2001)), 1: 'int key'},
     {'long': [{'i': i, 'l': [i, 'x']} for i in range(4001)], 'edge': list(range(2000)), 'one': list(range(2001)), 'e': []},
+    {'result': {'groups': [{'id': i, 'm': ['x'] * 3} for i in range(4500)], 'summary': {'n': 1, 'deep': {1: 'int key'}}}},
 ])
 def test_json_file_dump_writes_what_json_dump_writes(tmp_path, data):
     """The chunked writer gives the same JSON document as json.dump (keys in order, big dicts whole)."""
@@ -345,6 +346,28 @@ def test_json_file_dump_writes_what_json_dump_writes(tmp_path, data):
     json_file.write_atomically(str(path), data)
     assert json.loads(path.read_text()) == json.loads(json.dumps(data))
     assert list(json.loads(path.read_text())) == list(json.loads(json.dumps(data)))
+
+
+class _Writes(object):
+    def __init__(self):
+        self.parts = []
+
+    def write(self, text):
+        self.parts.append(text)
+
+
+def test_json_file_dump_writes_a_result_wrapped_in_one_key_as_it_writes_the_result():
+    """ad_group_writeback rebuilds ``{'result': result}`` (or ``{'failure': ...}``) from its JSON: the
+    wrapped result's group list is written a chunk at a time, never as one string (at xlarge the
+    40 MB result encoded at once raised a first run's peak from 370 to 420 MB)."""
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import json_file
+    result = {'changed': True, 'groups': [{'id': 'g%05d' % i, 'members_added': ['CN=u,DC=corp'] * 5} for i in range(9000)]}
+    for data in (result, {'result': result}, {'failure': {'msg': 'x', 'details': result}}):
+        out = _Writes()
+        json_file.dump(data, out)
+        assert json.loads(''.join(out.parts)) == data
+        whole = len(json.dumps(result['groups']))
+        assert max(len(p) for p in out.parts) < whole / 4
 
 
 def lazy_sample():
