@@ -397,7 +397,9 @@ class _LimitHonoured(object):
 
     def search(self, base, ldap_filter, **kwargs):
         self.requests.append(kwargs)
-        entry = lambda i: {'type': 'searchResEntry', 'dn': 'CN=e%d,DC=corp' % i, 'raw_attributes': {'cn': [b'e%d' % i]}}
+
+        def entry(i):
+            return {'type': 'searchResEntry', 'dn': 'CN=e%d,DC=corp' % i, 'raw_attributes': {'cn': [b'e%d' % i]}}
         if kwargs.get('paged_size') is None:
             limit = kwargs['size_limit']
             self.response = [entry(i) for i in range(min(limit, self.total))]
