@@ -757,8 +757,8 @@ class ADClient(object):
         answer over the limit (sizeLimitExceeded) is asked again, paged, before anything is yielded.
         Samba 4.17 ignores a request's size limit (it answers the whole search): callers give an
         estimate only where the filter bounds the answer. Samba answers a paged search more slowly:
-        nine searches of 200 users by objectSid took 0.57-0.73 s paged against 0.30-0.33 s unpaged,
-        on the lab's 20,000-user DC and on its Global Catalog.
+        nine searches of 200 users by objectSid took 0.55-0.78 s paged against 0.29-0.32 s unpaged,
+        on the lab's 20,000-user DC and on its Global Catalog (benchmarks/paged_search.py).
 
         An answer cut short by the server (sizeLimitExceeded on a paged search, timeLimitExceeded, any
         result but success) is an error, never a partial list: a member missing from a partial
