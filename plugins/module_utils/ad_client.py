@@ -771,23 +771,17 @@ class ADClient(object):
         ask = self._ask_attributes(attributes)
         size = int(page_size or self.page_size)
         if scope == 'base' or (expected is not None and int(expected) <= size):
-            response = self._search_once(conn, base, ldap_filter, ldap_scope, ask, controls, size)
-            if response is not None:
+            response, result = self._send_search(conn, base, ldap_filter, ldap_scope, ask, controls, size_limit=size)
+            if result.get('result') != RESULT_SIZE_LIMIT_EXCEEDED:   # over the limit: asked again, paged
+                self._refuse_partial('search', base, result)
                 for item in response:
                     if item.get('type') == 'searchResEntry':
                         yield self._entry(item, binary, controls)
                 return
         cookie = None
         while True:
-            self.stats['searches'] += 1
-            try:
-                conn.search(base, ldap_filter, search_scope=ldap_scope, attributes=ask, paged_size=size,
-                            paged_cookie=cookie, controls=self._controls_list(controls))
-            except Exception as exc:  # pylint: disable=broad-except
-                raise self._fail('search', base, exc, reason=None)
-            response = list(conn.response or [])
-            result = conn.result or {}
-            self._refuse_referral('search', base, result)
+            response, result = self._send_search(conn, base, ldap_filter, ldap_scope, ask, controls,
+                                                 paged_size=size, paged_cookie=cookie)
             self._refuse_partial('search', base, result)
             try:
                 cookie = result['controls'][OID_PAGED_RESULTS]['value']['cookie']
@@ -805,21 +799,18 @@ class ADClient(object):
             if not cookie:
                 break
 
-    def _search_once(self, conn, base, ldap_filter, ldap_scope, ask, controls, size):
-        """One unpaged search of at most ``size`` entries (see ``search``): the entries, or None when
-        there are more (sizeLimitExceeded), for the caller to ask again, paged."""
+    def _send_search(self, conn, base, ldap_filter, ldap_scope, ask, controls, **limits):
+        """One search request (``limits``: ldap3's paging or size limit arguments), counted:
+        ``(response entries, result)``; a failure or a referral is an ADError."""
         self.stats['searches'] += 1
         try:
-            conn.search(base, ldap_filter, search_scope=ldap_scope, attributes=ask, size_limit=size,
-                        controls=self._controls_list(controls))
+            conn.search(base, ldap_filter, search_scope=ldap_scope, attributes=ask, controls=self._controls_list(controls),
+                        **limits)
         except Exception as exc:  # pylint: disable=broad-except
             raise self._fail('search', base, exc, reason=None)
         result = conn.result or {}
         self._refuse_referral('search', base, result)
-        if result.get('result') == RESULT_SIZE_LIMIT_EXCEEDED:
-            return None
-        self._refuse_partial('search', base, result)
-        return list(conn.response or [])
+        return list(conn.response or []), result
 
     def _refuse_partial(self, operation, dn, result):
         """A search answer the server cut short (sizeLimitExceeded, timeLimitExceeded, ...) is an error."""
