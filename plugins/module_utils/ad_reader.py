@@ -255,7 +255,7 @@ def _user_key(member, method):
 
 
 def resolve_users(gc, users, member_match='auto', search_base='', known_guids=None, domain=None, domain_base=None,
-                  connections=1, dn_only=False):
+                  connections=1, dn_only=False, pool=None):
     """Resolve Entra users to AD DNs through the Global Catalog.
 
     ``users``: member dicts (type user). ``member_match``: ``auto`` tries the object identifier
@@ -280,13 +280,35 @@ def resolve_users(gc, users, member_match='auto', search_base='', known_guids=No
     ``connections`` > 1: a round of several OR searches runs on that many Global Catalog connections
     at once (the extra ones opened like ``gc``, closed at the end, their request counts added to
     ``gc.stats``), so the DC answers one search while the client decodes another. Results are
-    merged in the order of the searches: the same as on one connection.
+    merged in the order of the searches: the same as on one connection. ``pool`` (``search_pool``):
+    connections the caller keeps open from one call to the next and closes, for a caller that
+    resolves its users a part at a time (``gc`` and ``connections`` are then the pool's). Each
+    user's answer depends on its own identifiers and the directory alone, so the users resolved a
+    part at a time get the answers they would get all at once.
     """
-    pool = _SearchPool(gc, connections)
+    own = pool is None
+    pool = _SearchPool(gc, connections) if own else pool
     try:
-        return _resolve_users(pool, gc, users, member_match, search_base, known_guids, domain, domain_base, dn_only)
+        return _resolve_users(pool, pool.gc, users, member_match, search_base, known_guids, domain, domain_base, dn_only)
     finally:
-        pool.close()
+        if own:
+            pool.close()
+
+
+def search_pool(gc, connections=RESOLVE_CONNECTIONS):
+    """Global Catalog connections for ``resolve_users(pool=...)``: ``gc`` and up to ``connections`` - 1
+    more, opened when a search round needs them and kept until ``close()`` (which adds their
+    request counts to ``gc.stats``)."""
+    return _SearchPool(gc, connections)
+
+
+def has_managed_groups(client, search_base):
+    """Does any group under ``search_base`` carry a ``Group_`` anchor? Asks for no attributes and
+    stops at the first entry (one page of a paged search)."""
+    ldap_filter = '(&(objectClass=group)(%s=%s*))' % (ANCHOR_ATTRIBUTE, ANCHOR_PREFIX)
+    for unused_entry in client.search(search_base, ldap_filter, ['1.1']):
+        return True
+    return False
 
 
 def _resolve_users(pool, gc, users, member_match, search_base, known_guids, domain, domain_base, dn_only):

@@ -438,16 +438,16 @@ def beta_refused(exc):
     return getattr(exc, 'status', None) == 400
 
 
-def read_members_sourced(client, group_ids, members='direct', beta_members=True):
+def read_members_sourced(client, group_ids, members='direct', beta_members=True, on_members=None):
     """``(members by group id (see read_members), source 'beta' | 'v1.0')``: beta first, v1.0 when
-    beta refuses."""
+    beta refuses (``on_members`` may then have seen some of beta's members first)."""
     if beta_members:
         try:
-            return read_members(client, group_ids, members, True), 'beta'
+            return read_members(client, group_ids, members, True, on_members), 'beta'
         except CloudSyncError as exc:
             if not beta_refused(exc):
                 raise
-    return read_members(client, group_ids, members, False), 'v1.0'
+    return read_members(client, group_ids, members, False, on_members), 'v1.0'
 
 
 def member_converter(shared=None):
@@ -495,17 +495,33 @@ def member_converter(shared=None):
     return convert
 
 
-def read_members(client, group_ids, members='direct', beta_members=True):
+def read_members(client, group_ids, members='direct', beta_members=True, on_members=None):
     """``{group id: [member dict]}`` for every id; one request per page for one group, $batch for more.
     A group that disappeared meanwhile (404) maps to None. Each page becomes member dicts as it
-    arrives (``member_converter``: one dict per directory object)."""
+    arrives (``member_converter``: one dict per directory object). ``on_members(members)``, when
+    given, is called with each page's member dicts as soon as they are made, on the thread that
+    read the page (a Graph worker): the caller can start work on them (resolving users) while the
+    read goes on. It must be quick and thread-safe."""
     version = 'beta' if beta_members else 'v1.0'
     reqs = [(gid,) + _members_request(gid, members, beta_members) for gid in group_ids]
-    results, errors = collect(client, reqs, version=version, transform=member_converter())
+    transform = member_converter()
+    if on_members is not None:
+        transform = _announcing(transform, on_members)
+    results, errors = collect(client, reqs, version=version, transform=transform)
     out = {}
     for gid in group_ids:
         out[gid] = None if gid in errors else results.pop(gid)
     return out
+
+
+def _announcing(convert, on_members):
+    """``convert`` (see ``member_converter``), also handing each page's member dicts to ``on_members``."""
+    def announced(group_id, items):
+        out = convert(group_id, items)
+        on_members(out)
+        return out
+    announced.object_hook = convert.object_hook
+    return announced
 
 
 def _group_select(beta=False):
@@ -649,9 +665,9 @@ def evaluate(groups, max_members=MAX_MEMBERS, member_flags=True):
 
 def read_groups_report(client, ids=None, display_names=None, odata_filter=None, all_groups=False, members='none',
                        eligible_only=False, max_members=MAX_MEMBERS, beta_members=True, include_nested=False,
-                       writeback_enabled_only=False, member_flags=True):
+                       writeback_enabled_only=False, member_flags=True, on_members=None):
     """Everything ``read_groups`` does, as ``dict(groups, not_found, skipped, ambiguous, member_source,
-    warnings)``; ``skipped`` lists the ineligible groups left out by ``eligible_only`` and the groups
+    warnings)``; ``on_members``: see ``read_members``; ``skipped`` lists the ineligible groups left out by ``eligible_only`` and the groups
     left out by ``writeback_enabled_only`` (id, display_name, reasons). ``member_source`` is 'beta',
     'v1.0' or None (no members read). ``include_nested`` adds the eligible nested groups of the
     selected ones (``nested_only``, see the module docstring). ``member_flags``: see ``evaluate``."""
@@ -677,7 +693,7 @@ def read_groups_report(client, ids=None, display_names=None, odata_filter=None, 
         wanted = groups
         if eligible_only:
             wanted = [g for g in groups if not (group_ineligibility(g, None) if group_ineligibility else [])]
-        got, member_source = read_members_sourced(client, [g['id'] for g in wanted], members, beta_members)
+        got, member_source = read_members_sourced(client, [g['id'] for g in wanted], members, beta_members, on_members)
         gone = []
         for group in wanted:
             mem = got.get(group['id'])
@@ -814,13 +830,15 @@ def groups_from_state(state, max_members, with_members=None, member_flags=True):
     return evaluate(groups, max_members, member_flags)
 
 
-def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False, member_flags=True):
+def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False, member_flags=True,
+               on_members=None):
     """A full read: ``(groups, state)``. The groups are the ones read (sorted by id, as a delta run
     returns them), not a second copy rebuilt from the state."""
     beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
     link = _latest_delta_link(client, beta)
     report = read_groups_report(client, odata_filter=odata_filter, all_groups=True, members='direct', max_members=max_members,
-                                beta_members=beta_members, writeback_enabled_only=writeback_enabled_only, member_flags=member_flags)
+                                beta_members=beta_members, writeback_enabled_only=writeback_enabled_only, member_flags=member_flags,
+                                on_members=on_members)
     groups = report.pop('groups')
     state = _state_from_groups(groups, link, odata_filter, beta_members, reason, writeback_enabled_only,
                                report['member_source'], report['warnings'])
@@ -881,14 +899,14 @@ def _member_details_from(client, refs, beta_members):
 
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
                             full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False, build_groups=True,
-                            member_flags=True):
+                            member_flags=True, on_members=None):
     """All in-scope groups (all mode: eligible clause AND ``odata_filter``) with direct members,
     read incrementally with ``/groups/delta``: ``(groups, new_state)``. ``state`` is what the
     previous call returned (JSON-able) or None. ``new_state['last_run']`` says whether this was a
     full read (and why) or a delta run, and how many groups changed. ``build_groups`` False: a
     delta run returns ``(None, new_state)`` and the caller builds the groups it needs with
     ``groups_from_state`` (a full read returns the groups it read either way). ``member_flags``: see
-    ``evaluate``."""
+    ``evaluate``. ``on_members``: see ``read_members`` (given the members of a full read only)."""
     if odata_filter:
         odata_filter = check_odata_filter(odata_filter)
     reason = None
@@ -903,14 +921,16 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     elif full_read_interval is not None and time.time() - float(state.get('full_read_at') or 0) > full_read_interval:
         reason = 'interval'
     if reason:
-        return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only, member_flags)
+        return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only, member_flags,
+                          on_members)
     if delta_state.is_lazy(state):
         delta_state.hydrate(state)   # a full read's state passed on in memory, not loaded from its file
     try:
         changes, link = client.delta_groups(list(_delta_select(False)), delta_link=state['delta_link'])
     except DeltaResyncRequired as exc:
         return _full_read(client, odata_filter, max_members, beta_members,
-                          'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''), writeback_enabled_only, member_flags)
+                          'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''), writeback_enabled_only, member_flags,
+                          on_members)
     new = {
         'version': STATE_VERSION, 'delta_link': link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': state.get('member_source'),
