@@ -7,6 +7,7 @@ spare the searches)."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import threading
 import time
 import uuid
 
@@ -43,6 +44,11 @@ class Recorded(writeback._StreamedResolution):
             while not self.found and not self.declined and time.monotonic() < deadline:
                 time.sleep(0.01)
             self.during_read = bool(self.found)
+
+    def result(self, users):
+        answer = super(Recorded, self).result(users)
+        self.answered = dict(answer)
+        return answer
 
 
 class NotStreamed(writeback._StreamedResolution):
@@ -105,7 +111,7 @@ def test_a_first_run_resolves_while_graph_is_read_and_plans_what_a_run_resolving
     assert comparable(streamed) == comparable(after_read)
     stream = Recorded.runs[-1]
     assert stream.declined is None and stream.during_read is True
-    resolved = [uid for uid, answer in stream.found.items() if isinstance(answer, str)]
+    resolved = [uid for uid, answer in stream.answered.items() if isinstance(answer, str)]
     assert len(resolved) == 8   # every lab user of the tenant; not the consistency-GUID one (domain search)
 
     by_name = dict((g['display_name'], g) for g in streamed['groups'])
@@ -123,7 +129,7 @@ def test_a_first_run_resolves_while_graph_is_read_and_plans_what_a_run_resolving
     # members' objectGUIDs, read with the groups, resolve them without a search).
     again = wb(corp, w)
     assert again['changed'] is False
-    assert Recorded.runs[-1].declined == 'managed_groups' and Recorded.runs[-1].found == {}
+    assert Recorded.runs[-1].declined == 'managed_groups' and Recorded.runs[-1].answered == {}
 
 
 def test_a_run_with_a_saved_state_does_not_stream(corp, world, monkeypatch, tmp_path):
@@ -140,17 +146,21 @@ def test_a_run_with_a_saved_state_does_not_stream(corp, world, monkeypatch, tmp_
 def test_a_user_seen_with_other_identifiers_is_left_to_the_run():
     """Beta refused part-way is read again from v1.0: a member dict that differs from the one
     resolved is not answered for, nor is a user no search found."""
-    stream = object.__new__(writeback._StreamedResolution)
-    stream.seen, stream.differ, stream.found = {}, set(), {}
-    batch = []
     beta = dict(id='u1', type='user', on_premises_object_identifier='g')
-    stream._take([beta, dict(id='u2', type='user'), dict(id='d1', type='device'), dict(id='u3', type='user')], batch)
-    stream._take([dict(id='u3', type='user', on_premises_security_identifier='S-1')], batch)
-    assert [m['id'] for m in batch] == ['u1', 'u2', 'u3'] and stream.differ == {'u3'}
-    stream.found = {'u1': 'CN=one', 'u2': {'dn': None, 'reason': 'not_found_in_forest'}, 'u3': 'CN=three'}
-    stream.pool = stream.search = stream.domain = None
-    stream.future = type('Done', (), {'result': lambda self: None})()
-    stream.queue = type('Q', (), {'put': lambda self, item: None})()
+
+    def resolved_stream():
+        stream = object.__new__(writeback._StreamedResolution)
+        stream.seen, stream.differ, stream.lock = {}, set(), threading.Lock()
+        batch = []
+        stream._take([beta, dict(id='u2', type='user'), dict(id='d1', type='device'), dict(id='u3', type='user')], batch)
+        stream._take([dict(id='u3', type='user', on_premises_security_identifier='S-1')], batch)
+        assert [m['id'] for m in batch] == ['u1', 'u2', 'u3'] and stream.differ == {'u3'}
+        stream.found = {'u1': 'CN=one', 'u2': {'dn': None, 'reason': 'not_found_in_forest'}, 'u3': 'CN=three'}
+        stream.pool = stream.search = stream.domain = None
+        stream.future = type('Done', (), {'result': lambda self: None})()
+        stream.queue = type('Q', (), {'put': lambda self, item: None})()
+        return stream
+
+    assert resolved_stream().result([beta, dict(id='u2', type='user'), dict(id='u3', type='user')]) == {'u1': 'CN=one'}
     v1 = dict(id='u1', type='user', on_premises_object_identifier=None)
-    assert stream.result([beta, dict(id='u2', type='user'), dict(id='u3', type='user')]) == {'u1': 'CN=one'}
-    assert stream.result([v1]) == {}
+    assert 'u1' not in resolved_stream().result([v1])   # the ids not listed are left in: nobody asks for them
