@@ -616,7 +616,9 @@ class _StreamedResolution(object):
 
     Only when no group under the search base carries our anchor (``ad_reader.has_managed_groups``):
     otherwise the objectGUIDs of the managed groups' members resolve most users without a search
-    (see run_writeback) and this resolves nothing (``declined``). The consistency-GUID searches
+    (see run_writeback) and this resolves nothing (``declined``); nor when its thread meets an error
+    (a connection, a search): the run then resolves the users itself, and meets the error there if
+    it is the DC's. The consistency-GUID searches
     (``resolve_users``: each scans the domain's users) are not made here, a batch at a time:
     ``result(users)`` leaves the users no search found (``not_found_in_forest``) to the caller,
     who resolves them as without this; and a user whose member dict differs from the one resolved
@@ -646,9 +648,11 @@ class _StreamedResolution(object):
     def add(self, members):
         """Graph's page of ``members`` (on a Graph worker): its users not seen before are queued. Only
         those: at 20,000 groups the resolution lagged the read, and the pages queued meanwhile held
-        the run's peak higher."""
+        the run's peak higher. Nothing once it declined."""
         fresh = []
         with self.lock:
+            if self.declined is not None:
+                return
             self._take(members, fresh)
         if fresh:
             self.queue.put(fresh)
@@ -675,16 +679,34 @@ class _StreamedResolution(object):
             elif first_seen is not member and first_seen != member:
                 self.differ.add(uid)
 
+    def _decline(self, why):
+        """Answer for nobody (the run resolves every user itself, as without this) and take no more."""
+        with self.lock:
+            self.declined = why
+            self.seen, self.found = {}, {}
+        while not self.queue.empty():
+            self.queue.get()
+
     def _run(self):
         self.reach.wait()
         if self.stopped:
             return
+        try:
+            self._resolve_stream()
+        except Exception as exc:  # pylint: disable=broad-except
+            # Nothing is lost: the run resolves the users itself, and meets the same error if it is the DC's.
+            self._decline('error: %s' % (exc,))
+
+    def _resolve_stream(self):
         domain_dn, search_base = self.where[0], self.where[1]
         self.domain = self.ad.sibling()
-        if ad_reader.has_managed_groups(self.domain, search_base):
-            self.declined = 'managed_groups'
+        try:
+            managed = ad_reader.has_managed_groups(self.domain, search_base)
+        finally:
+            self.domain.close()   # one search; its counts are added to ``ad``'s by ``close``
+        if managed:
+            self._decline('managed_groups')
             return
-        self.search = ad_reader.search_pool(self.ad.global_catalog())
         batch = []
         done = False
         while not done and not self.stopped:
@@ -693,13 +715,19 @@ class _StreamedResolution(object):
                 done = True
             else:
                 batch.extend(item)
-            if batch and (done or len(batch) >= self.BATCH):
-                self.found.update(_resolve(self.ad, None, self.params, domain_dn, batch, pool=self.search))
+            if batch and not self.stopped and (done or len(batch) >= self.BATCH):
+                if self.search is None:
+                    # Opened for the first users: a run listing none never connects to the Global Catalog.
+                    self.search = ad_reader.search_pool(self.ad.global_catalog())
+                resolved = _resolve(self.ad, None, self.params, domain_dn, batch, pool=self.search)
+                with self.lock:
+                    self.found.update(resolved)
                 batch = []
 
     def result(self, users):
         """``_resolve``'s answer for those of ``users`` (the run's, as it would resolve them) this
-        resolved, as described above."""
+        resolved, as described above; none when it declined (managed groups exist, or it met an
+        error: the run's own resolution meets it too, if it is the DC's)."""
         self.finish()
         try:
             self.future.result()
@@ -732,9 +760,9 @@ class _StreamedResolution(object):
             self.search.close()
             self.search = None
         if self.domain is not None:
+            self.domain.close()
             for key, value in self.domain.stats.items():
                 self.ad.stats[key] = self.ad.stats.get(key, 0) + value
-            self.domain.close()
             self.domain = None
 
 
