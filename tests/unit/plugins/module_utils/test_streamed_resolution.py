@@ -56,12 +56,12 @@ class Pool(object):
 
 @pytest.fixture
 def stand_ins(monkeypatch):
-    calls = dict(resolved=[], managed=False, fail_resolve=None)
+    calls = dict(resolved=[], managed=False, fail_resolve=[])
 
     def resolve(ad, domain, params, domain_dn, users, member_guids=None, pool=None):
         assert domain is None and pool is not None
-        if calls['fail_resolve']:
-            raise calls['fail_resolve']
+        for err in calls['fail_resolve']:
+            raise err
         calls['resolved'].append([u['id'] for u in users])
         return dict((u['id'], 'CN=%s,DC=corp' % u['id']) for u in users)
 
@@ -133,7 +133,7 @@ def test_an_error_in_its_thread_leaves_every_user_to_the_run(stand_ins, monkeypa
     err = ADError('Cannot reach the Global Catalog', operation='bind')
     ad = FakeAD(fail_sibling=err if where == 'sibling' else None, fail_gc=err if where == 'gc' else None)
     if where == 'search':
-        stand_ins['fail_resolve'] = err
+        stand_ins['fail_resolve'].append(err)
     stream = writeback._StreamedResolution(ad, {})
     stream.add(users('a', 'b'))
     stream.reached(('DC=corp', 'DC=corp', None))
