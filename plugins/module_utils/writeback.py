@@ -606,7 +606,7 @@ class _EarlyResolution(object):
 
 
 class _StreamedResolution(object):
-    """The users of a full read resolved while Graph is still read: a first run's. Graph's member
+    """The users of all mode's full read resolved while Graph is still read: a first run's. Graph's member
     pages are handed to ``add`` as they arrive (the reader's ``on_members``, on its workers); a
     thread of this object waits until AD is reached (``reached``), then resolves the users, ``BATCH``
     new ones at a time, on ``ad``'s Global Catalog connection (the caller's searches until ``result``
@@ -991,8 +991,9 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     # members_written: the future of the new members file's reference, until a saved head names it
     gc = early = members_writer = members_written = stream = None
     try:
-        if params.get('entra_groups') is None and old_state is None:
-            # A full read without a saved state (a first run): its users are resolved while Graph is read.
+        if params.get('entra_groups') is None and params.get('all_groups') and old_state is None:
+            # All mode's full read without a saved state (a first run): its users are resolved while
+            # Graph is read. A selection (an on-demand run of a few groups) would pay a connection for little.
             stream = _StreamedResolution(ad, params)
         # AD is connected to and checked and, with a delta state, its changes since the last run are
         # read (in a thread) while Graph is read: neither needs the other, and a delta run spends

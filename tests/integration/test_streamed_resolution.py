@@ -132,7 +132,7 @@ def test_a_first_run_resolves_while_graph_is_read_and_plans_what_a_run_resolving
     assert Recorded.runs[-1].declined == 'managed_groups' and Recorded.runs[-1].answered == {}
 
 
-def test_a_run_with_a_saved_state_does_not_stream(corp, world, monkeypatch, tmp_path):
+def test_a_run_with_a_saved_state_or_a_selection_does_not_stream(corp, world, monkeypatch, tmp_path):
     w = world
     state = str(tmp_path / 'state.json')
     Recorded.runs[:] = []
@@ -141,6 +141,9 @@ def test_a_run_with_a_saved_state_does_not_stream(corp, world, monkeypatch, tmp_
     assert first_run['summary']['created'] == 7 and len(Recorded.runs) == 1
     assert wb(corp, w, delta_state_path=state)['changed'] is False
     assert len(Recorded.runs) == 1
+    # Selected mode (an on-demand run of a few groups) resolves after its read, as before.
+    selected = wb(corp, w, check=True, all_groups=False, group_filter=None, groups=[w['groups'][0]])
+    assert selected['changed'] is False and len(Recorded.runs) == 1
 
 
 def test_a_user_seen_with_other_identifiers_is_left_to_the_run():
