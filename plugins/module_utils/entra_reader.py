@@ -258,12 +258,26 @@ def chunk_in_values(values, other_expressions, measure):
     return out
 
 
+_MEMBER_TYPES = {}
+
+
 def member_type(item):
-    """'user' | 'group' | 'device' | 'org_contact' | 'service_principal' | other (snake case)."""
-    odata = (item.get('@odata.type') or '').rsplit('.', 1)[-1]
-    if not odata:
-        return 'unknown'
-    return TYPE_NAMES.get(odata.lower(), re.sub(r'(?<!^)([A-Z])', r'_\1', odata).lower())
+    """'user' | 'group' | 'device' | 'org_contact' | 'service_principal' | other (snake case).
+    Remembered per ``@odata.type`` (a handful of them): worked out for each of 1.9 million members,
+    its regular expression was 0.26 s of the client's CPU per 85,000 (cProfile of the large read)."""
+    odata = item.get('@odata.type') or ''
+    found = _MEMBER_TYPES.get(odata)
+    if found is None:
+        short = odata.rsplit('.', 1)[-1]
+        if not short:
+            found = 'unknown'
+        elif short.lower() in TYPE_NAMES:
+            found = TYPE_NAMES[short.lower()]
+        else:
+            found = re.sub(r'(?<!^)([A-Z])', r'_\1', short).lower()
+        if len(_MEMBER_TYPES) < 100:
+            _MEMBER_TYPES[odata] = found
+    return found
 
 
 def _lower(text):
