@@ -691,6 +691,12 @@ class ADClient(object):
 
     # -- Global Catalog -----------------------------------------------------------------------
 
+    def count_from(self, other):
+        """Add ``other``'s request counts to this client's: a connection that worked for it beside it
+        (a sibling, another Global Catalog connection), so the run reports every request it sent."""
+        for key, value in other.stats.items():
+            self.stats[key] = self.stats.get(key, 0) + value
+
     def sibling(self, connect=True):
         """Another connected ADClient on this client's domain controller (same host, port and
         transport), for work that runs beside this client's on another thread: an ldap3 connection

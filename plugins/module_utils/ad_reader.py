@@ -430,8 +430,7 @@ class _SearchPool(object):
 
     def close(self):
         for conn in self.extra:
-            for key, value in conn.stats.items():
-                self.gc.stats[key] = self.gc.stats.get(key, 0) + value
+            self.gc.count_from(conn)
             try:
                 conn.close()
             except Exception:  # pylint: disable=broad-except
