@@ -350,10 +350,6 @@ def saved_ad_state(old_state):
     return old_state.get('ad') if isinstance(old_state, dict) else None
 
 
-def _itself(value):
-    return value
-
-
 def _reach_ad(ad, params, old_state, fingerprint):
     """Connect to AD and check it (schema, containers); with a delta state, read its side of the
     scope (``ad_scope``). Returns ``(domain_dn, search_base, scope or None)``."""
@@ -599,8 +595,7 @@ class _EarlyResolution(object):
             self.pool.shutdown()
             self.pool = None
         if self.domain is not None:
-            for key, value in self.domain.stats.items():
-                self.ad.stats[key] = self.ad.stats.get(key, 0) + value
+            self.ad.count_from(self.domain)
             self.domain.close()
             self.domain = None
 
@@ -609,9 +604,9 @@ class _StreamedResolution(object):
     """The users of all mode's full read resolved while Graph is still read: a first run's. Graph's member
     pages are handed to ``add`` as they arrive (the reader's ``on_members``, on its workers); a
     thread of this object waits until AD is reached (``reached``), then resolves the users, ``BATCH``
-    new ones at a time, on ``ad``'s Global Catalog connection (the caller's searches until ``result``
-    go to the domain) and the others of an ``ad_reader.search_pool``, and
-    the last ones once the read is over (``finish``), while the caller reads AD. The large
+    new ones at a time, on an ``ad_reader.search_pool`` of ``ad``'s Global Catalog connection (the
+    caller's searches go to the domain until ``result``) and another, and the last ones once the read
+    is over (``finish``), while the caller reads AD. The large
     benchmark's first run read Graph for 3.1 s and then resolved its 20,000 users for 3.8 s.
 
     Only when no group under the search base carries our anchor (``ad_reader.has_managed_groups``):
@@ -657,11 +652,10 @@ class _StreamedResolution(object):
         if fresh:
             self.queue.put(fresh)
 
-    def reached(self, where):
-        """``where``: ``_reach_ad``'s answer, returned as it is."""
-        self.where = where
+    def reached(self, domain_dn, search_base):
+        """AD is reached (``_reach_ad``): the thread may search it."""
+        self.where = (domain_dn, search_base)
         self.reach.set()
-        return where
 
     def finish(self):
         """Graph is read: the users still waiting are resolved now."""
@@ -698,7 +692,7 @@ class _StreamedResolution(object):
             self._decline('error: %s' % (exc,))
 
     def _resolve_stream(self):
-        domain_dn, search_base = self.where[0], self.where[1]
+        domain_dn, search_base = self.where
         self.domain = self.ad.sibling()
         try:
             managed = ad_reader.has_managed_groups(self.domain, search_base)
@@ -761,8 +755,7 @@ class _StreamedResolution(object):
             self.search = None
         if self.domain is not None:
             self.domain.close()
-            for key, value in self.domain.stats.items():
-                self.ad.stats[key] = self.ad.stats.get(key, 0) + value
+            self.ad.count_from(self.domain)
             self.domain = None
 
 
@@ -1001,9 +994,14 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         # thread: what it allocates is most of the run's memory, and another thread's allocations
         # go to another malloc arena (a higher peak RSS).
         # A run that cannot read Graph says so first.
+
+        def reach():
+            where = _reach_ad(ad, params, old_state, fingerprint)
+            if stream is not None:
+                stream.reached(where[0], where[1])
+            return where
         wanted, (domain_dn, search_base, scope) = beside(
-            lambda: _desired(params, old_state, stream.add if stream is not None else None),
-            lambda: (stream.reached if stream is not None else _itself)(_reach_ad(ad, params, old_state, fingerprint)))
+            lambda: _desired(params, old_state, stream.add if stream is not None else None), reach)
         if stream is not None:
             stream.finish()
         desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']

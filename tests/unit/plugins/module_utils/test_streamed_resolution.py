@@ -12,6 +12,7 @@ import time
 import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
 
 
 class FakeClient(object):
@@ -31,6 +32,8 @@ class FakeAD(object):
         self.gc_opened = 0
         self.fail_sibling = fail_sibling
         self.fail_gc = fail_gc
+
+    count_from = ADClient.count_from   # the real one: it only reads and adds ``stats``
 
     def sibling(self):
         if self.fail_sibling:
@@ -92,7 +95,7 @@ def test_users_are_resolved_in_batches_once_ad_is_reached_and_counted(stand_ins,
     stream.add(users('a', 'b') + [dict(id='d', type='device')])
     time.sleep(0.05)
     assert stand_ins['resolved'] == []   # AD not reached yet
-    stream.reached(('DC=corp', 'OU=G,DC=corp', None))
+    stream.reached('DC=corp', 'OU=G,DC=corp')
     stream.add(users('a', 'c'))          # a: seen already
     stream.finish()
     answer = ends_within(lambda: stream.result(users('a', 'b', 'c')))
@@ -105,7 +108,7 @@ def test_users_are_resolved_in_batches_once_ad_is_reached_and_counted(stand_ins,
 def test_no_user_no_global_catalog(stand_ins):
     ad = FakeAD()
     stream = writeback._StreamedResolution(ad, {})
-    stream.reached(('DC=corp', 'DC=corp', None))
+    stream.reached('DC=corp', 'DC=corp')
     stream.add([dict(id='g', type='group')])
     assert ends_within(lambda: stream.result([])) == {}
     assert ad.gc_opened == 0
@@ -115,7 +118,7 @@ def test_managed_groups_make_it_decline_and_stop_taking(stand_ins):
     stand_ins['managed'] = True
     stream = writeback._StreamedResolution(FakeAD(), {})
     stream.add(users('a'))
-    stream.reached(('DC=corp', 'DC=corp', None))
+    stream.reached('DC=corp', 'DC=corp')
     deadline = time.monotonic() + 10
     while not stream.future.done() and time.monotonic() < deadline:   # declined, and its queue dropped
         time.sleep(0.01)
@@ -136,7 +139,7 @@ def test_an_error_in_its_thread_leaves_every_user_to_the_run(stand_ins, monkeypa
         stand_ins['fail_resolve'].append(err)
     stream = writeback._StreamedResolution(ad, {})
     stream.add(users('a', 'b'))
-    stream.reached(('DC=corp', 'DC=corp', None))
+    stream.reached('DC=corp', 'DC=corp')
     assert ends_within(lambda: stream.result(users('a', 'b'))) == {}
     assert stream.declined.startswith('error: Cannot reach the Global Catalog')
 
@@ -159,7 +162,7 @@ def test_close_stops_resolving_what_is_still_queued(stand_ins, monkeypatch):
         return resolve(*args, **kwargs)
     monkeypatch.setattr(writeback, '_resolve', slow)
     stream = writeback._StreamedResolution(FakeAD(), {})
-    stream.reached(('DC=corp', 'DC=corp', None))
+    stream.reached('DC=corp', 'DC=corp')
     for uid in 'abcdef':
         stream.add(users(uid))
     time.sleep(0.05)
