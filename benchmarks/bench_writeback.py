@@ -132,6 +132,18 @@ def admin_client(forest):
     return ADClient(params).connect()
 
 
+def existing_ou(forest, name):
+    """OU=<name> under the domain, made if missing, kept as it is otherwise; its DN."""
+    dn = 'OU=%s,%s' % (name, forest.base_dn)
+    client = admin_client(forest)
+    try:
+        if client.get(dn, ['distinguishedName']) is None:
+            client.add(dn, {'objectClass': 'organizationalUnit'})
+    finally:
+        client.close()
+    return dn
+
+
 def fresh_ou(forest, name):
     """Empty OU=<name> under the domain (deleting what a previous run left)."""
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADError

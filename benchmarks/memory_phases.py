@@ -94,11 +94,7 @@ def main(argv=None):
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback as wb
     forest = Lab().forest('corp')
     work = os.path.join(bench.ROOT, '.build', 'bench', args.size)
-    ou = 'OU=%s,%s' % (args.ou, forest.base_dn)
-    client = bench.admin_client(forest)
-    if client.get(ou, ['distinguishedName']) is None:
-        client.add(ou, {'objectClass': 'organizationalUnit'})
-    client.close()
+    ou = bench.existing_ou(forest, args.ou)
     # The lab's identity list (200,000 users at xlarge) is the harness's, not the module's: dropped, so
     # the RSS printed below (and memory_trace's figures) are the run's.
     forest.identities = None

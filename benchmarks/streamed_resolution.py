@@ -62,11 +62,7 @@ def main(argv=None):
     from lab.lab import Lab
     forest = Lab().forest('corp')
     work = os.path.join(bench.ROOT, '.build', 'bench', args.size)
-    ou = 'OU=%s,%s' % (args.ou, forest.base_dn)
-    client = bench.admin_client(forest)
-    if client.get(ou, ['distinguishedName']) is None:
-        client.add(ou, {'objectClass': 'organizationalUnit'})
-    client.close()
+    ou = bench.existing_ou(forest, args.ou)
     emu = bench.start_emulator(os.path.join(work, 'tenant.json'), work)
     figures = dict(streamed=[], not_streamed=[])
     summaries = set()
