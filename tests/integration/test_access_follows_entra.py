@@ -23,7 +23,7 @@ import pytest
 
 from eda_helpers import Rulebook, eda_env, wait_until
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import sid_from_bytes
-from writeback_helpers import Directory, graph_args, identity_dn_keys, run
+from writeback_helpers import Directory, graph_args, identity_dn_keys, run, synced_users
 
 SECRET = 'governed by Entra\n'
 
@@ -38,8 +38,7 @@ def world(lab, corp, graph_tenant, graph_emulator_factory, tmp_path):
     ids = [i for i in corp.identities if i.get('password')][4:7]
     assert len(ids) == 3, 'the lab needs seeded users with passwords'
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids]
+    users = synced_users(b, ids)
     tag = uuid.uuid4().hex[:6]
     child = b.group('Access Child %s' % tag, members=[users[1]])
     parent = b.group('Access Parent %s' % tag, members=[users[0], child])

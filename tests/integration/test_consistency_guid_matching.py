@@ -18,7 +18,7 @@ import pytest
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, ad_reader
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient
 
-from writeback_helpers import Directory, ad_params, dn_key, entra_group, first, run, values
+from writeback_helpers import Directory, ad_params, add_consistency_guid_user, dn_key, entra_group, first, run, values
 
 
 class Recording(object):
@@ -39,10 +39,8 @@ def user_with_consistency_guid(corp):
     """(DN, consistency GUID, objectGUID) of a user in a sandbox OU whose mS-DS-ConsistencyGuid is not its objectGUID."""
     directory = Directory(corp)
     ou = directory.make_ou('t-cguid-%s' % uuid.uuid4().hex[:8])
-    consistency = str(uuid.uuid4())
     dn = 'CN=Anchored Elsewhere,%s' % ou
-    directory.client.add(dn, {'objectClass': 'user', 'sAMAccountName': 'cg-%s' % uuid.uuid4().hex[:10],
-                              'mS-DS-ConsistencyGuid': ad_codecs.guid_to_bytes(consistency)})
+    consistency = add_consistency_guid_user(directory, dn, 'cg')
     raw = first(directory.get(dn, ['objectGUID']), 'objectGUID')
     try:
         yield dict(dn=dn, ou=ou, consistency_guid=consistency, object_guid=ad_codecs.guid_from_bytes(raw))

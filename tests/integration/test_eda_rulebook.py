@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from eda_helpers import Rulebook, eda_env, wait_until
-from writeback_helpers import Directory, dn_key, first, graph_args, identity_dn_keys, run
+from writeback_helpers import Directory, dn_key, first, graph_args, identity_dn_keys, run, synced_users
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +30,7 @@ def _no_ambient_ca_bundle(monkeypatch):
 def world(corp, graph_tenant, graph_emulator_factory, tmp_path):
     ids = corp.identities
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[:4]]
+    users = synced_users(b, ids[:4])
     tag = uuid.uuid4().hex[:6]
     child = b.group('EDA Child %s' % tag, members=[users[2]])
     parent = b.group('EDA Parent %s' % tag, members=[users[0], child])

@@ -20,7 +20,7 @@ import pytest
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import delta_state
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
-from writeback_helpers import Directory, graph_args, identity_dn_keys, run
+from writeback_helpers import Directory, graph_args, identity_dn_keys, run, synced_users
 
 PREFIX = 'INC %s ' % uuid.uuid4().hex[:6]
 WRITES = ('adds', 'modifies', 'modify_dns', 'deletes')
@@ -35,8 +35,7 @@ def _no_ambient_ca_bundle(monkeypatch):
 def world(corp, graph_tenant, graph_emulator_factory, tmp_path):
     ids = corp.identities
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[:6]]
+    users = synced_users(b, ids[:6])
     # Random group ids: the emulator's default ids repeat from test to test, and the lab is shared.
     child = b.group(PREFIX + 'Child', members=[users[2]], id=str(uuid.uuid4()))
     groups = dict(child=child)

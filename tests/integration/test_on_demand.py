@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from writeback_helpers import ROOT, Directory, first, graph_args, identity_dn_keys, run, run_playbook
+from writeback_helpers import ROOT, Directory, first, graph_args, identity_dn_keys, run, run_playbook, synced_users
 
 PLAYBOOK = os.path.join(ROOT, 'playbooks', 'provision_on_demand.yml')
 STEPS = ['scope_evaluation', 'matching', 'attribute_changes', 'result']
@@ -31,8 +31,7 @@ def _no_ambient_ca_bundle(monkeypatch):
 def world(corp, graph_tenant, graph_emulator_factory, tmp_path):
     ids = corp.identities
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[:3]]
+    users = synced_users(b, ids[:3])
     tag = uuid.uuid4().hex[:6]
     new = b.group('OD New %s' % tag, members=users[:2], description='on demand')
     existing = b.group('OD Existing %s' % tag, members=[users[0]])

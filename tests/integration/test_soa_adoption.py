@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from writeback_helpers import Directory, dn_key, first, graph_args, run
+from writeback_helpers import Directory, dn_key, first, graph_args, run, synced_users
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs
 
@@ -60,8 +60,7 @@ def converted_tenant(graph_tenant, corp, name, sid, sam, member_identities=(), s
     """The Entra side: the group synced from AD, then its source of authority converted to the cloud.
     ``synced_group_sids``: AD groups synced to Entra as members of it."""
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in member_identities]
+    users = synced_users(b, member_identities)
     users += [b.group(PREFIX + 'Synced %d' % n, kind='synced', id=str(uuid.uuid4()), onPremisesSecurityIdentifier=s)
               for n, s in enumerate(synced_group_sids)]
     gid = b.group(name, kind='synced', members=users, id=str(uuid.uuid4()), onPremisesSecurityIdentifier=sid,

@@ -15,7 +15,7 @@ import pytest
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import ad_codecs, writeback
 
-from writeback_helpers import Directory, first, graph_args, identity_dn_keys, run
+from writeback_helpers import Directory, add_consistency_guid_user, first, graph_args, identity_dn_keys, run, synced_users
 
 PREFIX = 'GS %s ' % uuid.uuid4().hex[:6]
 
@@ -62,16 +62,13 @@ class NotStreamed(writeback._StreamedResolution):
 def world(corp, graph_tenant, graph_emulator_factory):
     ids = corp.identities
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[:8]]
+    users = synced_users(b, ids[:8])
     directory = Directory(corp)
     ou = directory.make_ou('t-stream-%s' % uuid.uuid4().hex[:8])
     # A user whose immutable id is its mS-DS-ConsistencyGuid (not its objectGUID): only the domain
     # search finds it, which the streamed resolution leaves to the run.
-    consistency = str(uuid.uuid4())
     anchored_dn = 'CN=Stream Anchored,%s' % ou
-    directory.client.add(anchored_dn, {'objectClass': 'user', 'sAMAccountName': 'gs-%s' % uuid.uuid4().hex[:10],
-                                       'mS-DS-ConsistencyGuid': ad_codecs.guid_to_bytes(consistency)})
+    consistency = add_consistency_guid_user(directory, anchored_dn, 'gs')
     anchored = b.user('Stream Anchored', onPremisesSyncEnabled=True,
                       onPremisesImmutableId=ad_codecs.immutable_id_from_guid(consistency))
     missing = b.synced_user('gs-nowhere')   # synced, but not in this forest

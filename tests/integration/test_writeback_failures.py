@@ -25,7 +25,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_clie
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 
 from test_cloudsync_permissions import grant_permissions, sandbox_ou
-from writeback_helpers import Directory, entra_group, entra_user, graph_args, run, run_playbook
+from writeback_helpers import Directory, entra_group, entra_user, graph_args, run, run_playbook, synced_users
 
 PREFIX = 'WF %s ' % uuid.uuid4().hex[:6]
 
@@ -75,8 +75,7 @@ def tenant(corp, graph_tenant, graph_emulator_factory):
     """An emulated tenant with two cloud groups whose members are lab users."""
     ids = corp.identities
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[36:38]]
+    users = synced_users(b, ids[36:38])
     groups = [b.group(PREFIX + 'One', members=users[:1]), b.group(PREFIX + 'Two', members=users)]
     return graph_emulator_factory(b.build()), groups
 

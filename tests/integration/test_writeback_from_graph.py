@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from writeback_helpers import Directory, first, graph_args, identity_dn_keys, run
+from writeback_helpers import Directory, first, graph_args, identity_dn_keys, run, synced_users
 
 PREFIX = 'GW %s ' % uuid.uuid4().hex[:6]
 
@@ -25,8 +25,7 @@ def _no_ambient_ca_bundle(monkeypatch):
 def world(corp, graph_tenant, graph_emulator_factory):
     ids = corp.identities
     b = graph_tenant()
-    users = [b.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
-                           domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in ids[:6]]
+    users = synced_users(b, ids[:6])
     cloud = b.user('Cloud Only')
     child = b.group(PREFIX + 'Child', members=[users[2]])
     alpha = b.group(PREFIX + 'Alpha', members=[users[0], users[1], child, cloud, b.device('PC-1')], description='alpha')

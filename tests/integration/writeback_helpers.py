@@ -10,7 +10,7 @@ import subprocess
 import uuid
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, first, values
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key, escape_dn_value
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_codecs import dn_key, escape_dn_value, guid_to_bytes
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import run_writeback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,6 +53,22 @@ def graph_args(emu):
 
 def run(forest, entra_groups, check=False, diff=False, **overrides):
     return run_writeback(writeback_params(forest, entra_groups, **overrides), check_mode=check, diff_mode=diff)
+
+
+def synced_users(builder, identities):
+    """Entra users of the emulator's tenant ``builder`` synced from lab ``identities`` (identities.json
+    entries): their objectGUID, objectSid, domain, DN and UPN; their ids."""
+    return [builder.synced_user(i['sam_account_name'], object_guid=i['object_guid'], object_sid=i['object_sid'],
+                                domain=i['domain'], dn=i['dn'], upn=i['user_principal_name']) for i in identities]
+
+
+def add_consistency_guid_user(directory, dn, sam_prefix):
+    """A user added at ``dn`` whose mS-DS-ConsistencyGuid is a new GUID, not its objectGUID (only a
+    domain search by that attribute finds it); returns that GUID."""
+    consistency = str(uuid.uuid4())
+    directory.client.add(dn, {'objectClass': 'user', 'sAMAccountName': '%s-%s' % (sam_prefix, uuid.uuid4().hex[:10]),
+                              'mS-DS-ConsistencyGuid': guid_to_bytes(consistency)})
+    return consistency
 
 
 def entra_user(identity, match='object_identifier', user_id=None):
