@@ -409,13 +409,14 @@ def _members_request(group_id, members, beta_members):
     return '/groups/%s/%s' % (group_id, segment), {'$select': ','.join(select)}
 
 
-def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None):
+def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None, on_last_page=None):
     """Read collections ``[(key, path, params)]``: ``(results {key: items}, errors {key: GraphError})``.
     One request is sent as such (with paging), several through $batch; requests that need other
     headers (advanced query's ``ConsistencyLevel``) go in batches of their own, so a plain query is
     never sent as an eventually consistent one. ``transform(key, items)`` -> items is applied to each
     page as it arrives (the raw page is not kept); its ``object_hook`` attribute, when it has one, is
-    given to ``json.loads`` for the replies (see ``member_converter``)."""
+    given to ``json.loads`` for the replies (see ``member_converter``). ``on_last_page(key)``: see
+    ``GraphClient.batch_collect``."""
     if not reqs:
         return {}, {}
     object_hook = getattr(transform, 'object_hook', None)
@@ -427,6 +428,8 @@ def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None):
             items = []
             for page in client.pages(path, params, version=version, object_hook=object_hook):
                 items.extend(transform(key, page.get('value') or []))
+            if on_last_page is not None:
+                on_last_page(key)
             return {key: items}, {}
         except CloudSyncError as exc:
             if getattr(exc, 'status', None) in tolerate:
@@ -440,6 +443,8 @@ def collect(client, reqs, version='v1.0', tolerate=(404,), transform=None):
     results, errors = {}, {}
     for hdrs, prepared in by_headers.items():
         kwargs = {'transform': transform, 'object_hook': object_hook} if transform is not None else {}
+        if on_last_page is not None:
+            kwargs['on_last_page'] = on_last_page
         got, failed = client.batch_collect(prepared, version=version, headers=dict(hdrs) or None, tolerate=tolerate, **kwargs)
         results.update(got)
         errors.update(failed)
@@ -452,16 +457,16 @@ def beta_refused(exc):
     return getattr(exc, 'status', None) == 400
 
 
-def read_members_sourced(client, group_ids, members='direct', beta_members=True, on_members=None):
+def read_members_sourced(client, group_ids, members='direct', beta_members=True, listener=None):
     """``(members by group id (see read_members), source 'beta' | 'v1.0')``: beta first, v1.0 when
-    beta refuses (``on_members`` may then have seen some of beta's members first)."""
+    beta refuses (``listener`` may then have heard some of beta's members, and groups, first)."""
     if beta_members:
         try:
-            return read_members(client, group_ids, members, True, on_members), 'beta'
+            return read_members(client, group_ids, members, True, listener), 'beta'
         except CloudSyncError as exc:
             if not beta_refused(exc):
                 raise
-    return read_members(client, group_ids, members, False, on_members), 'v1.0'
+    return read_members(client, group_ids, members, False, listener), 'v1.0'
 
 
 def member_converter(shared=None):
@@ -509,33 +514,60 @@ def member_converter(shared=None):
     return convert
 
 
-def read_members(client, group_ids, members='direct', beta_members=True, on_members=None):
+def read_members(client, group_ids, members='direct', beta_members=True, listener=None):
     """``{group id: [member dict]}`` for every id; one request per page for one group, $batch for more.
     A group that disappeared meanwhile (404) maps to None. Each page becomes member dicts as it
-    arrives (``member_converter``: one dict per directory object). ``on_members(members)``, when
-    given, is called with each page's member dicts as soon as they are made, on the thread that
-    read the page (a Graph worker): the caller can start work on them (resolving users) while the
-    read goes on. It must be quick and thread-safe."""
+    arrives (``member_converter``: one dict per directory object). A ``listener`` (``ReadListener``)
+    hears each page's member dicts as soon as they are made, and each group's whole list once its
+    last page is in, on the thread that read it (a Graph worker): the caller can start work on them
+    (resolving users, writing groups) while the read goes on."""
     version = 'beta' if beta_members else 'v1.0'
     reqs = [(gid,) + _members_request(gid, members, beta_members) for gid in group_ids]
     transform = member_converter()
-    if on_members is not None:
-        transform = _announcing(transform, on_members)
-    results, errors = collect(client, reqs, version=version, transform=transform)
+    last_page = None
+    if listener is not None:
+        transform, last_page = _heard(transform, listener)
+    results, errors = collect(client, reqs, version=version, transform=transform, on_last_page=last_page)
     out = {}
     for gid in group_ids:
         out[gid] = None if gid in errors else results.pop(gid)
     return out
 
 
-def _announcing(convert, on_members):
-    """``convert`` (see ``member_converter``), also handing each page's member dicts to ``on_members``."""
-    def announced(group_id, items):
+class ReadListener(object):
+    """What a caller hears of a full read while it goes on, to start work before the read ends (the
+    writeback's first run resolves users and writes groups). Each method is called on the reading
+    thread or a Graph worker, so it must be quick and thread-safe. This one hears nothing."""
+
+    def listed(self, groups):
+        """The groups whose members are about to be read (contract dicts, ``cloud_managed`` set)."""
+
+    def members(self, items):
+        """One page of member dicts, as soon as it is converted."""
+
+    def complete(self, group_id, items):
+        """Group ``group_id``'s whole member list, its last page read. A group may come again (with
+        v1.0's members when beta refused part-way); one whose read failed (404) never comes."""
+
+
+def _heard(convert, listener):
+    """``(transform, on_last_page)`` for ``collect``: ``convert`` (see ``member_converter``), with
+    each page's member dicts told to ``listener`` and each group's pages told whole once its last
+    arrives. A group's pages are kept (as references to the same dicts) until then: one page for
+    most groups."""
+    pages = {}   # group id -> its converted pages so far; pages of one group come one round at a time
+
+    def heard(group_id, items):
         out = convert(group_id, items)
-        on_members(out)
+        listener.members(out)
+        pages.setdefault(group_id, []).append(out)
         return out
-    announced.object_hook = convert.object_hook
-    return announced
+    heard.object_hook = convert.object_hook
+
+    def last_page(group_id):
+        got = pages.pop(group_id, None) or []
+        listener.complete(group_id, got[0] if len(got) == 1 else [m for page in got for m in page])
+    return heard, last_page
 
 
 def _group_select(beta=False):
@@ -679,10 +711,11 @@ def evaluate(groups, max_members=MAX_MEMBERS, member_flags=True):
 
 def read_groups_report(client, ids=None, display_names=None, odata_filter=None, all_groups=False, members='none',
                        eligible_only=False, max_members=MAX_MEMBERS, beta_members=True, include_nested=False,
-                       writeback_enabled_only=False, member_flags=True, on_members=None):
+                       writeback_enabled_only=False, member_flags=True, listener=None):
     """Everything ``read_groups`` does, as ``dict(groups, not_found, skipped, ambiguous, member_source,
-    warnings)``; ``on_members``: see ``read_members``; ``skipped`` lists the ineligible groups left out by ``eligible_only`` and the groups
-    left out by ``writeback_enabled_only`` (id, display_name, reasons). ``member_source`` is 'beta',
+    warnings)``; ``listener``: see ``read_members`` (it also hears the groups listed); ``skipped``
+    lists the ineligible groups left out by ``eligible_only`` and the groups left out by
+    ``writeback_enabled_only`` (id, display_name, reasons). ``member_source`` is 'beta',
     'v1.0' or None (no members read). ``include_nested`` adds the eligible nested groups of the
     selected ones (``nested_only``, see the module docstring). ``member_flags``: see ``evaluate``."""
     if members not in ('none', 'direct', 'transitive'):
@@ -707,7 +740,9 @@ def read_groups_report(client, ids=None, display_names=None, odata_filter=None, 
         wanted = groups
         if eligible_only:
             wanted = [g for g in groups if not (group_ineligibility(g, None) if group_ineligibility else [])]
-        got, member_source = read_members_sourced(client, [g['id'] for g in wanted], members, beta_members, on_members)
+        if listener is not None:
+            listener.listed(wanted)
+        got, member_source = read_members_sourced(client, [g['id'] for g in wanted], members, beta_members, listener)
         gone = []
         for group in wanted:
             mem = got.get(group['id'])
@@ -845,14 +880,14 @@ def groups_from_state(state, max_members, with_members=None, member_flags=True):
 
 
 def _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only=False, member_flags=True,
-               on_members=None):
+               listener=None):
     """A full read: ``(groups, state)``. The groups are the ones read (sorted by id, as a delta run
     returns them), not a second copy rebuilt from the state."""
     beta = bool(writeback_enabled_only) or names_beta_property(odata_filter)
     link = _latest_delta_link(client, beta)
     report = read_groups_report(client, odata_filter=odata_filter, all_groups=True, members='direct', max_members=max_members,
                                 beta_members=beta_members, writeback_enabled_only=writeback_enabled_only, member_flags=member_flags,
-                                on_members=on_members)
+                                listener=listener)
     groups = report.pop('groups')
     state = _state_from_groups(groups, link, odata_filter, beta_members, reason, writeback_enabled_only,
                                report['member_source'], report['warnings'])
@@ -913,14 +948,14 @@ def _member_details_from(client, refs, beta_members):
 
 def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_MEMBERS, beta_members=True,
                             full_read_interval=FULL_READ_INTERVAL, writeback_enabled_only=False, build_groups=True,
-                            member_flags=True, on_members=None):
+                            member_flags=True, listener=None):
     """All in-scope groups (all mode: eligible clause AND ``odata_filter``) with direct members,
     read incrementally with ``/groups/delta``: ``(groups, new_state)``. ``state`` is what the
     previous call returned (JSON-able) or None. ``new_state['last_run']`` says whether this was a
     full read (and why) or a delta run, and how many groups changed. ``build_groups`` False: a
     delta run returns ``(None, new_state)`` and the caller builds the groups it needs with
     ``groups_from_state`` (a full read returns the groups it read either way). ``member_flags``: see
-    ``evaluate``. ``on_members``: see ``read_members`` (given the members of a full read only)."""
+    ``evaluate``. ``listener``: see ``read_groups_report`` (it hears a full read only)."""
     if odata_filter:
         odata_filter = check_odata_filter(odata_filter)
     reason = None
@@ -936,7 +971,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
         reason = 'interval'
     if reason:
         return _full_read(client, odata_filter, max_members, beta_members, reason, writeback_enabled_only, member_flags,
-                          on_members)
+                          listener)
     if delta_state.is_lazy(state):
         delta_state.hydrate(state)   # a full read's state passed on in memory, not loaded from its file
     try:
@@ -944,7 +979,7 @@ def read_groups_incremental(client, state, odata_filter=None, max_members=MAX_ME
     except DeltaResyncRequired as exc:
         return _full_read(client, odata_filter, max_members, beta_members,
                           'delta_rejected: HTTP %s %s' % (exc.status, exc.code or ''), writeback_enabled_only, member_flags,
-                          on_members)
+                          listener)
     new = {
         'version': STATE_VERSION, 'delta_link': link, 'filter': odata_filter, 'beta_members': bool(beta_members),
         'writeback_enabled_only': bool(writeback_enabled_only), 'member_source': state.get('member_source'),

@@ -540,18 +540,24 @@ class GraphClient(object):
         return out
 
     @staticmethod
-    def _transform_batch(reply, transform):
-        """``reply`` (see ``_send_batch``) with ``transform`` applied to the items of its successful pages."""
-        if transform is None:
+    def _transform_batch(reply, transform, on_last_page=None):
+        """``reply`` (see ``_send_batch``) with ``transform`` applied to the items of its successful
+        pages; ``on_last_page(key)`` is called (after the transform) for each successful page that has
+        no ``@odata.nextLink``: that collection is read whole."""
+        if transform is None and on_last_page is None:
             return reply
         for key, unused_rel, sub in reply:
             status = (sub or {}).get('status')
             body = (sub or {}).get('body')
             if status is not None and int(status) < 300 and isinstance(body, dict) and isinstance(body.get('value'), list):
-                body['value'] = transform(key, body['value'])
+                if transform is not None:
+                    body['value'] = transform(key, body['value'])
+                if on_last_page is not None and not body.get('@odata.nextLink'):
+                    on_last_page(key)
         return reply
 
-    def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,), transform=None, object_hook=None):
+    def batch_collect(self, requests_list, version='v1.0', headers=None, tolerate=(404,), transform=None, object_hook=None,
+                      on_last_page=None):
         """Read many collections through JSON $batch.
 
         ``requests_list``: ``[(key, relative url with query, no version), ...]``. Returns
@@ -562,7 +568,9 @@ class GraphClient(object):
         ``transform(key, items)`` -> items, when given, is applied to each successful page as soon as
         its batch arrives (in the worker), so the raw JSON of a page is released before the next
         batches come in instead of the whole round's being held at once. ``object_hook`` (see
-        ``request``) is given every object of every reply as it is decoded."""
+        ``request``) is given every object of every reply as it is decoded. ``on_last_page(key)``, when
+        given, is called in the worker once a collection's last page has arrived and been transformed
+        (see ``_transform_batch``): a caller can act on that collection before the round ends."""
         results = dict((key, []) for key, unused_rel in requests_list)
         errors = {}
         pending = list(requests_list)
@@ -575,7 +583,8 @@ class GraphClient(object):
             for unused_key, rel in pending:
                 first_sent.setdefault(rel, sent_at)
             replies = self.map_parallel(
-                lambda c: self._transform_batch(self._send_batch(c, version, headers, object_hook), transform), chunks)
+                lambda c: self._transform_batch(self._send_batch(c, version, headers, object_hook), transform, on_last_page),
+                chunks)
             pending = []
             retry, longest = [], 0.0
             for reply in replies:
