@@ -26,6 +26,7 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.beside 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import limit_malloc_arenas
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import ApplyResult, apply_plan
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_early import EarlyCreates
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_plan import (
     describe_groups, group_id, planned_names, plan_writeback, summarise,
 )
@@ -57,9 +58,9 @@ def reads_delta(params):
     return params.get('entra_groups') is None and bool(params.get('delta_state_path')) and bool(params.get('all_groups'))
 
 
-def _desired_from_graph(params, old_state=None, on_members=None):
+def _desired_from_graph(params, old_state=None, listener=None):
     """Read the desired groups from Graph (see ``_desired``); ``old_state``: the delta state's head
-    (``load_state``) when ``reads_delta``; ``on_members``: see ``entra_reader.read_members``."""
+    (``load_state``) when ``reads_delta``; ``listener``: see ``entra_reader.read_groups_report``."""
     # Imported here so that a run fed with entra_groups needs neither msal nor requests.
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.graph_client import GraphClient
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import entra_reader
@@ -70,7 +71,7 @@ def _desired_from_graph(params, old_state=None, on_members=None):
         groups, new_state = entra_reader.read_groups_incremental(
             client, old_state, odata_filter=params.get('group_filter'),
             max_members=params['max_members'], writeback_enabled_only=bool(params.get('writeback_enabled_only')),
-            build_groups=False, member_flags=False, on_members=on_members)
+            build_groups=False, member_flags=False, listener=listener)
         return dict(groups=groups, graph=client, new_state=new_state, member_source=new_state.get('member_source'),
                     read_warnings=list(new_state.get('last_run', {}).get('warnings') or []))
     selected_ids, selected_names = entra_reader.split_selection(params.get('groups'))
@@ -79,7 +80,7 @@ def _desired_from_graph(params, old_state=None, on_members=None):
         odata_filter=params.get('group_filter'), all_groups=bool(params.get('all_groups')),
         members='direct', eligible_only=False, max_members=params['max_members'],
         include_nested=bool(selected_ids or selected_names),
-        writeback_enabled_only=bool(params.get('writeback_enabled_only')), member_flags=False, on_members=on_members)
+        writeback_enabled_only=bool(params.get('writeback_enabled_only')), member_flags=False, listener=listener)
     groups = report['groups']
     # Selected groups left out by writeback_enabled_only were found: say why they are not written.
     filtered = report.get('skipped') or []
@@ -180,7 +181,7 @@ def save_state(path, state, written=None):
     delta_state.save(path, state, written)
 
 
-def _desired(params, old_state=None, on_members=None):
+def _desired(params, old_state=None, listener=None):
     """What the run should write: ``dict(groups, graph (client or None), not_found (selections matching no
     group), gone_ids (selected ids matching no group), new_state (delta state to save, or None),
     ambiguous (display names matching several groups))``. ``old_state``: see ``_desired_from_graph``."""
@@ -195,7 +196,7 @@ def _desired(params, old_state=None, on_members=None):
                                      % (g.get('id'), g.get('display_name')))
         out['groups'] = list(groups)
         return out
-    out.update(_desired_from_graph(params, old_state, on_members))
+    out.update(_desired_from_graph(params, old_state, listener))
     return out
 
 
@@ -602,7 +603,7 @@ class _EarlyResolution(object):
 
 class _StreamedResolution(object):
     """The users of all mode's full read resolved while Graph is still read: a first run's. Graph's member
-    pages are handed to ``add`` as they arrive (the reader's ``on_members``, on its workers); a
+    pages are handed to ``add`` as they arrive (the read's listener, on Graph's workers); a
     thread of this object waits until AD is reached (``reached``), then resolves the users, ``BATCH``
     new ones at a time, on an ``ad_reader.search_pool`` of ``ad``'s Global Catalog connection (the
     caller's searches go to the domain until ``result``) and another, and the last ones once the read
@@ -636,9 +637,21 @@ class _StreamedResolution(object):
         self.differ = set()     # ids seen with other identifiers too: left to the caller
         self.found = {}
         self.declined = None
+        self.checked = threading.Event()   # set once it knows whether it resolves (``declined``)
+        self.on_resolved = None            # called with the ids of each batch resolved (its thread)
         self.domain = self.search = None
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.future = self.pool.submit(self._run)
+
+    # The read's listener (``entra_reader.ReadListener``) when nothing else listens.
+    def listed(self, groups):
+        pass
+
+    def members(self, members):
+        self.add(members)
+
+    def complete(self, gid, items):
+        pass
 
     def add(self, members):
         """Graph's page of ``members`` (on a Graph worker): its users not seen before are queued. Only
@@ -681,15 +694,36 @@ class _StreamedResolution(object):
         while not self.queue.empty():
             self.queue.get()
 
+    def answer(self, member):
+        """``(state, answer)`` for one user (a member dict as listed): ``('ok', answer)`` once
+        resolved as ``result`` would give it, ``('pending', None)``, or ``('never', None)``: it
+        declined, or ``result`` will leave this user to the run (see the class docstring)."""
+        uid = member.get('id')
+        with self.lock:
+            if self.declined is not None or uid in self.differ:
+                return 'never', None
+            first_seen = self.seen.get(uid)
+            if first_seen is not None and not (first_seen is member or first_seen == member):
+                return 'never', None
+            found = self.found.get(uid)
+        if found is None:
+            return 'pending', None
+        if isinstance(found, dict) and found.get('reason') == 'not_found_in_forest':
+            return 'never', None
+        return 'ok', found
+
     def _run(self):
         self.reach.wait()
         if self.stopped:
+            self.checked.set()
             return
         try:
             self._resolve_stream()
         except Exception as exc:  # pylint: disable=broad-except
             # Nothing is lost: the run resolves the users itself, and meets the same error if it is the DC's.
             self._decline('error: %s' % (exc,))
+        finally:
+            self.checked.set()
 
     def _resolve_stream(self):
         domain_dn, search_base = self.where
@@ -701,6 +735,7 @@ class _StreamedResolution(object):
         if managed:
             self._decline('managed_groups')
             return
+        self.checked.set()
         batch = []
         done = False
         while not done and not self.stopped:
@@ -716,6 +751,8 @@ class _StreamedResolution(object):
                 resolved = _resolve(self.ad, None, self.params, domain_dn, batch, pool=self.search)
                 with self.lock:
                     self.found.update(resolved)
+                if self.on_resolved is not None:
+                    self.on_resolved([m['id'] for m in batch])
                 batch = []
 
     def result(self, users):
@@ -865,8 +902,10 @@ def _failed_after_writes(exc, result, applied, ops, params, report=True):
         except (IOError, OSError) as err:
             advice += '; the report file (report_path %s) could not be written either: %s' % (params['report_path'], err)
     summary = ', '.join('%s %d' % (k, v) for k, v in sorted(result['summary'].items()) if v and not k.endswith('_members'))
-    return WritebackError('The run %s (done: %s); %s' % (what, summary or 'nothing counted', advice),
-                          details=_shaped(details, params))
+    err = WritebackError('The run %s (done: %s); %s' % (what, summary or 'nothing counted', advice),
+                         details=_shaped(details, params))
+    err.after_writes = True
+    return err
 
 
 def _outside_search_base(params, domain_dn, search_base):
@@ -982,12 +1021,17 @@ def run_writeback(params, check_mode=False, diff_mode=False):
     fingerprint = plan_fingerprint(params, options)
     ad = ADClient(params)
     # members_written: the future of the new members file's reference, until a saved head names it
-    gc = early = members_writer = members_written = stream = None
+    gc = early = members_writer = members_written = stream = writes_early = None
+    applied = ApplyResult()
     try:
         if params.get('entra_groups') is None and params.get('all_groups') and old_state is None:
             # All mode's full read without a saved state (a first run): its users are resolved while
-            # Graph is read. A selection (an on-demand run of a few groups) would pay a connection for little.
+            # Graph is read, and (not in check mode) each group is written once what it needs is
+            # known (writeback_early). A selection (an on-demand run of a few groups) would pay a
+            # connection for little.
             stream = _StreamedResolution(ad, params)
+            if not check_mode:
+                writes_early = EarlyCreates(ad, params, options, stream, applied)
         # AD is connected to and checked and, with a delta state, its changes since the last run are
         # read (in a thread) while Graph is read: neither needs the other, and a delta run spends
         # most of its reading time waiting on one of the two servers. Graph's read stays on this
@@ -997,13 +1041,19 @@ def run_writeback(params, check_mode=False, diff_mode=False):
 
         def reach():
             where = _reach_ad(ad, params, old_state, fingerprint)
-            if stream is not None:
-                stream.reached(where[0], where[1])
+            for listener in (stream, writes_early):
+                if listener is not None:
+                    listener.reached(where[0], where[1])
             return where
         wanted, (domain_dn, search_base, scope) = beside(
-            lambda: _desired(params, old_state, stream.add if stream is not None else None), reach)
+            lambda: _desired(params, old_state, writes_early or stream), reach)
         if stream is not None:
             stream.finish()
+        if writes_early is not None:
+            writes_early.stop()
+            if not writes_early.planned:
+                writes_early.close()
+                writes_early = None
         desired, graph, not_found, new_state = wanted['groups'], wanted['graph'], wanted['not_found'], wanted['new_state']
         saving = new_state is not None and not check_mode
         if graph is not None and desired is not None:
@@ -1048,8 +1098,14 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             # member changes), so their members' objectGUIDs spare few Global Catalog searches: the
             # users are resolved (in a thread, on connections of their own) while the groups are read.
             early = _EarlyResolution(ad, params, domain_dn, users)
-        managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
-                                                without_members=members_not_planned(desired) if read_ids is not None else ())
+        if writes_early is not None:
+            # No group carried the anchor when the run began (a first run): the managed groups are
+            # those written since, as their writes make them (read back, their members would cost
+            # what a full-read no-op does).
+            managed = writes_early.written_objects()
+        else:
+            managed = ad_reader.read_managed_groups(ad, search_base, read_ids, member_guids=member_guids,
+                                                    without_members=members_not_planned(desired) if read_ids is not None else ())
         back = member_delta_fallback(desired, managed, mark)
         if back:
             # Rare: planned again in full, with the groups nested in them, and read again with members.
@@ -1109,6 +1165,15 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         options['existing_group_ids'] = existing_ids
         plan = plan_writeback(desired, ad_state, resolution, options)
         result = plan.to_dict()
+        if writes_early is not None:
+            # The groups written early were planned as existing: their reports are the waves'.
+            writes_early.close()   # its writes done, its connection's requests counted
+            result = writes_early.merge(result)
+            if applied.fatal is not None:
+                for op in plan.ops:
+                    op['outcome'] = 'not_run'
+                applied.not_run.extend(plan.ops)
+                raise _failed_after_writes(applied.fatal, result, applied, result['ops'], params)
         attach_change_values(result['groups'], result['diff'])
         refuse_unmatched_scope(params, ids if examined is None else [], all_desired, managed,
                                [op for op in plan.ops if op['op'] == 'delete'] or plan.threshold_deletions, search_base)
@@ -1133,7 +1198,6 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             # benchmark's incremental run), rather than beside the reads and the plan, which are CPU
             # work that holds the interpreter too.
             members_writer, members_written = _start_members_file(params, new_state)
-        applied = ApplyResult()
         try:
             apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
             _merge_apply(result, applied)
@@ -1142,7 +1206,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                     written = members_written.result()   # its file error, if any, is raised here
                     if mark is not None:
                         new_state['ad'] = next_ad_state(ad, domain_dn, search_base, mark, old_state, examined, managed,
-                                                        plan.ops, result['groups'], fingerprint)
+                                                        result['ops'], result['groups'], fingerprint)
                     save_state(params['delta_state_path'], new_state, written)
                     members_written = None   # the head names it now
                 except (IOError, OSError) as exc:
@@ -1151,10 +1215,12 @@ def run_writeback(params, check_mode=False, diff_mode=False):
         except Exception as exc:  # pylint: disable=broad-except
             if not applied.changed:
                 raise
-            raise _failed_after_writes(exc, result, applied, plan.ops, params)
+            raise _failed_after_writes(exc, result, applied, result['ops'], params)
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,
+            written_early=dict(groups=len(writes_early.planned), waves=writes_early.waves)
+            if writes_early is not None else None,
             summary=result['summary'],
             groups=result['groups'],
             plan=_executed_plan(applied, result['ops']),
@@ -1180,13 +1246,25 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                 err = WritebackError('Cannot write the report file (report_path %s): %s' % (params['report_path'], exc))
                 if not applied.changed:
                     raise err
-                raise _failed_after_writes(err, result, applied, plan.ops, params, report=False)
+                raise _failed_after_writes(err, result, applied, result['ops'], params, report=False)
         if diff_mode:
             out['diff'] = result['diff']
         return _shaped(out, params)
+    except Exception as exc:  # pylint: disable=broad-except
+        if writes_early is None or getattr(exc, 'after_writes', False):
+            raise
+        # Groups were written while Graph was read, and the run failed before its own apply
+        # (reading Graph or AD, planning): say what was written, never "nothing was written".
+        writes_early.close()
+        if not applied.changed:
+            raise
+        so_far = writes_early.early_result()
+        raise _failed_after_writes(exc, so_far, applied, so_far['ops'], params)
     finally:
         if stream is not None:
             stream.close()
+        if writes_early is not None:
+            writes_early.close()
         if early is not None:
             early.close()
         if members_writer is not None:

@@ -379,20 +379,25 @@ def container_for(group, opts):
     return opts['target_ou']
 
 
-def planned_names(desired_groups, options=None, domain_dn=None):
-    """DNs and sAMAccountNames the plan may want (for the reader's collision look-ups)."""
+def names_by_group(desired_groups, options=None, domain_dn=None):
+    """``{group id: (DN, sAMAccountName or None)}``: the names a create of each group would take
+    (an existing group may keep its own; see ``_target_for``)."""
     opts = _normalize_options(options, domain_dn)
-    dns = []
-    sams = []
+    out = {}
     for g in desired_groups:
-        if not group_id(g):
+        gid = group_id(g)
+        if not gid:
             continue
         cn = cn_for(g, opts['naming'])
-        dns.append(build_rdn('CN', cn) + ',' + container_for(g, opts))
-        sam = sam_for(g, opts['sam_account_name_template'], cn)
-        if sam:
-            sams.append(sam)
-    return {'dns': sorted(set(dns), key=dn_key), 'sam_account_names': sorted(set(sams), key=str.lower)}
+        out[gid] = (build_rdn('CN', cn) + ',' + container_for(g, opts), sam_for(g, opts['sam_account_name_template'], cn) or None)
+    return out
+
+
+def planned_names(desired_groups, options=None, domain_dn=None):
+    """DNs and sAMAccountNames the plan may want (for the reader's collision look-ups)."""
+    names = names_by_group(desired_groups, options, domain_dn).values()
+    return {'dns': sorted(set(dn for dn, unused in names), key=dn_key),
+            'sam_account_names': sorted(set(sam for unused, sam in names if sam), key=str.lower)}
 
 
 # --------------------------------------------------------------------------------------------

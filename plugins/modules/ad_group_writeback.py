@@ -486,6 +486,15 @@ member_source:
   returned: always
   type: str
   sample: beta
+written_early:
+  description:
+    - A first run in all mode (no saved state, no managed group under O(search_base), not in check mode) writes each group
+      as soon as its members are read and resolved and its child groups are planned, while Graph is still read. C(groups)
+      is how many groups were written that way, in C(waves) batches; the rest were planned with the whole read. Null when
+      the run did not write early.
+  returned: always
+  type: dict
+  sample: {groups: 1690, waves: 24}
 incremental:
   description:
     - With O(delta_state_path) and O(all_groups), what the run read. C(entra) is V(delta) or V(full) (C(entra_reason) says why a

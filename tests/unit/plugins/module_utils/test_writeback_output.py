@@ -114,7 +114,7 @@ def test_graph_is_read_while_ad_is_reached_and_a_graph_error_is_said_first(monke
     from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
     reached = []
 
-    def desired(params, old_state=None, on_members=None):
+    def desired(params, old_state=None, listener=None):
         reached.append('graph')
         if graph_fails:
             raise CloudSyncError('Graph refused the token')
