@@ -249,10 +249,11 @@ def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=
                   deletes=ops.get('deletes', 0), modify_dns=ops.get('modify_dns', ops.get('renames', 0))),
         ldap_raw=ops, peak_rss_mb=round(rss, 1), changed=result.get('changed'), result_bytes=len(text),
         summary=dict((k, summary.get(k)) for k in SUMMARY_KEYS),
-        plan_ops=len(result.get('plan') or []),
+        plan_ops=len(result.get('plan') or []), written_early=result.get('written_early'),
     )
-    log('%-18s %7.2f s  graph %s  ldap %s  rss %.0f MB  %s' % (
-        name, wall, row['graph_http'], row['ldap'], rss, row['summary']))
+    log('%-18s %7.2f s  graph %s  ldap %s  rss %.0f MB  %s%s' % (
+        name, wall, row['graph_http'], row['ldap'], rss, row['summary'],
+        '  written early %s' % row['written_early'] if row['written_early'] else ''))
     return row, result
 
 

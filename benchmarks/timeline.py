@@ -36,6 +36,7 @@ STEPS = {
     'delta_state': ['load', 'hydrate', 'write_members'],
     'entra_reader': ['read_groups_incremental', 'read_groups_report'],
     'writeback_result': ['shape', 'write_report'],
+    'writeback_early': ['apply_plan'],   # one wave's writes each (a first run's, while Graph is read)
 }
 
 

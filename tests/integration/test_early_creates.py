@@ -115,7 +115,7 @@ def comparable(result):
 def test_a_first_run_writes_groups_while_graph_is_read_and_ends_as_a_run_writing_after_its_plan(corp, world, monkeypatch):
     w = world
     monkeypatch.setattr(writeback, 'EarlyCreates', lambda *args, **kwargs: None)
-    after_plan = wb(corp, w)
+    after_plan = wb(corp, w, diff=True)
     assert after_plan['written_early'] is None
     written_after_plan = snapshot(w)
     remove_written(w)
@@ -124,7 +124,7 @@ def test_a_first_run_writes_groups_while_graph_is_read_and_ends_as_a_run_writing
     Held.hold = w['g']['hold']
     monkeypatch.setattr(writeback, 'EarlyCreates', Held)
     monkeypatch.setattr(writeback._StreamedResolution, 'BATCH', 2)
-    early = wb(corp, w)
+    early = wb(corp, w, diff=True)
     run_ = Held.runs[-1]
     assert run_.written_during_read is True
     assert early['written_early']['groups'] == len(run_.planned) and early['written_early']['waves'] >= 1
@@ -139,6 +139,7 @@ def test_a_first_run_writes_groups_while_graph_is_read_and_ends_as_a_run_writing
 
     assert snapshot(w) == written_after_plan
     assert comparable(early) == comparable(after_plan)
+    assert early['diff'] == after_plan['diff']
     by_id = dict((r['id'], r) for r in early['groups'])
     assert by_id[g['taken']]['reason'] == 'dn_collision' and by_id[g['big']]['action'] == 'skipped'
     assert [m['reason'] for m in by_id[g['has_big']]['skipped_members']] == ['group_not_written']
