@@ -1051,6 +1051,8 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             stream.finish()
         if writes_early is not None:
             writes_early.stop()
+            if applied.fatal is not None:
+                raise applied.fatal   # the connection was lost while writing early: reported below
             if not writes_early.planned:
                 writes_early.close()
                 writes_early = None

@@ -52,9 +52,11 @@ def written_object(ops):
     (a create and its member ops) make in AD."""
     create = ops[0]
     attrs = create['attributes']
-    members = list(create.get('members') or [])
-    for op in ops[1:]:
-        members.extend(op.get('add') or [])
+    members = create.get('members') or []   # the plan's own list when the create holds them all (nobody changes it)
+    if len(ops) > 1:
+        members = list(members)
+        for op in ops[1:]:
+            members.extend(op.get('add') or [])
     return {
         'dn': create['dn'], 'object_guid': None, 'object_sid': None, 'cn': rdn_value(create['dn']),
         'parent_dn': parent_dn(create['dn']), 'anchor': attrs.get('msDS-ExternalDirectoryObjectId'),
@@ -258,6 +260,8 @@ class EarlyCreates(object):
                 self.left.add(gid)
 
     def _complete(self, gid, items):
+        """Group ``gid``'s whole member list: pending until its users are answered for (again with
+        v1.0's list if beta refused part-way: the stream then leaves users whose dict changed)."""
         if gid not in self.groups or gid in self.left or gid in self.planned or gid in self.ineligible:
             return
         g = dict(self.groups[gid])
@@ -286,9 +290,10 @@ class EarlyCreates(object):
         for uid in uids:
             for gid in self.waiters.pop(uid, ()):
                 entry = self.pending.get(gid)
-                if entry is None:
-                    continue
-                state, unused = self.stream.answer(entry[1][uid])
+                member = entry[1].get(uid) if entry is not None else None
+                if member is None:
+                    continue   # planned or left meanwhile, or completed again (v1.0 after beta) without it
+                state, unused = self.stream.answer(member)
                 if state == 'never':
                     self.left.add(gid)
                     del self.pending[gid]

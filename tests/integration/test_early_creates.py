@@ -194,3 +194,38 @@ def test_a_read_failing_after_early_writes_says_what_was_written_and_the_next_ru
     assert second['written_early'] is None   # managed groups exist now
     assert second['summary']['created'] == 10 - len(created) and second['summary']['errors'] == 1
     assert all(r['action'] == 'unchanged' for r in second['groups'] if r['id'] in created)
+
+
+def test_a_connection_lost_while_writing_early_stops_the_run_and_the_next_run_completes(corp, world, monkeypatch):
+    w, g = world, world['g']
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import ADClient, ADError
+    real_add = ADClient.add
+    adds = [0]
+
+    def add(self, dn, attributes):
+        if adds[0] >= 2:   # as a DC that stops answering (no LDAP result code): the run must stop
+            raise ADError('add of %r: the DC did not answer within ad_timeout' % dn, operation='add', server=self.server,
+                          dn=dn)
+        adds[0] += 1
+        return real_add(self, dn, attributes)
+    Held.runs[:] = []
+    Held.hold = g['hold']
+    monkeypatch.setattr(writeback, 'EarlyCreates', Held)
+    monkeypatch.setattr(writeback._StreamedResolution, 'BATCH', 2)
+    monkeypatch.setattr(ADClient, 'add', add)
+    with pytest.raises(writeback.WritebackError) as caught:
+        wb(corp, w)
+    err = caught.value
+    assert 'stopped after it wrote to AD' in err.msg and err.details['changed'] is True
+    actions = dict((r['id'], r['action']) for r in err.details['groups'])
+    created = set(gid for gid, action in actions.items() if action == 'created')
+    assert len(created) == 2
+    assert set(op['outcome'] for op in err.details['plan']) <= set(['created', 'done', 'error', 'not_run'])
+    not_run = set(op['group_id'] for op in err.details['plan'] if op['outcome'] in ('not_run', 'error'))
+    assert not_run and all(actions[gid] == 'error' for gid in not_run)
+
+    monkeypatch.setattr(ADClient, 'add', real_add)
+    second = wb(corp, w)
+    assert second['summary']['created'] == 10 - 2 and second['summary']['errors'] == 1
+    for gid in created:
+        w['directory'].one(gid, w['ou'])
