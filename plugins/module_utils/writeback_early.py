@@ -70,9 +70,9 @@ class EarlyCreates(object):
     """See the module docstring. It is the read's listener (``entra_reader.ReadListener``): the
     member pages go on to ``stream``; ``listed`` and ``complete`` feed its planning thread. The
     caller tells it when AD is reached (``reached``) and when Graph is read (``stop``), then takes
-    the groups it planned (``written_objects``), waits for their writes (``join``), folds its
-    reports into the run's (``merge``), and closes it. Its writes are recorded in ``applied`` (the
-    run's ``ApplyResult``)."""
+    the groups it planned (``written_objects``), waits for their writes and closes it (``close``:
+    the connection's requests are then counted in ``ad``'s), and folds its reports into the run's
+    (``merge``). Its writes are recorded in ``applied`` (the run's ``ApplyResult``)."""
 
     def __init__(self, ad, params, options, stream, applied):
         self.ad = ad
