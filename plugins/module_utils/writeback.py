@@ -715,6 +715,7 @@ class _StreamedResolution(object):
     def _run(self):
         self.reach.wait()
         if self.stopped:
+            self.declined = 'stopped'
             self.checked.set()
             return
         try:
@@ -816,7 +817,7 @@ def _merge_apply(plan_dict, applied):
     if not applied.errors and not applied.notes and not applied.adopted and not applied.not_run:
         return
     not_reached = set(op.get('group_id') for op in applied.not_run)
-    stopped = applied.fatal.msg if applied.fatal is not None else None
+    stopped = (getattr(applied.fatal, 'msg', None) or str(applied.fatal)) if applied.fatal is not None else None
     for rep in plan_dict['groups']:
         gid = rep.get('id')
         if gid in applied.adopted and gid not in applied.errors:
@@ -890,7 +891,9 @@ def _failed_after_writes(exc, result, applied, ops, params, report=True):
         advice = 'the groups not reached are listed with reason not_applied; the next run finds every group made by its ' \
                  'anchor and completes the rest'
     else:
+        # A refusal says "Nothing was written" of its own plan; groups written early (writeback_early) were.
         what = 'wrote to AD and then failed: %s' % (getattr(exc, 'msg', None) or '%s: %s' % (type(exc).__name__, exc))
+        what = what.replace(' Nothing was written.', '')
         advice = 'what was written is in summary, groups and plan'
     details = dict(getattr(exc, 'details', None) or {})
     details.update(changed=True, summary=result['summary'], groups=result['groups'], plan=_executed_plan(applied, ops),
@@ -1221,7 +1224,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,
-            written_early=dict(groups=len(writes_early.planned), waves=writes_early.waves)
+            written_early=dict(groups=writes_early.written(), waves=writes_early.waves)
             if writes_early is not None else None,
             summary=result['summary'],
             groups=result['groups'],

@@ -13,6 +13,9 @@ request (the planner already chunked large member changes). What can go wrong an
   when something had to be written, ``unchanged`` otherwise), never as ``created`` (two
   concurrent runs never make two groups, and their counts add up to what was made); a foreign
   object is an error for that group only;
+- a group whose create failed is never written to or linked afterwards in the run: a later
+  operation that acts on its DN (by DN) or adds its DN as a member is not sent (an error for that
+  group). Another object may hold that DN (a name taken after the run looked it up).
 - a lost connection (no LDAP result code: the DC went away): the run stops at once; the error
   carries the ``ApplyResult`` so far (``err.applied``: what was done, the failed operation and
   the operations not run), so the caller can report what was written. Every group already
@@ -42,6 +45,7 @@ class ApplyResult(object):
         self.not_run = []         # ops never sent because the run stopped (the plan's, outcome 'not_run')
         self.fatal = None         # the connection-level ADError that stopped the run, if any
         self.changed = False
+        self.failed_creates = {}  # dn_key -> DN of every create that failed (see _uses_failed_create)
 
     def note(self, group_id, text):
         self.notes.setdefault(group_id, []).append(text)
@@ -156,6 +160,18 @@ def _execute(client, op):
     return 'done'
 
 
+def _uses_failed_create(op, failed_creates):
+    """The DN of a failed create that ``op`` would act on (by DN) or add as a member, or None."""
+    if not failed_creates:
+        return None
+    if op['op'] != 'create' and not op.get('object_guid') and ad_codecs.dn_key(op['dn']) in failed_creates:
+        return op['dn']
+    for dn in (op.get('members') if op['op'] == 'create' else op.get('add')) or ():
+        if ad_codecs.dn_key(dn) in failed_creates:
+            return dn
+    return None
+
+
 def apply_plan(client, ops, check_mode=False, result=None):
     """Run ``ops`` (a plan's ordered operations). Returns an ApplyResult (``result`` when given, so
     the caller holds it even when this raises); raises ADError when the connection is lost
@@ -172,12 +188,23 @@ def apply_plan(client, ops, check_mode=False, result=None):
             op['outcome'] = 'skipped_after_error'
             result.executed.append(op)
             continue
+        failed_dn = _uses_failed_create(op, result.failed_creates)
+        if failed_dn is not None:
+            msg = 'Not written: %s would act on or link %s, whose create failed in this run (another object may hold ' \
+                  'that name); the next run plans it again' % (op['dn'], failed_dn)
+            op.update(outcome='error', error=msg)
+            result.executed.append(op)
+            failed.add(gid)
+            result.errors[gid] = msg
+            continue
         try:
             outcome = _create(client, op, result) if op['op'] == 'create' else _execute(client, op)
         except ADError as err:
             msg = err.msg if op['dn'] in err.msg else '%s (group %s)' % (err.msg, op['dn'])
             op.update(outcome='error', error=msg)
             result.executed.append(op)
+            if op['op'] == 'create':
+                result.failed_creates[ad_codecs.dn_key(op['dn'])] = op['dn']
             if _fatal(err):
                 result.errors[gid] = msg
                 result.fatal = err

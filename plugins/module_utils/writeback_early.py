@@ -12,8 +12,10 @@ written in that order by one writer thread on a connection of its own, while the
 
 What is left waits for the run's own plan of every group (``writeback.run_writeback``), which sees
 the groups written here as the objects they became (``written_objects``): it plans the rest, and
-would bring any of these in line if the whole read said otherwise (a beta read refused part-way
-and read again from v1.0); none is expected.
+would bring the attributes and members of any of these in line if the whole read said otherwise
+(a beta read refused part-way and read again from v1.0); none is expected. One difference it
+cannot undo: a group the v1.0 read finds ineligible (more members than ``max_members`` where beta
+listed fewer) stays written and is reported ``skipped``, as a group that left the scope is.
 
 A group is left to that plan when anything could make the whole plan decide differently: its DN or
 sAMAccountName is also another listed group's or already taken in AD, its source of authority
@@ -84,6 +86,7 @@ class EarlyCreates(object):
         self.reach = threading.Event()
         self.where = None
         self.stopped = False
+        self.done = False               # the planning thread has returned: nothing more is queued
         self.left_why = None            # why nothing more is written early (None: it may be)
         self.groups = {}                # listed: id -> group dict (the reader's; never changed here)
         self.left = set()               # ids left to the run's plan
@@ -106,17 +109,23 @@ class EarlyCreates(object):
 
     # -- the read's listener (Graph's threads) ------------------------------------------------------
     def listed(self, groups):
-        self.events.put(('listed', list(groups)))
+        self._put(('listed', list(groups)))
 
     def members(self, items):
         self.stream.members(items)
 
     def complete(self, gid, items):
-        self.events.put(('complete', gid, items))
+        self._put(('complete', gid, items))
 
     def resolved(self, uids):
         """The streamed resolution answered for ``uids`` (its thread)."""
-        self.events.put(('resolved', uids))
+        self._put(('resolved', uids))
+
+    def _put(self, event):
+        # Once the planning thread is done (it declined, or the read is over) nothing would take
+        # the events: a run that declines (managed groups exist) must not hold every member list.
+        if not self.done:
+            self.events.put(event)
 
     # -- the caller's -----------------------------------------------------------------------------
     def reached(self, domain_dn, search_base):
@@ -137,6 +146,12 @@ class EarlyCreates(object):
         """The AD objects of the groups planned here, as ``ad_state['managed']`` holds them."""
         return list(self.planned.values())
 
+    def written(self):
+        """How many groups were created here (their create done; the run's plan may still fail others)."""
+        done = set(op['group_id'] for op in self.ops if op['op'] == 'create' and op.get('outcome') in
+                   ('created', 'adopted_concurrent'))
+        return len(done - set(self.applied.errors))
+
     def join(self):
         """Wait for every early write. A connection-level error is in ``applied.fatal`` then."""
         for fut in self.writes:
@@ -146,16 +161,24 @@ class EarlyCreates(object):
         """Fold the early groups into ``result`` (the run's ``plan.to_dict()``, which saw them as
         existing objects): their reports and diffs are the waves', unless the run's plan changes
         them (then its own, with a note), and the ops run first."""
-        later = set(op.get('group_id') for op in result['ops'])
         for index, rep in enumerate(result['groups']):
             gid = rep.get('id')
             early = self.reports.get(gid)
             if early is None:
                 continue
-            if gid in later:
-                rep.setdefault('notes', []).append('Created earlier in this run while Graph was read; the whole read '
-                                                   'changed it again: %s' % ', '.join(rep.get('changes') or []))
+            if rep['action'] not in ('unchanged', 'updated', 'renamed', 'moved'):
+                rep.setdefault('notes', []).append('Created earlier in this run while Graph was read')
                 continue
+            if rep['action'] != 'unchanged':
+                # Not expected (see the module docstring): created, then brought in line by the run's plan.
+                early['notes'] = list(early.get('notes') or []) + [
+                    'Created while Graph was read, then changed by the run\'s plan of the whole read: %s'
+                    % ', '.join(rep.get('changes') or [])]
+                early['members_added'] = list(early['members_added']) + list(rep['members_added'])
+                early['members_removed'] = list(rep['members_removed'])
+                early['dn'] = rep['dn']
+                if gid in result['diff']['after']:
+                    self.diff['after'][gid] = result['diff']['after'][gid]
             result['groups'][index] = early
             for side in ('before', 'after'):
                 if gid in self.diff[side]:
@@ -172,6 +195,7 @@ class EarlyCreates(object):
         return dict(groups=groups, summary=summarise(groups), cycles=[], diff=self.diff, ops=self.ops, warnings=[])
 
     def close(self):
+        self.stream.on_resolved = None
         if self.pool is not None:
             self.stopped = True
             self.events.put(_END)
@@ -194,6 +218,14 @@ class EarlyCreates(object):
             self.left_why = why
 
     def _run(self):
+        try:
+            self._plan_waves()
+        finally:
+            self.done = True
+            while not self.events.empty():
+                self.events.get()
+
+    def _plan_waves(self):
         self.reach.wait()
         while not self.stream.checked.wait(0.05):
             if self.stopped:
@@ -318,21 +350,40 @@ class EarlyCreates(object):
 
     def _plan_ready(self, domain_dn):
         wave = self._ready()
+        # An answer given may be withdrawn since (the stream declined, or met the user with another
+        # dict): such a group is left to the run, and so is every group of the wave above it.
+        resolution = {}
+        for gid in sorted(wave):
+            for m in self.pending[gid][0]['members']:
+                if m.get('type') == 'user' and m.get('id') and m['id'] not in resolution and is_synced_user(m):
+                    state, answer = self.stream.answer(m)
+                    if state != 'ok':
+                        self.left.add(gid)
+                        del self.pending[gid]
+                        break
+                    resolution[m['id']] = answer
+        wave -= self.left
+        grew = True
+        while grew:
+            grew = False
+            for gid in sorted(wave):
+                if any(c in self.left for c in self.pending[gid][2]):
+                    self.left.add(gid)
+                    del self.pending[gid]
+                    wave.discard(gid)
+                    grew = True
         if not wave:
             return
         # The wave's groups, and their children as the run's plan sees them: a planned one as the
         # AD object it becomes (its members are not the wave's concern), an ineligible one as
         # skipped (its members not given, its size kept), so that the wave plans each group's
         # members as the whole plan would.
-        desired, managed, resolution = [], [], {}
+        desired, managed = [], []
         around = set()
         for gid in sorted(wave):
             g, unused, children = self.pending.pop(gid)
             desired.append(g)
             around |= children
-            for m in g['members']:
-                if m.get('type') == 'user' and m.get('id') and m['id'] not in resolution and is_synced_user(m):
-                    resolution[m['id']] = self.stream.answer(m)[1]
         for cid in sorted(around - wave):
             if cid in self.planned:
                 child = dict(self.groups[cid])
@@ -379,3 +430,10 @@ class EarlyCreates(object):
             apply_plan(self.conn, ops, result=self.applied)
         except ADError:
             pass   # a lost connection: in applied.fatal, the rest not_run; the caller raises it
+        except Exception as exc:  # pylint: disable=broad-except
+            # Not the DC's (a bug, memory): the run stops as for a lost connection, never as a success.
+            rest = [op for op in ops if 'outcome' not in op]
+            for op in rest:
+                op['outcome'] = 'not_run'
+            self.applied.not_run.extend(rest)
+            self.applied.fatal = exc

@@ -229,3 +229,35 @@ def test_a_connection_lost_while_writing_early_stops_the_run_and_the_next_run_co
     assert second['summary']['created'] == 10 - 2 and second['summary']['errors'] == 1
     for gid in created:
         w['directory'].one(gid, w['ou'])
+
+
+def test_a_name_taken_after_the_look_up_fails_its_group_and_is_never_linked(corp, world, monkeypatch):
+    """A foreign group takes the Child's DN after the run looked the names up: the Child's create
+    fails, and no parent links that DN (it names the foreign group now); the next run reports the
+    collision and writes the rest."""
+    w, g, d = world, world['g'], world['directory']
+    child_dn = 'CN=%s,%s' % (cn_for({'id': g['child'], 'display_name': PREFIX + 'Child'}), w['ou'])
+
+    class TakenMeanwhile(Held):
+        def _names(self, listed, domain_dn):
+            super(TakenMeanwhile, self)._names(listed, domain_dn)
+            d.add_group(child_dn, sAMAccountName='ge-late-%s' % uuid.uuid4().hex[:6])
+
+    Held.runs[:] = []
+    Held.hold = g['hold']   # the read stays open until an early write is done
+    monkeypatch.setattr(writeback, 'EarlyCreates', TakenMeanwhile)
+    monkeypatch.setattr(writeback._StreamedResolution, 'BATCH', 2)
+    result = wb(corp, w)
+    by_id = dict((r['id'], r) for r in result['groups'])
+    assert by_id[g['child']]['action'] == 'error' and 'already holds that name' in by_id[g['child']]['reason_text']
+    assert by_id[g['parent']]['action'] == 'error' and 'whose create failed' in by_id[g['parent']]['reason_text']
+    foreign = d.get(child_dn, ['memberOf', 'msDS-ExternalDirectoryObjectId'])
+    assert first(foreign, 'msDS-ExternalDirectoryObjectId') is None and not list(values(foreign, 'memberOf'))
+    assert result['written_early']['groups'] >= 2   # the others of the first waves, at least
+
+    again = wb(corp, w)
+    by_id = dict((r['id'], r) for r in again['groups'])
+    assert by_id[g['child']]['reason'] == 'dn_collision'
+    assert by_id[g['parent']]['action'] == 'created'
+    assert [m['reason'] for m in by_id[g['parent']]['skipped_members'] if m['id'] == g['child']] == ['group_not_written']
+    assert not list(values(d.get(child_dn, ['memberOf']), 'memberOf'))

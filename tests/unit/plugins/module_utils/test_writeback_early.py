@@ -127,22 +127,30 @@ def test_a_wave_plans_a_group_as_the_whole_plan_does_an_ineligible_child_include
     assert again.ops == [] and [r['action'] for r in again.groups if r['id'] == gid(2)] == ['unchanged']
 
 
-def test_merge_puts_the_wave_reports_and_ops_first_and_keeps_a_report_the_whole_plan_changed():
+def test_merge_puts_the_wave_reports_and_ops_first_and_notes_what_the_whole_plan_changed():
     e = early([], Stream({}))
-    e.reports = {'a': dict(id='a', action='created', changes=[], members_added=['x'], members_removed=[],
+    e.reports = {'a': dict(id='a', dn='A', action='created', changes=[], members_added=['x'], members_removed=[],
                            unresolved_members=[], skipped_members=[]),
-                 'b': dict(id='b', action='created', changes=[], members_added=[], members_removed=[],
+                 'b': dict(id='b', dn='B', action='created', changes=[], members_added=['z'], members_removed=[],
+                           unresolved_members=[], skipped_members=[]),
+                 'c': dict(id='c', dn='C', action='created', changes=[], members_added=[], members_removed=[],
                            unresolved_members=[], skipped_members=[])}
-    e.diff = {'before': {'a': {}, 'b': {}}, 'after': {'a': {'dn': 'A'}, 'b': {'dn': 'B'}}}
-    e.ops = [dict(op='create', group_id='a'), dict(op='create', group_id='b')]
+    e.diff = {'before': {'a': {}, 'b': {}, 'c': {}}, 'after': {'a': {'dn': 'A'}, 'b': {'dn': 'B'}, 'c': {'dn': 'C'}}}
+    e.ops = [dict(op='create', group_id='a'), dict(op='create', group_id='b'), dict(op='create', group_id='c')]
     later = dict(op='members', group_id='b', add=['y'], remove=[])
-    result = dict(ops=[later], diff={'before': {'b': {}}, 'after': {'b': {'members': ['y']}}}, groups=[
-        dict(id='a', action='unchanged', changes=[], members_added=[], members_removed=[], unresolved_members=[],
-             skipped_members=[]),
-        dict(id='b', action='updated', changes=['member'], members_added=['y'], members_removed=[],
-             unresolved_members=[], skipped_members=[])])
+    result = dict(ops=[later], diff={'before': {'b': {'dn': 'B'}}, 'after': {'b': {'dn': 'B', 'members': ['y', 'z']}}},
+                  groups=[
+                      dict(id='a', dn='A', action='unchanged', changes=[], members_added=[], members_removed=[],
+                           unresolved_members=[], skipped_members=[]),
+                      dict(id='b', dn='B', action='updated', changes=['member'], members_added=['y'], members_removed=[],
+                           unresolved_members=[], skipped_members=[]),
+                      dict(id='c', dn='C', action='error', changes=[], members_added=[], members_removed=[],
+                           unresolved_members=[], skipped_members=[])])
     merged = e.merge(result)
-    assert [op['group_id'] for op in merged['ops']] == ['a', 'b', 'b']
-    assert merged['groups'][0] is e.reports['a'] and merged['groups'][1]['action'] == 'updated'
-    assert merged['groups'][1]['notes'] and merged['diff']['after']['b'] == {'members': ['y']}
-    assert merged['summary']['created'] == 1 and merged['summary']['updated'] == 1
+    assert [op['group_id'] for op in merged['ops']] == ['a', 'b', 'c', 'b']
+    assert merged['groups'][0] is e.reports['a']
+    b = merged['groups'][1]
+    assert b['action'] == 'created' and b['members_added'] == ['z', 'y'] and 'member' in b['notes'][0]
+    assert merged['diff']['before']['b'] == {} and merged['diff']['after']['b'] == {'dn': 'B', 'members': ['y', 'z']}
+    assert merged['groups'][2]['action'] == 'error' and merged['groups'][2]['notes']
+    assert merged['summary']['created'] == 2 and merged['summary']['errors'] == 1
