@@ -638,7 +638,8 @@ class _StreamedResolution(object):
         self.found = {}
         self.declined = None
         self.checked = threading.Event()   # set once it knows whether it resolves (``declined``)
-        self.on_resolved = None            # called with the ids of each batch resolved (its thread)
+        self.on_resolved = None            # called with ``resolved`` after each batch (its thread)
+        self.taken = self.resolved = 0     # users queued, and resolved in that order
         self.domain = self.search = None
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.future = self.pool.submit(self._run)
@@ -662,8 +663,10 @@ class _StreamedResolution(object):
             if self.declined is not None:
                 return
             self._take(members, fresh)
-        if fresh:
-            self.queue.put(fresh)
+            if fresh:
+                # Queued in the order counted (``taken_users``): the thread resolves in that order.
+                self.taken += len(fresh)
+                self.queue.put(fresh)
 
     def reached(self, domain_dn, search_base):
         """AD is reached (``_reach_ad``): the thread may search it."""
@@ -693,6 +696,10 @@ class _StreamedResolution(object):
             self.seen, self.found = {}, {}
         while not self.queue.empty():
             self.queue.get()
+
+    def taken_users(self):
+        """How many users were queued so far; once ``resolved`` reaches it, they all were resolved."""
+        return self.taken
 
     def answer(self, member):
         """``(state, answer)`` for one user (a member dict as listed): ``('ok', answer)`` once
@@ -752,8 +759,9 @@ class _StreamedResolution(object):
                 resolved = _resolve(self.ad, None, self.params, domain_dn, batch, pool=self.search)
                 with self.lock:
                     self.found.update(resolved)
+                    self.resolved += len(batch)
                 if self.on_resolved is not None:
-                    self.on_resolved([m['id'] for m in batch])
+                    self.on_resolved(self.resolved)
                 batch = []
 
     def result(self, users):
@@ -1224,7 +1232,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
 
         out = dict(
             changed=plan.changed if check_mode else applied.changed,
-            written_early=dict(groups=writes_early.written(), waves=writes_early.waves)
+            written_early=dict(groups=writes_early.written(), waves=writes_early.waves, stopped=writes_early.left_why)
             if writes_early is not None else None,
             summary=result['summary'],
             groups=result['groups'],

@@ -76,6 +76,18 @@ class EarlyCreates(object):
     the connection's requests are then counted in ``ad``'s), and folds its reports into the run's
     (``merge``). Its writes are recorded in ``applied`` (the run's ``ApplyResult``)."""
 
+    # What writing early holds beside the read (each planned group's report, operations and the
+    # member DNs it was written with, until the run's own plan plans it again as an existing group;
+    # the groups waiting for their users; the planning and writing threads' allocations) is bounded
+    # twice. A tenant listing more than GROUPS_MAX groups writes nothing early: at 20,000 groups and
+    # 1.9 million memberships the xlarge first run peaked at 477 MB while Graph was read, and at
+    # 416-431 MB with the bound below (memory_phases.py --apply; 372 MB in check mode, which writes
+    # nothing early), over the 400 MB it is held to. Past MEMBERSHIPS_MAX member DNs written early,
+    # the other groups wait for the run's plan, as without this. The large benchmark tenant (2,000
+    # groups, 117,812 member DNs written) is under both, at a 120 MB peak.
+    GROUPS_MAX = 5000
+    MEMBERSHIPS_MAX = 150000
+
     def __init__(self, ad, params, options, stream, applied):
         self.ad = ad
         self.params = params
@@ -91,13 +103,15 @@ class EarlyCreates(object):
         self.groups = {}                # listed: id -> group dict (the reader's; never changed here)
         self.left = set()               # ids left to the run's plan
         self.ineligible = {}            # id -> its member count (the planner re-checks eligibility)
-        self.pending = {}               # id -> [group with members, {user id: member} waited for, child ids]
-        self.waiters = {}               # user id -> ids of pending groups waiting for it
+        # id -> [group with members, users the stream must have resolved (see ``complete``), child ids]
+        self.pending = {}
+        self.resolved_users = 0         # how many users the stream has resolved, in the order it took them
         self.planned = {}               # id -> written_object (what its ops make)
         self.reports = {}               # id -> its report, from the wave that planned it
         self.diff = {'before': {}, 'after': {}}
         self.ops = []                   # every op handed to the writer, in order
         self.waves = 0
+        self.memberships = 0            # the members of the groups planned here
         self.taken = {}
         self.sam_taken = set()
         self.conn = None
@@ -115,11 +129,15 @@ class EarlyCreates(object):
         self.stream.members(items)
 
     def complete(self, gid, items):
-        self._put(('complete', gid, items))
+        # The group's users were handed to the stream (``members``, on this thread) before this:
+        # once it has resolved as many users as it had taken now, they are all answered for. A
+        # count, not an index of the users each group waits for: at 1.9 million memberships those
+        # sets and dicts took the run from 372 to 477 MB while Graph was read.
+        self._put(('complete', gid, items, self.stream.taken_users()))
 
-    def resolved(self, uids):
-        """The streamed resolution answered for ``uids`` (its thread)."""
-        self._put(('resolved', uids))
+    def resolved(self, count):
+        """The streamed resolution has answered for its first ``count`` users (its thread)."""
+        self._put(('resolved', count))
 
     def _put(self, event):
         # Once the planning thread is done (it declined, or the read is over) nothing would take
@@ -140,7 +158,7 @@ class EarlyCreates(object):
         error = self.future.exception()
         if error is not None:
             self._leave('error: %s' % (error,))
-        self.pending, self.waiters = {}, {}
+        self.pending = {}
 
     def written_objects(self):
         """The AD objects of the groups planned here, as ``ad_state['managed']`` holds them."""
@@ -224,6 +242,7 @@ class EarlyCreates(object):
             self.done = True
             while not self.events.empty():
                 self.events.get()
+            self.pending = {}   # the rest waits for the run's plan
 
     def _plan_waves(self):
         self.reach.wait()
@@ -256,6 +275,9 @@ class EarlyCreates(object):
                     continue
                 if event[0] == 'listed':
                     listed = event[1]
+                    if len(listed) > self.GROUPS_MAX:
+                        self._leave('groups_max')
+                        return
                     self._names(listed, domain_dn)
                     batch_held, held = held, []
                     for gid, items in batch_held:
@@ -266,7 +288,7 @@ class EarlyCreates(object):
                     else:
                         self._complete(*event[1:])
                 elif event[0] == 'resolved':
-                    self._resolved(event[1])
+                    self.resolved_users = max(self.resolved_users, event[1])
             if end or self.left_why is not None:
                 return
             self._plan_ready(domain_dn)
@@ -291,9 +313,10 @@ class EarlyCreates(object):
             if g.get('cloud_managed') is True or group_id_from_anchor(anchor_for(gid)) != gid:
                 self.left.add(gid)
 
-    def _complete(self, gid, items):
-        """Group ``gid``'s whole member list: pending until its users are answered for (again with
-        v1.0's list if beta refused part-way: the stream then leaves users whose dict changed)."""
+    def _complete(self, gid, items, needed):
+        """Group ``gid``'s whole member list: pending until the stream has resolved ``needed`` users
+        (again with v1.0's list if beta refused part-way: the stream then leaves users whose dict
+        changed). Its users' answers are checked when it is planned (``_plan_ready``)."""
         if gid not in self.groups or gid in self.left or gid in self.planned or gid in self.ineligible:
             return
         g = dict(self.groups[gid])
@@ -303,39 +326,14 @@ class EarlyCreates(object):
             self.ineligible[gid] = len(items)
             self.pending.pop(gid, None)
             return
-        waiting = {}
-        for m in items:
-            if m.get('type') == 'user' and m.get('id') and is_synced_user(m):
-                state, unused = self.stream.answer(m)
-                if state == 'never':
-                    self.left.add(gid)
-                    return
-                if state == 'pending':
-                    waiting[m['id']] = m
-        for uid in waiting:
-            self.waiters.setdefault(uid, set()).add(gid)
         children = set(str(m['id']).lower() for m in items
                        if m.get('type') == 'group' and m.get('id') and str(m['id']).lower() in self.groups) - set([gid])
-        self.pending[gid] = [g, waiting, children]
-
-    def _resolved(self, uids):
-        for uid in uids:
-            for gid in self.waiters.pop(uid, ()):
-                entry = self.pending.get(gid)
-                member = entry[1].get(uid) if entry is not None else None
-                if member is None:
-                    continue   # planned or left meanwhile, or completed again (v1.0 after beta) without it
-                state, unused = self.stream.answer(member)
-                if state == 'never':
-                    self.left.add(gid)
-                    del self.pending[gid]
-                elif state == 'ok':
-                    del entry[1][uid]
+        self.pending[gid] = [g, needed, children]
 
     def _ready(self):
         """The pending groups that can be planned now, with their children planned before or with them."""
         wave = set()
-        candidates = [gid for gid, entry in self.pending.items() if not entry[1]]
+        candidates = [gid for gid, entry in self.pending.items() if entry[1] <= self.resolved_users]
         grew = True
         while grew:
             grew = False
@@ -357,6 +355,11 @@ class EarlyCreates(object):
             for m in self.pending[gid][0]['members']:
                 if m.get('type') == 'user' and m.get('id') and m['id'] not in resolution and is_synced_user(m):
                     state, answer = self.stream.answer(m)
+                    if state == 'pending':
+                        # Not expected (the stream resolves users in the order it takes them): wait on.
+                        self.pending[gid][1] = self.stream.taken_users()
+                        wave.discard(gid)
+                        break
                     if state != 'ok':
                         self.left.add(gid)
                         del self.pending[gid]
@@ -367,10 +370,14 @@ class EarlyCreates(object):
         while grew:
             grew = False
             for gid in sorted(wave):
-                if any(c in self.left for c in self.pending[gid][2]):
+                children = self.pending[gid][2]
+                if any(c in self.left for c in children):
                     self.left.add(gid)
                     del self.pending[gid]
                     wave.discard(gid)
+                    grew = True
+                elif not all(c in self.planned or c in self.ineligible or c in wave for c in children):
+                    wave.discard(gid)   # a child waits on: so does it
                     grew = True
         if not wave:
             return
@@ -409,6 +416,7 @@ class EarlyCreates(object):
                 self.left.add(gid)
                 continue
             self.planned[gid] = written_object(by_group[gid])
+            self.memberships += len(self.planned[gid]['members'])
             self.reports[gid] = rep
             for side in ('before', 'after'):
                 if gid in plan.diff[side]:
@@ -419,6 +427,8 @@ class EarlyCreates(object):
             self.waves += 1
             self.ops.extend(ops)
             self.writes.append(self.writer.submit(self._write, ops))
+        if self.memberships >= self.MEMBERSHIPS_MAX:
+            self._leave('memberships_max')
 
     def _write(self, ops):
         if self.applied.fatal is not None:

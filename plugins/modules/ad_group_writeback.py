@@ -490,11 +490,13 @@ written_early:
   description:
     - A first run in all mode (no saved state, no managed group under O(search_base), not in check mode) writes each group
       as soon as its members are read and resolved and its child groups are planned, while Graph is still read. C(groups)
-      is how many groups were written that way, in C(waves) batches; the rest were planned with the whole read. Null when
-      the run did not write early.
+      is how many groups were written that way, in C(waves) batches; the rest were planned with the whole read. C(stopped)
+      says why early writing stopped before the read ended (V(memberships_max) once 150,000 member links were written
+      early, which bounds the memory it holds), or null. Null when the run did not write early, which includes a tenant
+      listing more than 5,000 groups (above that the memory writing early holds was measured over the module's bound).
   returned: always
   type: dict
-  sample: {groups: 1690, waves: 24}
+  sample: {groups: 1690, waves: 24, stopped: null}
 incremental:
   description:
     - With O(delta_state_path) and O(all_groups), what the run read. C(entra) is V(delta) or V(full) (C(entra_reason) says why a

@@ -35,6 +35,10 @@ class Stream(object):
 
     def __init__(self, known, never=()):
         self.known, self.never = dict(known), set(never)
+        self.taken = 0
+
+    def taken_users(self):
+        return self.taken
 
     def answer(self, member):
         if member['id'] in self.never:
@@ -60,9 +64,9 @@ def early(listed, stream, options=None):
     e.stream = stream
     e.left_why = None
     e.groups = dict((g['id'], dict(g, members=None)) for g in listed)
-    e.left, e.ineligible, e.pending, e.waiters = set(), {}, {}, {}
+    e.left, e.ineligible, e.pending, e.resolved_users = set(), {}, {}, 0
     e.planned, e.reports, e.diff, e.ops, e.waves = {}, {}, {'before': {}, 'after': {}}, [], 0
-    e.taken, e.sam_taken = {}, set()
+    e.taken, e.sam_taken, e.memberships = {}, set(), 0
     e.writer, e.writes = Writer(), []
     return e
 
@@ -82,11 +86,12 @@ def test_waves_take_children_first_and_leave_cycles_waiting_users_and_their_pare
     listed = [child, parent, waits, above_waits, cycle_a, cycle_b, never]
     e = early(listed, Stream(dict((u, dn_of(u)) for u in ('u1', 'u2', 'u3')), never=['u5']))
     for g in listed:
-        e._complete(g['id'], g['members'])
-    assert e._ready() == set([gid(1), gid(2)])
-    assert gid(7) in e.left and gid(7) not in e.pending
+        # the stream has taken the users of every group before its list is whole: 'waits' needs one more
+        e._complete(g['id'], g['members'], 1 if g is waits or g is above_waits else 0)
+    assert e._ready() == set([gid(1), gid(2), gid(7)])
 
     e._plan_ready(DOMAIN)
+    assert gid(7) in e.left and gid(7) not in e.pending   # its user is left to the run: so is the group
     assert set(e.planned) == set([gid(1), gid(2)]) and len(e.writer.waves) == 1
     ops = e.writer.waves[0]
     assert [op['group_id'] for op in ops if op['op'] == 'create'] == [gid(1), gid(2)]   # the child first
@@ -95,8 +100,9 @@ def test_waves_take_children_first_and_leave_cycles_waiting_users_and_their_pare
     assert e.reports[gid(2)]['skipped_members'][0]['reason'] == 'cloud_only_user'
 
     # u4 resolves: the group waiting for it and its parent form the next wave; the cycle never does.
+    assert e._ready() == set()
     e.stream.known['u4'] = dn_of('u4')
-    e._resolved(['u4'])
+    e.resolved_users = 1
     assert e._ready() == set([gid(3), gid(4)])
     e._plan_ready(DOMAIN)
     assert set(e.planned) == set([gid(1), gid(2), gid(3), gid(4)]) and e._ready() == set()
@@ -108,8 +114,8 @@ def test_a_wave_plans_a_group_as_the_whole_plan_does_an_ineligible_child_include
     holder = group(2, [member_group(1), user(1)] + [user(n) for n in range(2, 5)])
     known = dict(('u%d' % n, dn_of('u%d' % n)) for n in range(1, 7))
     e = early([big, holder], Stream(known), options=dict(chunk_size=2, max_members=5))
-    e._complete(big['id'], big['members'])
-    e._complete(holder['id'], holder['members'])
+    e._complete(big['id'], big['members'], 0)
+    e._complete(holder['id'], holder['members'], 0)
     assert gid(1) in e.ineligible
     e._plan_ready(DOMAIN)
 
@@ -154,3 +160,51 @@ def test_merge_puts_the_wave_reports_and_ops_first_and_notes_what_the_whole_plan
     assert merged['diff']['before']['b'] == {} and merged['diff']['after']['b'] == {'dn': 'B', 'members': ['y', 'z']}
     assert merged['groups'][2]['action'] == 'error' and merged['groups'][2]['notes']
     assert merged['summary']['created'] == 2 and merged['summary']['errors'] == 1
+
+
+def test_past_the_membership_budget_the_other_groups_wait_for_the_run_plan(monkeypatch):
+    monkeypatch.setattr(writeback_early.EarlyCreates, 'MEMBERSHIPS_MAX', 3)
+    first = group(1, [user(1), user(2)])
+    second = group(2, [user(1), user(2)])
+    third = group(3, [user(3)])
+    e = early([first, second, third], Stream(dict((u, dn_of(u)) for u in ('u1', 'u2', 'u3'))))
+    e._complete(first['id'], first['members'], 0)
+    e._plan_ready(DOMAIN)
+    assert set(e.planned) == set([gid(1)]) and e.left_why is None
+    e._complete(second['id'], second['members'], 0)
+    e._plan_ready(DOMAIN)
+    assert set(e.planned) == set([gid(1), gid(2)]) and e.memberships == 4 and e.left_why == 'memberships_max'
+
+
+def test_a_group_whose_user_is_still_unresolved_when_planned_waits_and_so_do_its_parents():
+    child = group(1, [user(1)])
+    parent = group(2, [member_group(1), user(2)])
+    e = early([child, parent], Stream({'u2': dn_of('u2')}))
+    e._complete(child['id'], child['members'], 0)
+    e._complete(parent['id'], parent['members'], 0)
+    e.stream.taken = 5
+    e._plan_ready(DOMAIN)
+    assert e.planned == {} and e.left == set() and e.pending[gid(1)][1] == 5 and gid(2) in e.pending
+    e.stream.known['u1'] = dn_of('u1')
+    e.resolved_users = 5
+    e._plan_ready(DOMAIN)
+    assert set(e.planned) == set([gid(1), gid(2)])
+
+
+def test_a_tenant_listing_more_groups_than_the_bound_writes_nothing_early(monkeypatch):
+    monkeypatch.setattr(writeback_early.EarlyCreates, 'GROUPS_MAX', 1)
+
+    class Conn(object):
+        def search(self, *args, **kwargs):
+            return []
+    e = early([], Stream({}))
+    e.stopped, e.where, e.conn = False, (DOMAIN, DOMAIN), None
+    e.stream.checked = type('Set', (), {'wait': lambda self, t=None: True})()
+    e.stream.declined = None
+    e.reach = type('Set', (), {'wait': lambda self, t=None: True})()
+    e.ad = type('AD', (), {'sibling': lambda self: Conn()})()
+    from queue import Queue
+    e.events = Queue()
+    e.events.put(('listed', [group(1, None), group(2, None)]))
+    e._plan_waves()
+    assert e.left_why == 'groups_max' and e.groups == {}
