@@ -155,10 +155,9 @@ class EarlyCreates(object):
         self.stopped = True
         self.events.put(_END)
         self.reach.set()
-        error = self.future.exception()
+        error = self.future.exception()   # its thread has emptied ``pending`` and the queue by then
         if error is not None:
             self._leave('error: %s' % (error,))
-        self.pending = {}
 
     def written_objects(self):
         """The AD objects of the groups planned here, as ``ad_state['managed']`` holds them."""
@@ -215,10 +214,7 @@ class EarlyCreates(object):
     def close(self):
         self.stream.on_resolved = None
         if self.pool is not None:
-            self.stopped = True
-            self.events.put(_END)
-            self.reach.set()
-            self.future.exception()
+            self.stop()
             self.pool.shutdown()
             self.pool = None
         if self.writer is not None:
