@@ -132,8 +132,7 @@ def member_deltas(old_state, new_state, ids, ad_changed, max_members, managed_id
     ad_changed = set(ad_changed or ())
     # Member groups whose link into their parents may change although the parents' lists did not.
     unsettled_children = (set(old_groups) ^ set(new_groups)) | ad_changed | eligibility_changed(old_state, new_state, max_members)
-    holders = None   # identifier -> number of objects of the new state carrying it (built on first removal)
-    out = {}
+    candidates = []   # (gid, added, removed) that passed every check but the shared-identifier one
     for gid in sorted(set(ids or ()) - ad_changed):
         old, new = old_groups.get(gid), new_groups.get(gid)
         if not isinstance(old, dict) or not isinstance(new, dict):
@@ -156,23 +155,50 @@ def member_deltas(old_state, new_state, ids, ad_changed, max_members, managed_id
         types += [(old_objects.get(m) or {}).get('type') for m in removed]
         if any(t in (None, 'group', 'unknown') for t in types):
             continue
-        if removed:
-            if holders is None:
-                holders = {}
-                for obj in new_objects.values():
-                    for key in _identifiers(obj):
-                        holders[key] = holders.get(key, 0) + 1
-            shared = False
-            for mid in removed:
-                own = _identifiers(old_objects.get(mid))
-                still = 1 if mid in new_objects else 0
-                if any(holders.get(key, 0) - still > 0 for key in own):
-                    shared = True
-                    break
-            if shared:
-                continue
-        out[gid] = {'added': added, 'removed': removed}
+        candidates.append((gid, added, removed))
+    # The identifiers of the removed members, and how many objects of the new state carry each: one
+    # pass over the new state's objects (50,000 at the large benchmark), counting only those.
+    wanted = set()
+    for unused, unused_added, removed in candidates:
+        for mid in removed:
+            wanted.update(_identifiers(old_objects.get(mid)))
+    holders = _holders(new_objects, wanted) if wanted else {}
+    out = {}
+    for gid, added, removed in candidates:
+        shared = False
+        for mid in removed:
+            still = 1 if mid in new_objects else 0
+            if any(holders.get(key, 0) - still > 0 for key in _identifiers(old_objects.get(mid))):
+                shared = True
+                break
+        if not shared:
+            out[gid] = {'added': added, 'removed': removed}
     return out
+
+
+def _holders(objects, wanted):
+    """``{identifier: number of objects carrying it}`` for the identifiers of ``wanted`` (lower
+    case, as ``_identifiers`` gives them), over the dict ``objects``; an object counts once per
+    identifier, whichever of its keys holds it."""
+    counts = dict.fromkeys(wanted, 0)
+    keys = USER_ANCHOR_KEYS
+    for obj in objects.values():
+        if not isinstance(obj, dict):
+            continue
+        found = None
+        for k in keys:
+            value = obj.get(k)
+            if value:
+                key = str(value).lower()
+                if key in counts:
+                    if found is None:
+                        found = [key]
+                    elif key not in found:
+                        found.append(key)
+                    else:
+                        continue
+                    counts[key] += 1
+    return counts
 
 
 def state_members(state, ids):

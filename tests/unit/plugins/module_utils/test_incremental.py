@@ -147,3 +147,14 @@ def test_member_deltas_leave_out_a_removal_another_object_may_still_want():
     old = state({'g1': G1}, alone)
     new = state({'g1': dict(G1, member_ids=['u2'])}, dict((k, v) for k, v in alone.items() if k != 'u1'))
     assert incremental.member_deltas(old, new, ['g1'], set(), 50000) == {'g1': {'added': [], 'removed': ['u1']}}
+
+
+def test_holders_count_each_object_once_per_identifier():
+    objects = {
+        'a': {'on_premises_security_identifier': 'S-1-5-21-1', 'on_premises_immutable_id': 's-1-5-21-1'},   # twice: once
+        'b': {'on_premises_object_identifier': 'S-1-5-21-1'},
+        'c': {'on_premises_object_identifier': 'other'},
+        'd': 'not a dict',
+    }
+    assert incremental._holders(objects, {'s-1-5-21-1'}) == {'s-1-5-21-1': 2}
+    assert incremental._holders(objects, {'missing'}) == {'missing': 0}
