@@ -497,8 +497,9 @@ def main(argv=None):
                     help='scenario name(s) to run with a wall-clock timeline of their steps (benchmarks/timeline.py), '
                          'printed and saved with the results')
     ap.add_argument('--incremental-repeat', type=int, default=1,
-                    help='runs of the incremental scenario and of its floor, each from the same lab snapshot and delta '
-                         'state (the fastest of each counts; all wall times are kept)')
+                    help='runs of the incremental scenario and of its floor, alternated (floor, run, floor, run...), each '
+                         'from the same lab snapshot and delta state (the fastest of each counts; all wall times and each '
+                         'pair\'s ratio are kept)')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
     ap.add_argument('--incremental-floor', choices=['in-place', 'copy', 'both'], default='in-place',
                     help="where the incremental run's floor writes: over the module's own groups between a lab snapshot and "
@@ -632,16 +633,32 @@ def main(argv=None):
                     copy_floor = run_floor(forest, incr_plan, work, name='floor incr. copy', base_plan=plan_path,
                                            cleanup=args.floor_cleanup, lab=lab)
                     incr_floor = copy_floor
-                if args.incremental_floor in ('in-place', 'both'):
-                    floors = [run_floor(forest, incr_plan, work, name='floor incremental', cleanup='snapshot', lab=lab,
-                                        in_place=True) for unused in range(max(1, args.incremental_repeat))]
-                    incr_floor = min(floors, key=lambda r: r['wall_s'])
-                    incr_floor['wall_all_s'] = [r['wall_s'] for r in floors]
                 if args.incremental_floor == 'both':
                     extra['floor_incremental_copy'] = copy_floor
             repeat = max(1, args.incremental_repeat)
             restore = keep_incremental_start(lab, forest, work, state) if repeat > 1 else None
-            incr_row, unused = scenario('incremental', False, repeat=repeat, before_next=restore)
+            in_place = not args.no_floor and args.incremental_floor in ('in-place', 'both')
+            incr_floors = []
+
+            def incremental_floor():
+                # Over the module's groups, between a snapshot and its restore: the lab as the module's run finds it.
+                incr_floors.append(run_floor(forest, incr_plan, work, name='floor incremental', cleanup='snapshot', lab=lab,
+                                             in_place=True))
+
+            def next_incremental_pair():
+                # Alternated like the first runs' pairs (floor, run, floor, run...): the machine's speed drifts
+                # over minutes, and N floors then N runs would give one side the faster minutes.
+                restore()
+                if in_place:
+                    incremental_floor()
+            if in_place:
+                incremental_floor()
+            incr_row, unused = scenario('incremental', False, repeat=repeat, before_next=next_incremental_pair)
+            if incr_floors:
+                incr_floor = min(incr_floors, key=lambda r: r['wall_s'])
+                incr_floor['wall_all_s'] = [r['wall_s'] for r in incr_floors]
+                extra['incremental_x_floor_pairs'] = [ratio(m, fl['wall_s']) for m, fl in zip(incr_row['wall_all_s'], incr_floors)]
+                log('incremental run / floor, pair by pair: %s' % extra['incremental_x_floor_pairs'])
             if incr_floor:
                 extra['incremental_x_floor'] = ratio(incr_row['wall_s'], incr_floor['wall_s'])
             scenario('after incr. (check)', True)
