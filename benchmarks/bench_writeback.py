@@ -55,6 +55,19 @@ if not os.path.exists(_LINK):
 
 from emulator.process import EmulatorProcess, requests_between  # noqa: E402
 
+
+def variant_collections(checkout):
+    """A collections path whose hybrid_identity.cloud_sync is ``checkout`` (another checkout of this
+    repository, e.g. a ``git worktree`` of an earlier commit): ``--variant`` runs its module."""
+    path = os.path.join(ROOT, '.build', 'variant-collections')
+    link = os.path.join(path, 'ansible_collections', 'hybrid_identity', 'cloud_sync')
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.islink(link) and os.path.realpath(link) != os.path.realpath(checkout):
+        os.unlink(link)
+    if not os.path.exists(link):
+        os.symlink(os.path.abspath(checkout), link)
+    return path
+
 SIZES = {
     # synced users come from the lab (created once); users = synced + ~10% cloud-only.
     'small': dict(groups=100, synced=1000, users=1100, memberships=5000, big=2000, depth=3, seed=7),
@@ -219,18 +232,21 @@ def module_args(forest, emu, target_ou, state_path, check, extra=None):
 
 
 def run_scenario(name, forest, emu, work, target_ou, state_path, check, profile=None, extra=None, timeline=False,
-                 stop_after=None):
+                 stop_after=None, variant=None):
+    """One module run as a whole process; ``variant``: another checkout whose module is run instead
+    (see variant_collections)."""
     args_path = os.path.join(work, 'args-%s.json' % name)
     with open(args_path, 'w') as fh:
         json.dump(module_args(forest, emu, target_ou, state_path, check, extra), fh)
-    env = {'PYTHONPATH': COLLECTIONS, 'REQUESTS_CA_BUNDLE': ''}
-    argv = [PY, MODULE, args_path]
+    env = {'PYTHONPATH': variant_collections(variant) if variant else COLLECTIONS, 'REQUESTS_CA_BUNDLE': ''}
+    module = os.path.join(os.path.abspath(variant), 'plugins', 'modules', 'ad_group_writeback.py') if variant else MODULE
+    argv = [PY, module, args_path]
     if profile:
-        argv = [PY, '-m', 'cProfile', '-o', os.path.join(work, 'profile-%s.pstats' % name), MODULE, args_path]
+        argv = [PY, '-m', 'cProfile', '-o', os.path.join(work, 'profile-%s.pstats' % name), module, args_path]
     if timeline:
-        argv = [PY, os.path.join(BENCH, 'timeline.py'), '--out', timeline_path(work, name), MODULE, args_path]
+        argv = [PY, os.path.join(BENCH, 'timeline.py'), '--out', timeline_path(work, name), module, args_path]
     if stop_after is not None:
-        argv = [PY, os.path.join(BENCH, 'stop_after.py'), str(stop_after), MODULE, args_path]
+        argv = [PY, os.path.join(BENCH, 'stop_after.py'), str(stop_after), module, args_path]
     before = emu.counters()
     rc, wall, rss, text = run_measured(argv, env=env, stdout_path=os.path.join(work, 'result-%s.json' % name))
     after = emu.counters()
@@ -501,6 +517,10 @@ def main(argv=None):
                          'from the same lab snapshot and delta state (the fastest of each counts; all wall times and each '
                          'pair\'s ratio are kept)')
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
+    ap.add_argument('--variant', metavar='CHECKOUT',
+                    help='another checkout of this repository (e.g. a git worktree of an earlier commit): after each '
+                         'incremental run, its module runs the same incremental from the same start, so two versions are '
+                         'compared pair by pair in one run of the machine (row "incremental (variant)")')
     ap.add_argument('--incremental-floor', choices=['in-place', 'copy', 'both'], default='in-place',
                     help="where the incremental run's floor writes: over the module's own groups between a lab snapshot and "
                          "its restore (in-place, the directory as the module's run finds it), or onto a copy of them in "
@@ -552,7 +572,7 @@ def main(argv=None):
         if os.path.exists(state):
             os.unlink(state)
 
-        def scenario(name, check, state_path=state, repeat=1, before_next=None):
+        def scenario(name, check, state_path=state, repeat=1, before_next=None, after_each=None):
             """Run a scenario ``repeat`` times (only those that leave AD and the state as they found
             them, or with ``before_next`` putting them back before each run after the first); the
             fastest run is reported, every wall time is kept (the machine is shared). The last run's
@@ -565,6 +585,8 @@ def main(argv=None):
                                          profile=name in args.profile, timeline=name in args.timeline))
                 if name in args.timeline:
                     timelines.setdefault(name, []).append(read_timeline(work, name))
+                if after_each is not None:
+                    after_each()
             summaries = set(json.dumps(r[0]['summary'], sort_keys=True) for r in runs)
             if len(summaries) > 1:
                 log('%s: the repeated runs did not do the same: %s' % (name, sorted(summaries)))
@@ -653,7 +675,26 @@ def main(argv=None):
                     incremental_floor()
             if in_place:
                 incremental_floor()
-            incr_row, unused = scenario('incremental', False, repeat=repeat, before_next=next_incremental_pair)
+            variant_runs = []
+
+            def variant_run():
+                # --variant: the other checkout's module from the same start, right after this one's
+                restore()
+                variant_runs.append(run_scenario('incremental (variant)', forest, emu, work, target, state, False,
+                                                 timeline='incremental' in args.timeline, variant=args.variant)[0])
+                if 'incremental' in args.timeline:
+                    timelines.setdefault('incremental (variant)', []).append(read_timeline(work, 'incremental (variant)'))
+            if args.variant and restore is None:
+                restore = keep_incremental_start(lab, forest, work, state)
+            incr_row, unused = scenario('incremental', False, repeat=repeat, before_next=next_incremental_pair,
+                                        after_each=variant_run if args.variant else None)
+            if variant_runs:
+                variant_row = min(variant_runs, key=lambda r: r['wall_s'])
+                variant_row['wall_all_s'] = [r['wall_s'] for r in variant_runs]
+                variant_row['variant'] = os.path.abspath(args.variant)
+                rows.append(variant_row)
+                extra['incremental_x_variant_pairs'] = [ratio(m, v) for m, v in zip(incr_row['wall_all_s'], variant_row['wall_all_s'])]
+                log('incremental run / variant\'s, pair by pair: %s' % extra['incremental_x_variant_pairs'])
             if incr_floors:
                 incr_floor = min(incr_floors, key=lambda r: r['wall_s'])
                 incr_floor['wall_all_s'] = [r['wall_s'] for r in incr_floors]
