@@ -519,8 +519,9 @@ def main(argv=None):
     ap.add_argument('--work', help='working directory (default .build/bench/<size>)')
     ap.add_argument('--variant', metavar='CHECKOUT',
                     help='another checkout of this repository (e.g. a git worktree of an earlier commit): after each '
-                         'incremental run, its module runs the same incremental from the same start, so two versions are '
-                         'compared pair by pair in one run of the machine (row "incremental (variant)")')
+                         'incremental run, and after each first run when the lab is snapshotted before it (a floor with '
+                         '--floor-cleanup snapshot), its module runs the same scenario from the same start, so two '
+                         'versions are compared pair by pair in one run of the machine (rows "... (variant)")')
     ap.add_argument('--incremental-floor', choices=['in-place', 'copy', 'both'], default='in-place',
                     help="where the incremental run's floor writes: over the module's own groups between a lab snapshot and "
                          "its restore (in-place, the directory as the module's run finds it), or onto a copy of them in "
@@ -630,7 +631,24 @@ def main(argv=None):
             # corp and the state as before the first run, then another floor (its own snapshot and restore)
             back_to_start(lab, forest, start_snapshot[0], work, state)
             floors.append(run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab))
-        first_row, _r = scenario('first', False, repeat=max(1, args.first_repeat), before_next=next_pair)
+        first_variant_runs = []
+
+        def first_variant():
+            # --variant: the other checkout's first run, from the same start as this one's
+            back_to_start(lab, forest, start_snapshot[0], work, state)
+            first_variant_runs.append(run_scenario('first (variant)', forest, emu, work, target, state, False,
+                                                   timeline='first' in args.timeline, variant=args.variant)[0])
+            if 'first' in args.timeline:
+                timelines.setdefault('first (variant)', []).append(read_timeline(work, 'first (variant)'))
+        first_row, _r = scenario('first', False, repeat=max(1, args.first_repeat), before_next=next_pair,
+                                 after_each=first_variant if args.variant and start_snapshot else None)
+        if first_variant_runs:
+            variant_row = min(first_variant_runs, key=lambda r: r['wall_s'])
+            variant_row['wall_all_s'] = [r['wall_s'] for r in first_variant_runs]
+            variant_row['variant'] = os.path.abspath(args.variant)
+            rows.append(variant_row)
+            extra['first_x_variant_pairs'] = [ratio(m, v) for m, v in zip(first_row['wall_all_s'], variant_row['wall_all_s'])]
+            log('first run / variant\'s, pair by pair: %s' % extra['first_x_variant_pairs'])
         if len(floors) > 1:
             extra['first_x_floor_pairs'] = [ratio(f, fl['wall_s']) for f, fl in zip(first_row['wall_all_s'], floors)]
             floor_row = min(floors, key=lambda r: r['wall_s'])
