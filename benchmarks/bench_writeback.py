@@ -68,6 +68,7 @@ def variant_collections(checkout):
         os.symlink(os.path.abspath(checkout), link)
     return path
 
+
 SIZES = {
     # synced users come from the lab (created once); users = synced + ~10% cloud-only.
     'small': dict(groups=100, synced=1000, users=1100, memberships=5000, big=2000, depth=3, seed=7),
