@@ -3,6 +3,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import gc
+import sys
 import weakref
 
 import pytest
@@ -32,3 +33,12 @@ def test_a_frozen_object_is_freed_when_its_last_reference_goes():
         assert gone() is None   # reference counting still frees it: nothing is kept alive
     finally:
         gc.unfreeze()
+
+
+def test_the_switch_interval_is_set_and_the_old_one_returned():
+    before = sys.getswitchinterval()
+    try:
+        assert interpreter.quick_thread_switches(0.002) == before
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
