@@ -5,8 +5,9 @@ fresh process, the modes alternated round by round:
 
     .venv/bin/python benchmarks/gc_cost.py [--rounds 3] [--modes default,freeze,off]
 
-``default``: the collector as Python sets it; ``freeze``: ``gc.freeze()`` once the imports are
-done (what the module does, see ``process_memory.freeze_startup_objects``); ``off``: no collector
+``default``: the collector as Python sets it (what the module does; the figures are in
+``plugins/module_utils/interpreter.py``); ``freeze``: ``gc.freeze()`` once the imports are done;
+``off``: no collector
 at all (a bound: the run then keeps its cyclic garbage, a higher peak); ``raised``: thresholds
 (100000, 20, 100). Needs the large benchmark's tenant (``.build/bench/large/tenant.json``, made by
 ``tools/bench.sh --size large``) and the lab. Prints one JSON line per run: wall and CPU seconds,

@@ -545,7 +545,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import LDAP3_IMPORT_ERROR
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, entra_groups_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.interpreter import freeze_startup_objects, quick_thread_switches
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.interpreter import quick_thread_switches
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import rebuilt_in_fresh_memory
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import ansible_diff, run_writeback
 
@@ -597,8 +597,7 @@ def run_or_failure(module):
 
 def main():
     module = argument_spec().create_module()
-    freeze_startup_objects()   # the imports' objects, out of the collector's passes (see interpreter)
-    quick_thread_switches()    # a thread whose LDAP reply has come waits less for the interpreter
+    quick_thread_switches()   # a thread whose LDAP reply has come waits less for the interpreter
     if LDAP3_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('ldap3'), exception=LDAP3_IMPORT_ERROR)
     if module.params['all_groups'] is False and not module.params['groups'] and module.params['entra_groups'] is None:
