@@ -489,6 +489,13 @@ def ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
+def fastest(rows):
+    """The fastest of ``rows`` (one scenario run several times), with every run's wall time (``wall_all_s``)."""
+    row = min(rows, key=lambda r: r['wall_s'])
+    row['wall_all_s'] = [r['wall_s'] for r in rows]
+    return row
+
+
 def table(rows, first_wall, floor_wall, peer_wall):
     head = '%-22s %9s %7s %9s %7s %6s %8s %7s %7s %8s %8s %8s' % (
         'scenario', 'wall s', 'graph', 'searches', 'adds', 'mods', 'deletes', 'RSS MB', 'x floor', 'x first',
@@ -639,28 +646,39 @@ def main(argv=None):
             # corp and the state as before the first run, then another floor (its own snapshot and restore)
             back_to_start(lab, forest, start_snapshot[0], work, state)
             floors.append(run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab))
-        first_variant_runs = []
 
-        def first_variant():
-            # --variant: the other checkout's first run, from the same start as this one's
-            back_to_start(lab, forest, start_snapshot[0], work, state)
-            first_variant_runs.append(run_scenario('first (variant)', forest, emu, work, target, state, False,
-                                                   timeline='first' in args.timeline, variant=args.variant)[0])
-            if 'first' in args.timeline:
-                timelines.setdefault('first (variant)', []).append(read_timeline(work, 'first (variant)'))
-        first_row, _r = scenario('first', False, repeat=max(1, args.first_repeat), before_next=next_pair,
-                                 after_each=first_variant if args.variant and start_snapshot else None)
-        if first_variant_runs:
-            variant_row = min(first_variant_runs, key=lambda r: r['wall_s'])
-            variant_row['wall_all_s'] = [r['wall_s'] for r in first_variant_runs]
+        def variant_after(name, back):
+            """--variant: ``(runs, run)``; ``run`` puts the lab back (``back()``) and runs the other
+            checkout's module on scenario ``name`` from the same start, its row added to ``runs``."""
+            runs = []
+            label = '%s (variant)' % name
+
+            def run():
+                back()
+                runs.append(run_scenario(label, forest, emu, work, target, state, False,
+                                         timeline=name in args.timeline, variant=args.variant)[0])
+                if name in args.timeline:
+                    timelines.setdefault(label, []).append(read_timeline(work, label))
+            return runs, run
+
+        def variant_rows(name, row, runs):
+            """The variant's fastest run of scenario ``name`` as a row, and each pair's ratio against ``row``'s runs."""
+            if not runs:
+                return
+            variant_row = fastest(runs)
             variant_row['variant'] = os.path.abspath(args.variant)
             rows.append(variant_row)
-            extra['first_x_variant_pairs'] = [ratio(m, v) for m, v in zip(first_row['wall_all_s'], variant_row['wall_all_s'])]
-            log('first run / variant\'s, pair by pair: %s' % extra['first_x_variant_pairs'])
+            key = '%s_x_variant_pairs' % name
+            extra[key] = [ratio(m, v) for m, v in zip(row['wall_all_s'], variant_row['wall_all_s'])]
+            log('%s run / variant\'s, pair by pair: %s' % (name, extra[key]))
+
+        first_variant_runs, first_variant = variant_after('first', lambda: back_to_start(lab, forest, start_snapshot[0], work, state))
+        first_row, _r = scenario('first', False, repeat=max(1, args.first_repeat), before_next=next_pair,
+                                 after_each=first_variant if args.variant and start_snapshot else None)
+        variant_rows('first', first_row, first_variant_runs)
         if len(floors) > 1:
             extra['first_x_floor_pairs'] = [ratio(f, fl['wall_s']) for f, fl in zip(first_row['wall_all_s'], floors)]
-            floor_row = min(floors, key=lambda r: r['wall_s'])
-            floor_row['wall_all_s'] = [fl['wall_s'] for fl in floors]
+            floor_row = fastest(floors)
             log('first run / floor, pair by pair: %s' % extra['first_x_floor_pairs'])
         extra['groups_in_ad_after_first'] = count_groups(forest, target)
         # A no-op run leaves AD and the delta state as they were: repeated, the fastest counts.
@@ -701,29 +719,14 @@ def main(argv=None):
                     incremental_floor()
             if in_place:
                 incremental_floor()
-            variant_runs = []
-
-            def variant_run():
-                # --variant: the other checkout's module from the same start, right after this one's
-                restore()
-                variant_runs.append(run_scenario('incremental (variant)', forest, emu, work, target, state, False,
-                                                 timeline='incremental' in args.timeline, variant=args.variant)[0])
-                if 'incremental' in args.timeline:
-                    timelines.setdefault('incremental (variant)', []).append(read_timeline(work, 'incremental (variant)'))
             if args.variant and restore is None:
                 restore = keep_incremental_start(lab, forest, work, state)
+            variant_runs, variant_run = variant_after('incremental', restore)
             incr_row, unused = scenario('incremental', False, repeat=repeat, before_next=next_incremental_pair,
                                         after_each=variant_run if args.variant else None)
-            if variant_runs:
-                variant_row = min(variant_runs, key=lambda r: r['wall_s'])
-                variant_row['wall_all_s'] = [r['wall_s'] for r in variant_runs]
-                variant_row['variant'] = os.path.abspath(args.variant)
-                rows.append(variant_row)
-                extra['incremental_x_variant_pairs'] = [ratio(m, v) for m, v in zip(incr_row['wall_all_s'], variant_row['wall_all_s'])]
-                log('incremental run / variant\'s, pair by pair: %s' % extra['incremental_x_variant_pairs'])
+            variant_rows('incremental', incr_row, variant_runs)
             if incr_floors:
-                incr_floor = min(incr_floors, key=lambda r: r['wall_s'])
-                incr_floor['wall_all_s'] = [r['wall_s'] for r in incr_floors]
+                incr_floor = fastest(incr_floors)
                 extra['incremental_x_floor_pairs'] = [ratio(m, fl['wall_s']) for m, fl in zip(incr_row['wall_all_s'], incr_floors)]
                 log('incremental run / floor, pair by pair: %s' % extra['incremental_x_floor_pairs'])
             if incr_floor:
