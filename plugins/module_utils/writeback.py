@@ -41,6 +41,21 @@ class WritebackError(CloudSyncError):
     """The run was refused or failed as a whole (the result so far is in ``details``)."""
 
 
+class Refused(WritebackError):
+    """The run refused its own plan: ``reason`` says why, ``advice`` what to do. The message says
+    "Nothing was written" only of a run that wrote nothing: a first run writes groups while Graph is
+    still read (writeback_early), before a refusal of its plan could be raised, and
+    ``_failed_after_writes`` words the same refusal with ``message(written=True)``."""
+
+    def __init__(self, reason, advice=None, details=None):
+        self.reason, self.advice = reason, advice
+        super(Refused, self).__init__(self.message(written=False), details=details)
+
+    def message(self, written):
+        return ' '.join(part for part in (
+            'Refused: %s.' % self.reason, None if written else 'Nothing was written.', self.advice) if part)
+
+
 def check_schema(client):
     """Refuse to run on AD whose schema lacks the anchor attribute (pre-2016 schema)."""
     schema_nc = client.root_dse().get('schema_naming_context')
@@ -130,7 +145,7 @@ def check_output_paths(params):
         except (IOError, OSError) as exc:
             problems.append('%s %s cannot be written: %s' % (option, path, exc))
     if problems:
-        raise WritebackError('Refused: %s. Nothing was written.' % '; '.join(problems), details=dict(changed=False))
+        raise Refused('; '.join(problems), details=dict(changed=False))
 
 
 def containers_to_check(params, domain_dn, search_base):
@@ -164,8 +179,7 @@ def check_containers(client, params, domain_dn, search_base):
         if not seen[key]:
             missing.append('%s %s does not exist on %s' % (what, dn, client.server))
     if missing:
-        raise WritebackError('Refused: %s. Nothing was written; create the container or correct the option.' % '; '.join(missing),
-                             details=dict(changed=False))
+        raise Refused('; '.join(missing), 'Create the container or correct the option.', details=dict(changed=False))
 
 
 def load_state(path):
@@ -230,11 +244,11 @@ def refuse_unmatched_scope(params, selected_ids, desired, managed, deletions, se
     anchored = set(ad_codecs.group_id_from_anchor(o.get('anchor')) for o in managed) - set([None])
     if not anchored or anchored & set(group_id(g) for g in desired):
         return
-    raise WritebackError(
-        'Refused: none of the %d managed groups under %s belongs to one of the %d Entra groups in scope, so prune would '
-        'delete them all as deleted in Entra. Nothing was written. This is what credentials for another tenant look '
-        'like: check tenant_id and search_base; set prune_empty_scope=true if removing them all is intended.'
-        % (len(anchored), search_base, len(desired)), details=dict(changed=False, managed_groups=len(anchored)))
+    raise Refused(
+        'none of the %d managed groups under %s belongs to one of the %d Entra groups in scope, so prune would delete them '
+        'all as deleted in Entra' % (len(anchored), search_base, len(desired)),
+        'This is what credentials for another tenant look like: check tenant_id and search_base; set prune_empty_scope=true '
+        'if removing them all is intended.', details=dict(changed=False, managed_groups=len(anchored)))
 
 
 def refuse_empty_scope(params, selected_ids, desired, managed, search_base):
@@ -246,11 +260,10 @@ def refuse_empty_scope(params, selected_ids, desired, managed, search_base):
         return
     if params.get('prune_empty_scope'):
         return
-    raise WritebackError(
-        'Refused: no Entra group is in scope, so prune would delete all %d managed groups under %s. Nothing was '
-        'written. Check groups, group_filter, entra_groups and the tenant; set prune_empty_scope=true if removing '
-        'them all is intended.' % (len(managed), search_base),
-        details=dict(changed=False, managed_groups=len(managed)))
+    raise Refused(
+        'no Entra group is in scope, so prune would delete all %d managed groups under %s' % (len(managed), search_base),
+        'Check groups, group_filter, entra_groups and the tenant; set prune_empty_scope=true if removing them all is '
+        'intended.', details=dict(changed=False, managed_groups=len(managed)))
 
 
 def deletion_scope(params, ad, graph, search_base, selected_ids, desired, managed):
@@ -883,11 +896,18 @@ def _executed_plan(applied, ops):
 
 
 def _shaped(result, params):
-    """A result, or a failure's details, with its lists bounded as ``member_details`` and
-    ``member_sample_size`` say (``writeback_result.shape``). At xlarge a first run stopped after
+    """A result, or a failure's details, with its lists bounded as ``member_details``,
+    ``member_sample_size`` and ``unchanged_groups`` say (``writeback_result.shape``). At xlarge a first run stopped after
     16,921 creates returned its details unshaped, and its process peaked at 712.5 MB."""
     return writeback_result.shape(result, params.get('member_details') or 'sample',
-                                  params.get('member_sample_size') or writeback_result.DEFAULT_SAMPLE)
+                                  params.get('member_sample_size') or writeback_result.DEFAULT_SAMPLE,
+                                  unchanged_groups(params))
+
+
+def unchanged_groups(params):
+    """``unchanged_groups`` as the run applies it: as given, else V(findings) in all mode (a
+    scheduled run of every group) and V(all) when the groups are selected or given."""
+    return params.get('unchanged_groups') or ('findings' if params.get('all_groups') else 'all')
 
 
 def _failed_after_writes(exc, result, applied, ops, params, report=True):
@@ -899,9 +919,9 @@ def _failed_after_writes(exc, result, applied, ops, params, report=True):
         advice = 'the groups not reached are listed with reason not_applied; the next run finds every group made by its ' \
                  'anchor and completes the rest'
     else:
-        # A refusal says "Nothing was written" of its own plan; groups written early (writeback_early) were.
-        what = 'wrote to AD and then failed: %s' % (getattr(exc, 'msg', None) or '%s: %s' % (type(exc).__name__, exc))
-        what = what.replace(' Nothing was written.', '')
+        # Groups written early (writeback_early) were written: a refusal of the plan says so (Refused.message).
+        what = 'wrote to AD and then failed: %s' % (exc.message(written=True) if isinstance(exc, Refused) else
+                                                    getattr(exc, 'msg', None) or '%s: %s' % (type(exc).__name__, exc))
         advice = 'what was written is in summary, groups and plan'
     details = dict(getattr(exc, 'details', None) or {})
     details.update(changed=True, summary=result['summary'], groups=result['groups'], plan=_executed_plan(applied, ops),
@@ -954,9 +974,9 @@ def refuse_not_found(params, not_found):
     """With fail_on_not_found, a selected id or display name that matches no Entra group fails the
     run before anything is read from or written to AD, naming them."""
     if not_found and params.get('fail_on_not_found'):
-        raise WritebackError('Refused (fail_on_not_found): %d selected group(s) not found in Entra: %s. Nothing was written.'
-                             % (len(not_found), ', '.join(str(x) for x in not_found)),
-                             details=dict(changed=False, not_found=list(not_found)))
+        raise Refused('%d selected group(s) not found in Entra (fail_on_not_found): %s'
+                      % (len(not_found), ', '.join(str(x) for x in not_found)),
+                      details=dict(changed=False, not_found=list(not_found)))
 
 
 def _value_change(before, after, attr):
@@ -1194,10 +1214,11 @@ def run_writeback(params, check_mode=False, diff_mode=False):
                            plan.threshold_deletions, search_base)
         if plan.deletion_threshold_exceeded:
             deletions = len(plan.threshold_deletions)
-            raise WritebackError(
-                'Refused: this run would delete %d groups, more than deletion_threshold=%d. Nothing was written. '
+            raise Refused(
+                'this run would delete %d groups, more than deletion_threshold=%d'
+                % (deletions, params.get('deletion_threshold') or 0),
                 'Check why so many groups left scope; raise deletion_threshold for one run if the deletions are intended. '
-                'It would delete: %s.' % (deletions, params.get('deletion_threshold') or 0, describe_groups(plan.threshold_deletions)),
+                'It would delete: %s.' % describe_groups(plan.threshold_deletions),
                 details=_shaped(dict(summary=plan.summary, groups=plan.groups, changed=False, would_delete=plan.threshold_deletions),
                                 params))
 

@@ -10,6 +10,10 @@ member entries in ``groups[]`` keeps its first ``member_sample_size`` items and 
 skipped and unresolved members are counted by reason (``skipped_members_by_reason``,
 ``unresolved_members_by_reason``); ``member_details: full``
 returns everything, and ``report_path`` writes the full lists to a JSON file whatever the mode.
+With ``unchanged_groups: findings`` (all mode's default) an unchanged group is listed only when it
+has something to say (members that cannot be written, a reason, a note, an adoption); the others
+are counted in ``summary.unchanged`` and ``unchanged_not_listed``: a full read of 2,000 unchanged
+groups returned 1.6 MB of entries that said nothing but "unchanged", on every scheduled run.
 Functions of plain data (``compact_*`` and ``shape`` change what they are given), and
 ``write_report`` (one file).
 """
@@ -91,12 +95,34 @@ def write_report(path, result, groups):
     json_file.write_atomically(path, data, prefix='.cloudsync-report-')
 
 
-def shape(result, member_details='sample', sample=DEFAULT_SAMPLE):
+FINDINGS = ('unresolved_members', 'skipped_members', 'reason', 'notes', 'adopted', 'adopted_concurrent', 'changes')
+
+
+def has_findings(rep):
+    """Whether a group's report says more than "unchanged": any action but ``unchanged``, or an
+    unchanged group with members that cannot be written, a reason, a note or an adoption."""
+    return rep.get('action') != 'unchanged' or any(rep.get(key) for key in FINDINGS)
+
+
+def unlisted(groups):
+    """``groups`` without the unchanged groups that have nothing to report (see ``has_findings``),
+    and how many were left out."""
+    kept = [rep for rep in groups if has_findings(rep)]
+    return kept, len(groups) - len(kept)
+
+
+def shape(result, member_details='sample', sample=DEFAULT_SAMPLE, unchanged_groups='all'):
     """The module result with bounded lists (``member_details: sample``) or as it is (``full``);
-    ``member_reasons`` is added in both modes. Changes ``result``'s groups and operations in place
-    (the run is over: nothing reads the full lists after this; ``report_path`` is written before)."""
+    ``member_reasons`` is added in both modes, and with ``unchanged_groups: findings`` the unchanged
+    groups with nothing to report are counted (``unchanged_not_listed``), not listed. Changes
+    ``result``'s groups and operations in place (the run is over: nothing reads the full lists after
+    this; ``report_path`` is written before)."""
     groups = result.get('groups') or []
     result['member_reasons'] = member_reasons(groups)
+    result['unchanged_not_listed'] = 0
+    if unchanged_groups == 'findings' and isinstance(result.get('groups'), list):
+        groups, result['unchanged_not_listed'] = unlisted(groups)
+        result['groups'] = groups
     if member_details == 'full':
         return result
     result['groups'] = compact_groups(groups, sample)

@@ -236,6 +236,17 @@ options:
       - With O(member_details=sample), how many entries of each member list are returned.
     type: int
     default: 20
+  unchanged_groups:
+    description:
+      - Which unchanged groups RV(groups) lists. V(all) lists every group in scope. V(findings) lists an unchanged group
+        only when it has something to report (members that cannot be written, a reason, a note, an adoption); the others
+        are counted in RV(summary) (C(unchanged)) and RV(unchanged_not_listed). Groups that were (or would be) written,
+        skipped, orphaned or in error are always listed.
+      - Default V(findings) with O(all_groups), where a scheduled run of a large tenant would otherwise return an entry
+        for each of thousands of unchanged groups on every run (AWX stores every job's result), and V(all) when O(groups)
+        or O(entra_groups) name the groups. O(report_path) lists every group in either mode.
+    type: str
+    choices: [all, findings]
   report_path:
     description:
       - JSON file to write the run's summary and every group's full member lists (added, removed, unresolved, skipped) to,
@@ -314,7 +325,9 @@ summary:
     unresolved_members: 4
 groups:
   description:
-    - One entry per Entra group in scope, and per managed AD group whose Entra group is gone.
+    - One entry per Entra group in scope, and per managed AD group whose Entra group is gone; with
+      O(unchanged_groups=findings) (the default with O(all_groups)) unchanged groups with nothing to report are counted in
+      RV(unchanged_not_listed) instead. A delta run (O(delta_state_path)) lists only the groups it examined.
     - With O(member_details=sample) each member list keeps O(member_sample_size) entries, with C(<list>_count) beside it
       (C(members_added_count), C(members_removed_count), C(unresolved_members_count), C(skipped_members_count)) and, for
       skipped and unresolved members, C(skipped_members_by_reason) and C(unresolved_members_by_reason).
@@ -515,6 +528,13 @@ member_reasons:
   returned: always
   type: dict
   sample: {skipped: {cloud_only_user: 78000, unsupported_type_device: 120}, unresolved: {not_found: 2}}
+unchanged_not_listed:
+  description:
+    - Unchanged groups with nothing to report that RV(groups) does not list (O(unchanged_groups=findings)); 0 with
+      O(unchanged_groups=all). They are counted in RV(summary) too.
+  returned: always
+  type: int
+  sample: 1830
 diff:
   description:
     - In diff mode, one entry per group that changes, C(before_header)/C(after_header) its DN before and after.
@@ -578,6 +598,7 @@ def argument_spec():
             fail_on_not_found=dict(type='bool', default=False),
             member_details=dict(type='str', default='sample', choices=['sample', 'full']),
             member_sample_size=dict(type='int', default=20),
+            unchanged_groups=dict(type='str', choices=['all', 'findings']),
             report_path=dict(type='path'),
         ),
         mutually_exclusive=[['groups', 'all_groups', 'entra_groups'], ['entra_groups', 'delta_state_path']],

@@ -193,7 +193,10 @@ def test_a_read_failing_after_early_writes_says_what_was_written_and_the_next_ru
     second = wb(corp, w)
     assert second['written_early'] is None   # managed groups exist now
     assert second['summary']['created'] == 10 - len(created) and second['summary']['errors'] == 1
-    assert all(r['action'] == 'unchanged' for r in second['groups'] if r['id'] in created)
+    # all mode lists an unchanged group only with something to report (unchanged_groups: findings)
+    listed = [r for r in second['groups'] if r['id'] in created]
+    assert all(r['action'] == 'unchanged' for r in listed)
+    assert second['summary']['unchanged'] == len(created) == len(listed) + second['unchanged_not_listed']
 
 
 def test_a_connection_lost_while_writing_early_stops_the_run_and_the_next_run_completes(corp, world, monkeypatch):

@@ -130,3 +130,25 @@ def test_graph_is_read_while_ad_is_reached_and_a_graph_error_is_said_first(monke
         writeback.run_writeback(dict(domain_controllers=['127.0.0.2'], groups=['x'], max_members=50000))
     assert sorted(reached) == ['ad', 'graph']
     assert str(err.value).startswith('Graph refused' if graph_fails else 'Cannot reach')
+
+
+def test_a_refusal_says_nothing_was_written_only_when_nothing_was():
+    """A refusal of the plan words itself by whether the run wrote: a first run writes groups while
+    Graph is still read (writeback_early), so the same refusal, raised after those writes, must not
+    say "Nothing was written" (the wording is the refusal's own, not a patch of its text)."""
+    refused = writeback.Refused('this run would delete 3 groups, more than deletion_threshold=2', 'Raise it for one run.',
+                                details=dict(changed=False))
+    assert refused.msg == ('Refused: this run would delete 3 groups, more than deletion_threshold=2. Nothing was written. '
+                           'Raise it for one run.')
+    assert isinstance(refused, writeback.WritebackError) and refused.details == dict(changed=False)
+    assert refused.message(written=True) == 'Refused: this run would delete 3 groups, more than deletion_threshold=2. ' \
+                                            'Raise it for one run.'
+    assert writeback.Refused('x').msg == 'Refused: x. Nothing was written.'
+
+    applied = writeback.ApplyResult()
+    applied.changed = True
+    result = dict(summary=dict(created=2, unchanged=0), groups=[], cycles=[])
+    failed = writeback._failed_after_writes(refused, result, applied, [], {})
+    assert 'wrote to AD and then failed: Refused: this run would delete 3 groups' in failed.msg
+    assert 'Nothing was written' not in failed.msg and 'created 2' in failed.msg
+    assert failed.details['changed'] is True and failed.after_writes is True

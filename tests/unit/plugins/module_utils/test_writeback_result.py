@@ -73,3 +73,34 @@ def test_sample_mode_shapes_the_reports_and_operations_in_place():
     assert reports[0]['members_added'] == full_added[:10] and len(full_added) == 30
     assert reports[0]['skipped_members_by_reason'] == {'cloud_only_user': 40, 'unsupported_type_device': 10}
     assert 'members' not in ops[0] and ops[0]['members_count'] == 100
+
+
+def plain(gid, action='unchanged', **extra):
+    rep = dict(id=gid, display_name=gid, dn='CN=%s,DC=x' % gid, previous_dn=None, object_guid='guid-' + gid, action=action,
+               changes={}, members_added=[], members_removed=[], unresolved_members=[], skipped_members=[], reason=None,
+               reason_text=None, adopted=False)
+    rep.update(extra)
+    return rep
+
+
+def test_findings_mode_lists_only_the_unchanged_groups_with_something_to_say():
+    groups = [plain('quiet1'), plain('quiet2'), plain('written', 'updated', changes={'member': {'added': 1, 'removed': 0}}),
+              plain('skips', skipped_members=[{'id': 'c', 'reason': 'cloud_only_user'}]),
+              plain('unresolved', unresolved_members=[{'id': 'u', 'reason': 'not_found'}]),
+              plain('noted', notes=['created by a concurrent run a moment ago: adopted']), plain('adopted', adopted=True),
+              plain('orphan', 'orphaned', reason='out_of_scope'), plain('skipped', 'skipped', reason='admin_count')]
+    out = wr.shape({'summary': {'unchanged': 6}, 'groups': [dict(g) for g in groups]}, 'sample', unchanged_groups='findings')
+    assert [g['id'] for g in out['groups']] == ['written', 'skips', 'unresolved', 'noted', 'adopted', 'orphan', 'skipped']
+    assert out['unchanged_not_listed'] == 2 and out['summary'] == {'unchanged': 6}
+    assert out['member_reasons'] == {'skipped': {'cloud_only_user': 1}, 'unresolved': {'not_found': 1}}
+    out = wr.shape({'summary': {}, 'groups': [dict(g) for g in groups]}, 'full', unchanged_groups='all')
+    assert [g['id'] for g in out['groups']] == [g['id'] for g in groups] and out['unchanged_not_listed'] == 0
+
+
+def test_findings_is_the_default_of_all_mode_only():
+    from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils import writeback
+    assert writeback.unchanged_groups(dict(all_groups=True)) == 'findings'
+    assert writeback.unchanged_groups(dict(all_groups=True, unchanged_groups='all')) == 'all'
+    assert writeback.unchanged_groups(dict(groups=['g'])) == 'all'
+    assert writeback.unchanged_groups(dict(entra_groups=[], unchanged_groups='findings')) == 'findings'
+    assert writeback.unchanged_groups(dict(entra_groups=[])) == 'all'
