@@ -100,6 +100,15 @@ def _show(value, limit=120):
     return text if len(text) <= limit else text[:limit] + '...'
 
 
+def count_problem(low, high):
+    """A value check (``with_value_checks``) for an int option that must be within ``low..high``."""
+    def check(option, value):
+        if value is not None and not low <= value <= high:
+            return '%s must be from %d to %d, not %s' % (option, low, high, value)
+        return None
+    return check
+
+
 def dn_list_problem(option, values):
     """Why the list option ``option`` holding DNs is wrong, or None.
 

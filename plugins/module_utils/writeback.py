@@ -32,6 +32,9 @@ from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeba
 )
 
 
+# LDAP connections a run writes its independent writes on (option ad_write_connections; see writeback_apply).
+WRITE_CONNECTIONS = 2
+
 PLAN_OPTIONS = ('target_ou', 'ou_map', 'naming', 'sam_account_name_template', 'membership', 'prune',
                 'out_of_scope', 'soa_move', 'deletion_threshold', 'max_members', 'allow_admin_count', 'adopt_writeback_v2',
                 'adopt_rename')
@@ -1233,7 +1236,7 @@ def run_writeback(params, check_mode=False, diff_mode=False):
             # work that holds the interpreter too.
             members_writer, members_written = _start_members_file(params, new_state)
         try:
-            apply_plan(ad, plan.ops, check_mode=check_mode, result=applied)
+            apply_plan(ad, plan.ops, check_mode=check_mode, result=applied, connections=params.get('ad_write_connections') or WRITE_CONNECTIONS)
             _merge_apply(result, applied)
             if saving and not applied.errors:
                 try:

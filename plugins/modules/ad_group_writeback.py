@@ -236,6 +236,15 @@ options:
       - With O(member_details=sample), how many entries of each member list are returned.
     type: int
     default: 20
+  ad_write_connections:
+    description:
+      - How many LDAP connections to the domain controller the run writes on at once (1 to 8). Member and attribute changes of
+        groups that already exist, naming no group this run creates, renames or moves, are spread over them, each group's
+        changes in order on one connection; creates, renames, moves and deletes are sent one at a time in the plan's order.
+      - A DC works on requests of several connections at the same time; the lab's Samba DC wrote 600 member changes in
+        0.84 of the time on 2 connections (C(benchmarks/write_concurrency.py)). V(1) sends every write on one connection.
+    type: int
+    default: 2
   unchanged_groups:
     description:
       - Which unchanged groups RV(groups) lists. V(all) lists every group in scope. V(findings) lists an unchanged group
@@ -563,11 +572,11 @@ import traceback
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.ad_client import LDAP3_IMPORT_ERROR
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, entra_groups_problem
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.argspec import ArgumentSpec, count_problem, entra_groups_problem
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.errors import CloudSyncError
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.interpreter import quick_thread_switches
 from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.process_memory import rebuilt_in_fresh_memory
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import ansible_diff, run_writeback
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback import WRITE_CONNECTIONS, ansible_diff, run_writeback
 
 
 def argument_spec():
@@ -599,12 +608,14 @@ def argument_spec():
             member_details=dict(type='str', default='sample', choices=['sample', 'full']),
             member_sample_size=dict(type='int', default=20),
             unchanged_groups=dict(type='str', choices=['all', 'findings']),
+            ad_write_connections=dict(type='int', default=WRITE_CONNECTIONS),
             report_path=dict(type='path'),
         ),
         mutually_exclusive=[['groups', 'all_groups', 'entra_groups'], ['entra_groups', 'delta_state_path']],
         required_one_of=[['groups', 'all_groups', 'entra_groups']],
     )
-    return spec.with_ad_connection().with_graph_auth().with_value_checks(entra_groups=entra_groups_problem)
+    return spec.with_ad_connection().with_graph_auth().with_value_checks(
+        entra_groups=entra_groups_problem, ad_write_connections=count_problem(1, 8))
 
 
 def run_or_failure(module):

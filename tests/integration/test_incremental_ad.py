@@ -327,8 +327,8 @@ def test_a_change_made_by_hand_while_a_run_writes_is_found_by_the_next_run(corp,
     stranger = w['ids'][5]['dn']
     real_apply = writeback.apply_plan
 
-    def apply_then_change_by_hand(ad, ops, check_mode=False, result=None):
-        real_apply(ad, ops, check_mode=check_mode, result=result)
+    def apply_then_change_by_hand(ad, ops, check_mode=False, result=None, connections=1):
+        real_apply(ad, ops, check_mode=check_mode, result=result, connections=connections)
         d.modify(d.one(g['g3'], w['ou'])['dn'], {'member': [('add', [stranger])]})   # g3: not written by this run
     monkeypatch.setattr(writeback, 'apply_plan', apply_then_change_by_hand)
     during = wb(corp, w)

@@ -169,6 +169,63 @@ def test_dc_stopped_mid_run_fails_cleanly_leaves_no_half_group_and_next_run_conv
         directory.close()
 
 
+def test_dc_stopped_while_two_connections_write_member_changes_stops_both_and_the_next_run_converges(rel, monkeypatch):
+    """Member changes of existing groups go over two connections at once (ad_write_connections): the
+    DC dies after a few of them; the run stops on both, says what was done, what failed and what was
+    never sent, and the next run brings every group where a clean run does."""
+    the_lab, forest, directory, sandbox = rel
+    ids = forest.identities
+    groups = many_groups(forest, 20, 'Parallel')
+    reference_ou, ou = sandbox('clean'), sandbox('parallel')
+    for box in (reference_ou, ou):
+        assert in_ou(forest, groups, box)['summary']['created'] == 20
+    for i, group in enumerate(groups):   # one member more for each: 20 independent member changes
+        group['members'] = group['members'] + [entra_user(ids[(i + 3) % len(ids)], 'sid')]
+    clean = in_ou(forest, groups, reference_ou, ad_write_connections=2)
+    assert clean['summary']['updated'] == 20 and clean['summary']['errors'] == 0
+    reference = end_state(directory, reference_ou)
+    directory.close()
+
+    before_outage = 6
+    done = []
+    lock = threading.Lock()
+    real_modify = ADClient.modify
+    connections = set()
+
+    def modify_then_maybe_die(self, dn, changes, **kw):
+        out = real_modify(self, dn, changes, **kw)
+        with lock:
+            connections.add(id(self))
+            done.append(dn)
+            if len(done) == before_outage:
+                assert the_lab.stop_forest('corp'), 'the private DC was not running'
+        return out
+    monkeypatch.setattr(ADClient, 'modify', modify_then_maybe_die)
+    with pytest.raises(CloudSyncError) as failure:
+        in_ou(forest, groups, ou, ad_write_connections=2)
+    monkeypatch.undo()
+    err = failure.value
+    assert err.details.get('changed') is True and forest.ip in err.msg and 'Traceback' not in err.msg, err.msg
+    outcomes = [op.get('outcome') for op in err.details['plan']]
+    sent, failed = outcomes.count('done'), outcomes.count('error')
+    # the other connection's write in flight while the DC stopped may have made it or not
+    assert len(outcomes) == 20 and before_outage <= sent <= before_outage + 1, outcomes
+    assert 1 <= failed <= 2 and outcomes.count('not_run') == 20 - sent - failed, 'each connection stops after its write'
+    assert len(connections) == 2, 'the member changes went over two connections'
+
+    the_lab.start_forest('corp')
+    directory = Directory(forest)
+    try:
+        recovered = in_ou(forest, groups, ou, ad_write_connections=2)
+        assert recovered['summary']['errors'] == 0, recovered['groups']
+        # a write that failed as the DC stopped may have been committed first
+        assert 20 - sent - failed <= recovered['summary']['updated'] <= 20 - sent, recovered['summary']
+        assert end_state(directory, ou) == reference, 'after the outage the end state differs from a clean run'
+        assert in_ou(forest, groups, ou, ad_write_connections=2)['changed'] is False
+    finally:
+        directory.close()
+
+
 class SlowProxy(object):
     """A TCP relay on the DC's own address (another port, so its certificate still names the host
     connected to) that holds every chunk for ``delay`` seconds: a slow WAN link to the DC. TLS
