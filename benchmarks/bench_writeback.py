@@ -311,11 +311,11 @@ def mutate(emu, tenant, fraction, seed):
 
 
 # --------------------------------------------------------------------------- baselines
-def _floor_script(forest, plan_path, floor_ou, out):
+def _floor_script(forest, plan_path, floor_ou, out, connections=1):
     return run_measured([PY, os.path.join(BENCH, 'floor.py'), '--plan', plan_path, '--from-ou',
                          'OU=Bench,' + forest.base_dn, '--to-ou', floor_ou, '--server', forest.ip,
                          '--ca-file', forest.ca_file, '--user', forest.admin_upn,
-                         '--password-env', 'BENCH_AD_PASSWORD', '--out', out],
+                         '--password-env', 'BENCH_AD_PASSWORD', '--out', out, '--connections', str(connections)],
                         env={'BENCH_AD_PASSWORD': forest.admin_password})
 
 
@@ -341,7 +341,8 @@ def lab_snapshot(lab, forest, snapshot, restore=False):
     return seconds
 
 
-def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='delete', lab=None, in_place=False):
+def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='delete', lab=None, in_place=False,
+              connections=1):
     """Time floor.py writing ``plan_path`` into OU=BenchFloor. With ``base_plan`` (the first run's
     plan) the OU is first given, untimed, the groups that plan creates: the floor of an incremental
     run is its writes replayed onto the same groups.
@@ -362,9 +363,9 @@ def run_floor(forest, plan_path, work, name='floor', base_plan=None, cleanup='de
     if cleanup == 'snapshot':
         untimed['snapshot_s'] = round(lab_snapshot(lab, forest, floor_snapshot_name(name)), 3)
     if base_plan:
-        _floor_script(forest, base_plan, floor_ou, os.path.join(work, '%s-base.json' % name))
+        _floor_script(forest, base_plan, floor_ou, os.path.join(work, '%s-base.json' % name), connections)
     out = os.path.join(work, '%s.json' % name)
-    rc, wall, rss, unused_text = _floor_script(forest, plan_path, floor_ou, out)
+    rc, wall, rss, unused_text = _floor_script(forest, plan_path, floor_ou, out, connections)
     data = json.load(open(out)) if os.path.exists(out) else {}
     groups_in_ad = count_groups(forest, floor_ou)
     # Samba keeps each user's memberOf backlinks in the user's record: leaving the floor's 100,000+
@@ -549,6 +550,9 @@ def main(argv=None):
                          'first run then starts from the very database the floor started from: after a tree delete '
                          'the DC was slower by up to a third; and Samba\'s tree delete of 17,000 groups does not finish), '
                          'delete for small')
+    ap.add_argument('--floor-connections', type=int, default=1, metavar='N',
+                    help='connections floor.py spreads the independent writes over (default 1: the floor as issue 12 '
+                         'defines it; the module writes them over ad_write_connections, 2 by default)')
     ap.add_argument('--first-repeat', type=int, default=1, metavar='N',
                     help='run the floor and the first run N times each, alternated (floor, first, floor, first...), '
                          'the lab restored to its start between pairs: the floor of this machine varies by a third '
@@ -626,7 +630,8 @@ def main(argv=None):
         floor_row = None
         if not args.no_floor:
             capture_plan('first', plan_path)   # the floor's writes
-            floor_row = run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab)
+            floor_row = run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab,
+                                  connections=args.floor_connections)
             if args.floor_cleanup == 'snapshot':
                 start_snapshot.append(floor_snapshot_name('floor'))  # corp before any write of this run
         if args.stopped_first is not None:
@@ -645,7 +650,8 @@ def main(argv=None):
         def next_pair():
             # corp and the state as before the first run, then another floor (its own snapshot and restore)
             back_to_start(lab, forest, start_snapshot[0], work, state)
-            floors.append(run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab))
+            floors.append(run_floor(forest, plan_path, work, cleanup=args.floor_cleanup, lab=lab,
+                                    connections=args.floor_connections))
 
         def variant_after(name, back):
             """--variant: ``(runs, run)``; ``run`` puts the lab back (``back()``) and runs the other
@@ -697,7 +703,7 @@ def main(argv=None):
                 capture_plan('incremental', incr_plan)   # the floor's writes
                 if args.incremental_floor in ('copy', 'both'):
                     copy_floor = run_floor(forest, incr_plan, work, name='floor incr. copy', base_plan=plan_path,
-                                           cleanup=args.floor_cleanup, lab=lab)
+                                           cleanup=args.floor_cleanup, lab=lab, connections=args.floor_connections)
                     incr_floor = copy_floor
                 if args.incremental_floor == 'both':
                     extra['floor_incremental_copy'] = copy_floor
@@ -709,7 +715,7 @@ def main(argv=None):
             def incremental_floor():
                 # Over the module's groups, between a snapshot and its restore: the lab as the module's run finds it.
                 incr_floors.append(run_floor(forest, incr_plan, work, name='floor incremental', cleanup='snapshot', lab=lab,
-                                             in_place=True))
+                                             in_place=True, connections=args.floor_connections))
 
             def next_incremental_pair():
                 # Alternated like the first runs' pairs (floor, run, floor, run...): the machine's speed drifts
@@ -759,7 +765,7 @@ def main(argv=None):
     out = os.path.join(out_dir, '%s-%s.json' % (args.size, started.strftime('%Y%m%dT%H%M%SZ')))
     with open(out, 'w') as fh:
         json.dump(dict(size=args.size, spec=SIZES[args.size], started=started.isoformat(), rows=all_rows,
-                       floor_cleanup=args.floor_cleanup,
+                       floor_cleanup=args.floor_cleanup, floor_connections=args.floor_connections,
                        first_wall_s=first_row['wall_s'], floor_wall_s=floor_wall, peer_wall_s=peer_wall,
                        cpus=os.cpu_count(), table=text, timelines=timelines, **extra), fh, indent=1)
     print('\nsaved %s' % os.path.relpath(out, ROOT))
