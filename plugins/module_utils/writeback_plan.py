@@ -113,13 +113,14 @@ Output
     {"op": "modify_dn", "group_id", "dn": old_dn, "new_dn", "new_rdn": "CN=...", "new_superior": dn|None}
     {"op": "create", "group_id", "dn", "attributes": {attr: value}, "members": [dn]}
     {"op": "modify", "group_id", "dn", "changes": {attr: new value | None (clear)}}
-    {"op": "members", "group_id", "dn", "add": [dn], "remove": [dn]}
+    {"op": "members", "group_id", "dn", "add": [dn], "remove": [dn], "object_guid": guid|None}
     {"op": "delete", "group_id", "dn", "object_guid": guid|None}
 
 ``create`` attributes: ``objectClass`` ("group"), ``cn``, ``displayName``, ``description``
 (only when non-empty), ``groupType`` (int), ``msDS-ExternalDirectoryObjectId``,
-``adminDescription``, and ``sAMAccountName`` only with a template. ``modify`` and ``delete``
-ops carry ``object_guid`` too, so the applier can verify it acts on the object that was read.
+``adminDescription``, and ``sAMAccountName`` only with a template. ``modify``, ``delete`` and the
+``members`` ops of existing groups carry ``object_guid`` too, so the applier acts on the object
+that was read (a group created in this run is written by its DN).
 
 Phases (each a function, in this order): ``index_desired`` / ``index_ad_state``,
 ``plan_targets`` (targets and collisions; SOA and v2 adoption), ``plan_renames`` (renames and
@@ -1080,7 +1081,7 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
                 protected = wanted['protected'].get(gid, ())
                 gone = wanted['removals'].get(gid) or {}
                 removes = [gone[k] for k in sorted(gone) if k not in protected]
-            ops.extend(_member_ops(gid, st['dn'], adds, removes, opts))
+            ops.extend(_member_ops(gid, st['obj'], st['dn'], adds, removes, opts))
             reports[gid]['member_scope'] = 'changes'
             if adds or removes:
                 reports[gid]['changes'].append('member')
@@ -1100,7 +1101,7 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
             if opts['membership'] == 'authoritative' else []
         adds = [want[k] for k in add_keys]
         removes = [have[k] for k in remove_keys]
-        ops.extend(_member_ops(gid, st['dn'], adds, removes, opts))
+        ops.extend(_member_ops(gid, st['obj'], st['dn'], adds, removes, opts))
         after = None
         if adds or removes:
             reports[gid]['changes'].append('member')
@@ -1113,9 +1114,11 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
     return ops, result
 
 
-def _member_ops(gid, dn, adds, removes, opts):
+def _member_ops(gid, obj, dn, adds, removes, opts):
+    """The member changes of the existing group ``obj`` (at ``dn`` once renamed or moved), in chunks;
+    each carries the group's objectGUID, so the write lands on the group read, whatever holds ``dn``."""
     items = [('remove', d) for d in removes] + [('add', d) for d in adds]
-    return [dict(op='members', group_id=gid, dn=dn, add=[d for a, d in chunk if a == 'add'],
+    return [dict(op='members', group_id=gid, dn=dn, object_guid=obj.get('object_guid'), add=[d for a, d in chunk if a == 'add'],
                  remove=[d for a, d in chunk if a == 'remove']) for chunk in _chunks(items, opts['chunk_size'])]
 
 

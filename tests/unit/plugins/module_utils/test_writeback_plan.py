@@ -617,7 +617,8 @@ def test_authoritative_removes_and_additive_only_adds():
     assert report(plan, 1)['members_removed'] == op['remove']
     plan = wp.plan_writeback([g], state([ad]), res, dict(membership='additive'))
     (op,) = ops_of(plan, 'members')
-    assert op == dict(op='members', group_id=gid(1), dn=ad['dn'], add=[user_dn(3)], remove=[])
+    assert op == dict(op='members', group_id=gid(1), dn=ad['dn'], object_guid=ad['object_guid'], add=[user_dn(3)], remove=[]), \
+        'the member change goes to the group read (its objectGUID), whatever holds its DN by then'
     assert_idempotent([g], state([ad]), res, dict(membership='additive'))
 
 
