@@ -403,14 +403,17 @@ def test_create_that_meets_a_foreign_object_fails_for_that_group_only(corp, corp
 
 def test_writes_land_on_the_object_that_was_read_not_on_whoever_took_its_dn(corp, corp_dir, sandbox):
     """A stale plan (read, then someone renames our group and puts another object at its old DN)
-    must update and delete our group by objectGUID, never the object now holding the DN."""
-    group = entra_group('Target', description='v1')
+    must update, change the members of and delete our group by objectGUID, never the object now
+    holding the DN."""
+    ids = corp.identities
+    group = entra_group('Target', [entra_user(ids[0])], description='v1')
     in_box(corp, [group], sandbox)
     ours = corp_dir.one(group['id'])
     group['description'] = 'v2'
+    group['members'] = group['members'] + [entra_user(ids[1])]
     stale_update = in_box(corp, [group], sandbox, check=True, member_details='full')
     stale_delete = in_box(corp, [], sandbox, check=True, member_details='full', prune=True, out_of_scope='delete', prune_empty_scope=True)
-    assert [op['op'] for op in stale_update['plan']] == ['modify']
+    assert [op['op'] for op in stale_update['plan']] == ['modify', 'members']
     assert [op['op'] for op in stale_delete['plan']] == ['delete']
     corp_dir.client.modify_dn(ours['dn'], 'CN=renamed by hand')
     impostor = corp_dir.add_group(ours['dn'], description='impostor')
@@ -418,7 +421,9 @@ def test_writes_land_on_the_object_that_was_read_not_on_whoever_took_its_dn(corp
     try:
         assert apply_plan(client, stale_update['plan']).errors == {}
         assert first(corp_dir.one(group['id']), 'description') == 'v2'
+        assert corp_dir.member_keys(corp_dir.one(group['id'])) == identity_dn_keys(ids[:2])
         assert first(corp_dir.get(impostor), 'description') == 'impostor'
+        assert corp_dir.member_keys(corp_dir.get(impostor)) == set(), 'the member change went to the impostor'
         assert apply_plan(client, stale_delete['plan']).errors == {}
     finally:
         client.close()
