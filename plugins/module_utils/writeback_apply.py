@@ -2,10 +2,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Execute a writeback plan against AD, in order, through ``ADClient``.
 
-Runs of independent writes (member and attribute changes of groups that exist and keep their DN, naming nothing
-the plan creates, renames or moves) may go over several connections at once (``apply_plan``'s
-``connections``), each group's writes in order on one of them; everything else keeps the plan's
-order on the caller's connection.
+Runs of independent writes (member and attribute changes of groups that exist and keep their DN,
+naming nothing the plan creates, renames or moves) may go over several connections at once
+(``apply_plan``'s ``connections``), each group's writes in order on one of them; everything else
+keeps the plan's order on the caller's connection.
 
 In check mode nothing is sent: the plan is the answer. Otherwise each operation is one LDAP
 request (the planner already chunked large member changes). What can go wrong and what happens:
@@ -266,6 +266,9 @@ def _independent(op, linked):
     return not _names(op, linked)
 
 
+PARALLEL_MIN = 8   # fewer independent writes than this are sent in order: a connection costs more
+
+
 def segments(ops, connections):
     """``ops`` cut into runs that keep the plan's order (``(False, ops)``) and runs of at least
     ``PARALLEL_MIN`` independent writes (``(True, ops)``) that may be spread over ``connections``.
@@ -290,16 +293,15 @@ def segments(ops, connections):
     return merged
 
 
-PARALLEL_MIN = 8   # fewer independent writes than this are sent in order: a connection costs more
-
-
 def _in_order(client, ops, rest, result, failed):
+    """``ops`` one after the other on ``client``; ``rest()``: the plan's operations after them
+    (``not_run`` when the connection is lost)."""
     for index, op in enumerate(ops):
         try:
             _apply_one(client, op, result, failed)
         except ADError as err:
             result.executed.append(op)
-            raise _stop(result, err, ops[index + 1:] + rest)
+            raise _stop(result, err, ops[index + 1:] + rest())
         result.executed.append(op)
 
 
@@ -346,7 +348,7 @@ def _side_by_side(clients, ops, rest, result, failed):
         err = fatal[0]
         if not isinstance(err, ADError):
             raise err
-        raise _stop(result, err, [op for op in ops if 'outcome' not in op] + rest)
+        raise _stop(result, err, [op for op in ops if 'outcome' not in op] + rest())
 
 
 def apply_plan(client, ops, check_mode=False, result=None, connections=1):
@@ -357,11 +359,12 @@ def apply_plan(client, ops, check_mode=False, result=None, connections=1):
     a 20,000-group first run were 6 MB at its end, its peak.
 
     ``connections`` > 1: runs of independent writes (``segments``: member and attribute changes of
-    groups that exist and keep their DN, naming nothing the plan creates or renames) are sent on that many connections
-    to the DC at once (``client`` and siblings of it, opened on the first such run, closed and
-    counted into ``client`` at the end), everything else in the plan's order on ``client``. The
-    lab's DC wrote 600 member changes in 0.84 of the time on two connections
-    (``benchmarks/write_concurrency.py``); a sibling that cannot connect leaves the writes on ``client``."""
+    groups that exist and keep their DN, naming nothing the plan creates or renames) are sent on
+    that many connections to the DC at once (``client`` and siblings of it, opened on the first
+    such run, closed and counted into ``client`` at the end), everything else in the plan's order
+    on ``client``. The lab's DC wrote 600 member changes in 0.84 of the time on two connections
+    (``benchmarks/write_concurrency.py``); a sibling that cannot connect leaves the writes on
+    ``client``."""
     result = result if result is not None else ApplyResult()
     if check_mode:
         return result
@@ -370,7 +373,8 @@ def apply_plan(client, ops, check_mode=False, result=None, connections=1):
     others = None
     try:
         for index, (free, part) in enumerate(parts):
-            rest = [op for later in parts[index + 1:] for op in later[1]]
+            def rest(after=index + 1):
+                return [op for later in parts[after:] for op in later[1]]
             if free and others is None:
                 others = []
                 try:
