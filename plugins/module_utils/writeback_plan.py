@@ -113,7 +113,7 @@ Output
     {"op": "modify_dn", "group_id", "dn": old_dn, "new_dn", "new_rdn": "CN=...", "new_superior": dn|None}
     {"op": "create", "group_id", "dn", "attributes": {attr: value}, "members": [dn]}
     {"op": "modify", "group_id", "dn", "changes": {attr: new value | None (clear)}}
-    {"op": "members", "group_id", "dn", "add": [dn], "remove": [dn], "object_guid": guid|None}
+    {"op": "members", "group_id", "dn", "add": [dn], "remove": [dn], "object_guid": guid (when read)}
     {"op": "delete", "group_id", "dn", "object_guid": guid|None}
 
 ``create`` attributes: ``objectClass`` ("group"), ``cn``, ``displayName``, ``description``
@@ -1116,10 +1116,13 @@ def plan_member_changes(order, state, reports, wanted, rename_map, opts):
 
 def _member_ops(gid, obj, dn, adds, removes, opts):
     """The member changes of the existing group ``obj`` (at ``dn`` once renamed or moved), in chunks;
-    each carries the group's objectGUID, so the write lands on the group read, whatever holds ``dn``."""
+    each carries the group's objectGUID when it was read, so the write lands on the group read,
+    whatever holds ``dn`` (a group written earlier in this run, writeback_early's, has none: by DN,
+    as a group created by this plan)."""
     items = [('remove', d) for d in removes] + [('add', d) for d in adds]
-    return [dict(op='members', group_id=gid, dn=dn, object_guid=obj.get('object_guid'), add=[d for a, d in chunk if a == 'add'],
-                 remove=[d for a, d in chunk if a == 'remove']) for chunk in _chunks(items, opts['chunk_size'])]
+    guid = dict(object_guid=obj['object_guid']) if obj.get('object_guid') else {}
+    return [dict(op='members', group_id=gid, dn=dn, add=[d for a, d in chunk if a == 'add'],
+                 remove=[d for a, d in chunk if a == 'remove'], **guid) for chunk in _chunks(items, opts['chunk_size'])]
 
 
 def finish_existing_reports(order, state, reports, attr_changes, member_changes, diff):

@@ -620,6 +620,9 @@ def test_authoritative_removes_and_additive_only_adds():
     assert op == dict(op='members', group_id=gid(1), dn=ad['dn'], object_guid=ad['object_guid'], add=[user_dn(3)], remove=[]), \
         'the member change goes to the group read (its objectGUID), whatever holds its DN by then'
     assert_idempotent([g], state([ad]), res, dict(membership='additive'))
+    early = dict(ad, object_guid=None)   # written earlier in the run (writeback_early): its GUID is not known
+    (op,) = ops_of(wp.plan_writeback([g], state([early]), res, dict(membership='additive')), 'members')
+    assert 'object_guid' not in op and op['dn'] == ad['dn'], 'by DN, shaped as a created group\'s member chunk'
 
 
 def test_member_dns_compared_with_dn_key():
