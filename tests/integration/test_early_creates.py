@@ -30,9 +30,12 @@ def _no_ambient_ca_bundle(monkeypatch):
 
 class Held(writeback_early.EarlyCreates):
     """The real early creates, holding the Graph worker that completes the ``hold`` group (the last
-    one listed) until a wave's write is done, or 30 s: the read cannot end before."""
+    one listed) until a wave's write is done and the groups in ``expect`` are planned, or 30 s: the
+    read cannot end before. (Without ``expect``, which waves were ready when the read ended depended
+    on the users' resolution keeping pace with it: a loaded CI machine once ended it after one wave.)"""
     runs = []
     hold = None
+    expect = frozenset()
 
     def __init__(self, *args, **kwargs):
         self.written_during_read = None
@@ -43,7 +46,7 @@ class Held(writeback_early.EarlyCreates):
         super(Held, self).complete(gid, items)
         if gid == Held.hold:
             deadline = time.monotonic() + 30
-            while not any(f.done() for f in self.writes) and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (any(f.done() for f in self.writes) and Held.expect <= set(self.planned)):
                 time.sleep(0.01)
             self.written_during_read = any(f.done() and f.exception() is None for f in self.writes)
 
@@ -122,6 +125,7 @@ def test_a_first_run_writes_groups_while_graph_is_read_and_ends_as_a_run_writing
 
     Held.runs[:] = []
     Held.hold = w['g']['hold']
+    monkeypatch.setattr(Held, 'expect', frozenset(w['g'][k] for k in ('child', 'parent', 'grand', 'has_big', 'wide')))
     monkeypatch.setattr(writeback, 'EarlyCreates', Held)
     monkeypatch.setattr(writeback._StreamedResolution, 'BATCH', 2)
     early = wb(corp, w, diff=True)
