@@ -30,12 +30,12 @@ import ssl
 import sys
 import threading
 import time
-from queue import Empty, Queue
+from queue import Empty
 
 import ldap3
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '.build', 'collections'))
-from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import segments  # noqa: E402
+from ansible_collections.hybrid_identity.cloud_sync.plugins.module_utils.writeback_apply import group_queue, segments  # noqa: E402
 
 
 def relocate(value, old, new):
@@ -80,12 +80,7 @@ def send(conn, op, counts):
 
 def side_by_side(conns, ops, counts):
     """``ops`` over ``conns`` at once, each group's in order on one connection (as writeback_apply)."""
-    by_group = {}
-    for op in ops:
-        by_group.setdefault(op.get('group_id'), []).append(op)
-    queue = Queue()
-    for batch in by_group.values():
-        queue.put(batch)
+    queue = group_queue(ops)
     lock = threading.Lock()
     errors = []
 

@@ -305,16 +305,23 @@ def _in_order(client, ops, rest, result, failed):
         result.executed.append(op)
 
 
-def _side_by_side(clients, ops, rest, result, failed):
-    """``ops`` (independent writes) over ``clients`` at once: each group's writes in order on one
-    connection, the groups handed out as the connections free up. On a lost connection every
-    connection stops after its current write; what was not sent is ``not_run``."""
+def group_queue(ops):
+    """A queue of ``ops``'s writes by group, each group's in the plan's order, the groups in the
+    order of their first write: what the connections of a parallel run take from (also floor.py's)."""
     by_group = OrderedDict()
     for op in ops:
         by_group.setdefault(op.get('group_id'), []).append(op)
     queue = Queue()
     for batch in by_group.values():
         queue.put(batch)
+    return queue
+
+
+def _side_by_side(clients, ops, rest, result, failed):
+    """``ops`` (independent writes) over ``clients`` at once: each group's writes in order on one
+    connection, the groups handed out as the connections free up. On a lost connection every
+    connection stops after its current write; what was not sent is ``not_run``."""
+    queue = group_queue(ops)
     stop = threading.Event()
     fatal = []
 
