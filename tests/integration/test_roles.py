@@ -340,6 +340,45 @@ def test_second_run_changes_nothing(play):
         assert d["summary"]["members_added"] == d["summary"]["members_removed"] == 0
 
 
+def test_full_read_counts_the_groups_it_does_not_list(play, tenant):
+    """Nothing changed. A full read (no delta state) in all mode lists an unchanged group only with
+    findings (the module's unchanged_groups: findings): corp's copy of NESTED resolves every
+    member, so it is not listed. The report still counts it in scope, as the delta run does."""
+    gids = tenant[1]["gids"]
+    rc, out, report = play("drift_report.yml")
+    assert rc == 0, out[-4000:]
+    in_scope = {d["name"]: d["entra"]["groups_in_scope"] for d in report["domains"]}
+    assert all(d["incremental"] for d in report["domains"]), report["domains"]
+
+    rc, out, report = play("drift_report.yml", cloudsync_state_dir="")
+    assert rc == 0, out[-4000:]
+    assert report["has_drift"] is False
+    for d in report["domains"]:
+        assert d["incremental"] is None
+        assert d["entra"]["groups_in_scope"] == in_scope[d["name"]], (d["name"], in_scope)
+        assert d["unchanged_groups"] + d["summary"].get("skipped", 0) == d["entra"]["groups_in_scope"], d["summary"]
+    assert _group(_domain(report, "corp"), gids[NESTED]) is None
+
+
+def test_domain_options_reach_the_writeback(play):
+    """A domain's ad_timeout, ad_page_size, ad_write_connections and unchanged_groups (host
+    variables cloudsync_*) are the writeback's options: its invocation (printed at -vvv) has them,
+    and with unchanged_groups: all it lists every group."""
+    rc, out, report = play("drift_report.yml", "-vvv", cloudsync_state_dir="", cloudsync_ad_timeout=45,
+                           cloudsync_ad_page_size=500, cloudsync_ad_write_connections=1, cloudsync_unchanged_groups="all")
+    assert rc == 0, out[-4000:]
+    assert report["has_drift"] is False
+    invocations = list(re.finditer(r'"ad_write_connections": (\d+)', out))
+    assert len(invocations) == 2 and {m.group(1) for m in invocations} == {"1"}, out[-4000:]
+    for option in ('"ad_timeout": 45', '"ad_page_size": 500', '"unchanged_groups": "all"', '"unchanged_not_listed": 0'):
+        assert out.count(option) >= 2, option
+    # the module's defaults otherwise
+    rc, out, report = play("drift_report.yml", "-vvv", cloudsync_state_dir="")
+    assert rc == 0, out[-4000:]
+    assert {m.group(1) for m in re.finditer(r'"ad_write_connections": (\d+)', out)} == {"2"}
+    assert '"unchanged_groups": null' in out
+
+
 def test_drift_after_manual_change_in_ad(play, sandbox, tenant):
     facts = tenant[1]
     gids = facts["gids"]
