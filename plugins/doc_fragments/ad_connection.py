@@ -84,9 +84,11 @@ options:
     description:
       - Seconds to wait for a domain controller to accept a connection or answer a request.
       - A write that is not answered in time stops the run (the next run finds what was written and completes the rest).
-        Member values are written 5,000 to a request; on the project's Samba DC holding 200,000 users, adding the fourth
-        5,000 members to a group of 23,000 was not answered within 60 seconds. Raise it for the first run of a tenant with groups
-        of tens of thousands of members.
+        Member values are written 5,000 to a request. On the project's Samba DC holding 200,000 users, one such add (the fourth
+        to a group of 23,000) was once not answered within 60 seconds, in the middle of a first run writing 1.2 million
+        members; on the same DC at rest a 5,000-value add took 2.2 to 2.7 seconds whatever the group's size (0 to 20,000
+        members, C(benchmarks/member_add_growth.py)). Raise it for the first run of a tenant with many thousands of groups
+        and members.
     type: int
     default: 10
   ad_page_size:
